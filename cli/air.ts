@@ -1,0 +1,276 @@
+#!/usr/bin/env node
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { parseRunConfig, type RunConfig } from '../job/config.js';
+import { runJob } from '../job/run-job.js';
+import { AirError, errorMessage } from '../pipeline/errors.js';
+import type { PipelineRun } from '../pipeline/run.js';
+import { mergeConfig, readConfigFile } from './config-file.js';
+import { ProgressReporter } from './progress.js';
+import { summaryLines } from './summary.js';
+
+export const EXIT = { ok: 0, failure: 1, usage: 2, sigint: 130, sigterm: 143 } as const;
+
+export interface CliIO {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+  /** Whether stderr is a terminal (live progress table) or not (periodic log lines). */
+  isTTY: boolean;
+}
+
+const defaultIO: CliIO = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+  isTTY: process.stderr.isTTY === true,
+};
+
+interface RunFlags {
+  input?: string[];
+  output?: string;
+  config?: string;
+  textColumn?: string;
+  idColumn?: string;
+  meta?: string[];
+  minWords?: number;
+  maxWords?: number;
+  partRows?: number;
+  partMb?: number;
+  compression?: string;
+  rowGroupRows?: number;
+  queueCapacity?: number;
+  graceSeconds?: number;
+  duckdbThreads?: number;
+  duckdbMemoryMb?: number;
+  progress?: string;
+  progressInterval?: number;
+}
+
+/** Runs the CLI; resolves to the process exit code instead of exiting, so tests can call it. */
+export async function main(argv: readonly string[], io: CliIO = defaultIO): Promise<number> {
+  let exitCode: number = EXIT.ok;
+  const program = new Command('air')
+    .description('Turn web-crawl Parquet shards into complex-instruction training data (AIR method).')
+    .version(await packageVersion(), '-V, --version')
+    .showHelpAfterError('(run with --help for usage)')
+    .exitOverride()
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr });
+
+  program
+    .command('run')
+    .description('Run the job: read Parquet shards, apply the operators, write Parquet part files.')
+    .option('-i, --input <path...>', 'Parquet file(s), folder(s) or glob(s) to read')
+    .option('-o, --output <dir>', 'output folder (part-*.parquet and ledger.json)')
+    .option('-c, --config <file>', 'JSON or YAML config file; flags override its values')
+    .option('--text-column <name>', 'input column with the document text (default: text)')
+    .option(
+      '--id-column <name>',
+      'input column with the document id (default: id if present, else <shard>#<row>)',
+    )
+    .option('--meta <columns>', 'comma-separated columns to pass through, a.b for struct fields', commaList)
+    .option('--min-words <n>', 'drop documents with fewer words (default: 50)', integerArg)
+    .option('--max-words <n>', 'drop documents with more words (default: 2048)', integerArg)
+    .option('--part-rows <n>', 'rows per output part file (default: 100000)', integerArg)
+    .option('--part-mb <n>', 'MB of text per output part file (default: 128)', numberArg)
+    .addOption(
+      new Option('--compression <codec>', 'Parquet compression of the output (default: zstd)').choices([
+        'zstd',
+        'snappy',
+        'gzip',
+        'brotli',
+        'lz4_raw',
+        'uncompressed',
+      ]),
+    )
+    .option('--row-group-rows <n>', 'rows per row group in the output (default: 20000)', integerArg)
+    .option('--queue-capacity <n>', 'records buffered between two stages (default: 256)', integerArg)
+    .option('--grace-seconds <n>', 'time in-flight records get after Ctrl-C/SIGTERM (default: 30)', numberArg)
+    .option('--duckdb-threads <n>', 'threads for Parquet decoding/encoding (default: 2)', integerArg)
+    .option('--duckdb-memory-mb <n>', 'memory limit of the Parquet engine (default: 512)', integerArg)
+    .addOption(
+      new Option('--progress <mode>', 'progress display (default: auto)').choices([
+        'auto',
+        'tty',
+        'log',
+        'off',
+      ]),
+    )
+    .option('--progress-interval <seconds>', 'seconds between progress log lines (default: 5)', numberArg)
+    .addHelpText(
+      'after',
+      `
+Exit codes: 0 success, 1 failure (bad input, unbalanced ledger), 2 usage or config error,
+130/143 interrupted by SIGINT/SIGTERM (rows committed before the stop are kept).
+
+Example:
+  air run --input ../shared/data/web --output out/ --min-words 50 --max-words 2048`,
+    )
+    .action(async (flags: RunFlags) => {
+      exitCode = await runCommand(flags, io);
+    });
+
+  try {
+    await program.parseAsync(argv as string[], { from: 'user' });
+  } catch (error) {
+    if (error instanceof CommanderError) {
+      // --help and --version exit through here with code 0.
+      return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    }
+    io.stderr(`air: ${errorMessage(error)}\n`);
+    return EXIT.failure;
+  }
+  if (argv.length === 0) {
+    program.outputHelp();
+    return EXIT.usage;
+  }
+  return exitCode;
+}
+
+async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
+  let config: RunConfig;
+  try {
+    config = await loadConfig(flags);
+  } catch (error) {
+    io.stderr(`air: ${errorMessage(error)}\n`);
+    return EXIT.usage;
+  }
+
+  const stop = new AbortController();
+  let stopSignal: NodeJS.Signals | undefined;
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (stopSignal !== undefined) {
+      io.stderr(
+        `\nair: second ${signal}: quitting now; rows not yet committed are lost (committed part files are kept)\n`,
+      );
+      process.exit(signal === 'SIGINT' ? EXIT.sigint : EXIT.sigterm);
+    }
+    stopSignal = signal;
+    io.stderr(
+      `\nair: ${signal} received: reading no new input, finishing in-flight records ` +
+        `(up to ${config.engine.graceSeconds}s), then writing what is done. Send it again to quit at once.\n`,
+    );
+    stop.abort();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  const mode = config.progress === 'auto' ? (io.isTTY ? 'tty' : 'log') : config.progress;
+  let timer: NodeJS.Timeout | undefined;
+  let reporter: ProgressReporter | undefined;
+  let run: PipelineRun | undefined;
+  try {
+    const result = await runJob(config, {
+      signal: stop.signal,
+      log: (line) => io.stderr(`air: ${line}\n`),
+      onStart: (started) => {
+        run = started;
+        if (mode === 'off') return;
+        reporter = new ProgressReporter(mode, io.stderr);
+        const intervalMs = mode === 'tty' ? 500 : config.progressIntervalSeconds * 1000;
+        timer = setInterval(() => reporter!.update(started.snapshot()), intervalMs);
+        timer.unref();
+      },
+    });
+    if (timer !== undefined) clearInterval(timer);
+    if (reporter !== undefined && run !== undefined) reporter.finish(run.snapshot());
+    for (const line of summaryLines(result.report, config.output)) io.stderr(`${line}\n`);
+    io.stderr(`ledger: ${result.ledgerFile}\n`);
+    if (result.report.status === 'failed') return EXIT.failure;
+    if (result.report.status === 'interrupted') return stopSignal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+    return EXIT.ok;
+  } catch (error) {
+    io.stderr(`air: ${errorMessage(error)}\n`);
+    return error instanceof AirError && (error.code === 'AIR_USAGE' || error.code === 'AIR_CONFIG_INVALID')
+      ? EXIT.usage
+      : EXIT.failure;
+  } finally {
+    if (timer !== undefined) clearInterval(timer);
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}
+
+/** Config file first, then flags on top; validated once, with errors naming the bad key. */
+async function loadConfig(flags: RunFlags): Promise<RunConfig> {
+  const fromFile = flags.config === undefined ? {} : await readConfigFile(flags.config);
+  const fromFlags = {
+    input: flags.input,
+    output: flags.output,
+    source: { textColumn: flags.textColumn, idColumn: flags.idColumn, metaColumns: flags.meta },
+    filter: { minWords: flags.minWords, maxWords: flags.maxWords },
+    writer: {
+      partRows: flags.partRows,
+      partMB: flags.partMb,
+      compression: flags.compression,
+      rowGroupRows: flags.rowGroupRows,
+    },
+    engine: {
+      queueCapacity: flags.queueCapacity,
+      graceSeconds: flags.graceSeconds,
+      duckdbThreads: flags.duckdbThreads,
+      duckdbMemoryMB: flags.duckdbMemoryMb,
+    },
+    progress: flags.progress,
+    progressIntervalSeconds: flags.progressInterval,
+  };
+  const merged = mergeConfig(fromFile, fromFlags);
+  if (merged.input === undefined)
+    throw new AirError('AIR_USAGE', 'no input: pass --input <path> or set "input" in --config');
+  if (merged.output === undefined) {
+    throw new AirError('AIR_USAGE', 'no output folder: pass --output <dir> or set "output" in --config');
+  }
+  return parseRunConfig(merged, flags.config ?? 'flags');
+}
+
+function integerArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
+  return n;
+}
+
+function numberArg(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a non-negative number');
+  return n;
+}
+
+function commaList(value: string): string[] {
+  return value
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+}
+
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises');
+  const url = new URL('../../package.json', import.meta.url);
+  const fallback = new URL('../package.json', import.meta.url);
+  for (const candidate of [url, fallback]) {
+    try {
+      return (JSON.parse(await readFile(candidate, 'utf8')) as { version: string }).version;
+    } catch {
+      // try the next location: compiled (dist/cli) and source (cli) sit at different depths
+    }
+  }
+  return '0.0.0';
+}
+
+/** True when this module is the process entry point (also through npm's bin symlink). */
+function isEntryPoint(): boolean {
+  const entry = process.argv[1];
+  if (entry === undefined) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isEntryPoint()) {
+  // `air run --help | head` closes the pipe early: that is not an error worth a stack trace.
+  process.stdout.on('error', (error: NodeJS.ErrnoException) => {
+    if (error.code === 'EPIPE') process.exit(EXIT.ok);
+    throw error;
+  });
+  process.exitCode = await main(process.argv.slice(2));
+}

@@ -1,0 +1,313 @@
+import { JSDuckDBValueConverter, type DuckDBConnection, type DuckDBInstance } from '@duckdb/node-api';
+import type { Document, MetaColumnType, MetaValue } from '../../schemas/documents.js';
+import { t } from '../../schemas/types.js';
+import { ParquetInputError } from '../errors.js';
+import type { Ledger } from '../ledger.js';
+import type { Envelope, Source } from '../source.js';
+import { sqlIdent, sqlString } from './duckdb.js';
+import { classifyReadError, inspectParquet, type ParquetFooter } from './parquet-inspect.js';
+import type { Shard } from './shards.js';
+
+export interface ParquetSourceOptions {
+  readonly shards: readonly Shard[];
+  /** Column holding the document text (string). */
+  readonly textColumn: string;
+  /**
+   * Column holding a document id. `undefined`: use `id` when the shard has it; otherwise, and for null ids,
+   * the id is `<shard label>#<row>`. A named column that a shard lacks is an error.
+   */
+  readonly idColumn?: string;
+  /** Scalar columns passed through to the output; `a.b` reads field b of struct column a (output name b). */
+  readonly metaColumns: readonly string[];
+  /** Read BINARY columns without a string annotation as text. */
+  readonly binaryAsString?: boolean;
+}
+
+interface PlannedShard {
+  readonly shard: Shard;
+  readonly footer: ParquetFooter;
+  readonly idExpr: string | undefined;
+  /** SQL expression per meta column, or undefined where this shard lacks it (values are null). */
+  readonly metaExprs: ReadonlyArray<string | undefined>;
+}
+
+/**
+ * Streams documents from Parquet shards through DuckDB, one chunk (2,048 rows) at a time, so neither a
+ * whole file nor a whole row group is held in memory. Every footer is checked before the first row is read:
+ * a bad shard fails the run at once, before any work is spent on the others.
+ */
+export class ParquetSource implements Source<Document> {
+  readonly name = 'read';
+  private plan: PlannedShard[] | undefined;
+  private metaTypes: Record<string, MetaColumnType> = {};
+  private conn: DuckDBConnection | undefined;
+
+  constructor(
+    private readonly db: DuckDBInstance,
+    private readonly options: ParquetSourceOptions,
+  ) {}
+
+  /** Checks every shard's footer and columns; idempotent. */
+  async prepare(): Promise<void> {
+    if (this.plan !== undefined) return;
+    this.conn ??= await this.db.connect();
+    const plan: PlannedShard[] = [];
+    for (const shard of this.options.shards) {
+      const footer = await inspectParquet(this.conn, shard.path, this.options.binaryAsString ?? false);
+      plan.push(this.planShard(shard, footer));
+    }
+    this.plan = plan;
+  }
+
+  /**
+   * Output types of the pass-through columns, consistent across all shards, in the order given. A column
+   * no shard has is left out (its values would all be null).
+   */
+  async metaColumnTypes(): Promise<Record<string, MetaColumnType>> {
+    await this.prepare();
+    const ordered: Record<string, MetaColumnType> = {};
+    for (const name of metaOutputNames(this.options.metaColumns)) {
+      const type = this.metaTypes[name];
+      if (type !== undefined) ordered[name] = type;
+    }
+    return ordered;
+  }
+
+  async expectedRows(): Promise<number> {
+    await this.prepare();
+    return this.plan!.reduce((sum, p) => sum + p.footer.rows, 0);
+  }
+
+  async *read(ledger: Ledger, signal: AbortSignal): AsyncIterable<Envelope<Document>> {
+    await this.prepare();
+    for (const planned of this.plan!) {
+      if (signal.aborted) return;
+      ledger.shard(planned.shard.label);
+      yield* this.readShard(planned, ledger, signal);
+    }
+  }
+
+  close(): void {
+    this.conn?.closeSync();
+    this.conn = undefined;
+  }
+
+  private async *readShard(
+    planned: PlannedShard,
+    ledger: Ledger,
+    signal: AbortSignal,
+  ): AsyncIterable<Envelope<Document>> {
+    const { shard, footer } = planned;
+    const metaNames = metaOutputNames(this.options.metaColumns);
+    const select = [
+      `${sqlIdent(this.options.textColumn)} AS __text`,
+      planned.idExpr === undefined ? 'NULL::VARCHAR AS __id' : `${planned.idExpr}::VARCHAR AS __id`,
+      'file_row_number AS __row',
+      ...planned.metaExprs.map((expr, i) => `${expr ?? 'NULL'} AS ${sqlIdent(`__meta_${i}`)}`),
+    ];
+    const sql =
+      `SELECT ${select.join(', ')} FROM read_parquet(${sqlString(shard.path)}, file_row_number=true, ` +
+      `binary_as_string=${this.options.binaryAsString ?? false})`;
+    let nextRow = 0;
+    try {
+      const result = await this.conn!.stream(sql);
+      for (;;) {
+        if (signal.aborted) return;
+        const chunk = await result.fetchChunk();
+        if (chunk === null || chunk.rowCount === 0) break;
+        const columns = chunk.convertColumns(JSDuckDBValueConverter);
+        const [texts, ids, rows] = columns as [unknown[], unknown[], unknown[]];
+        for (let i = 0; i < chunk.rowCount; i++) {
+          const row = Number(rows[i]);
+          nextRow = row + 1;
+          const ticket = ledger.read(shard.label, row);
+          const text = texts[i];
+          if (typeof text !== 'string') {
+            ledger.dropped(ticket, this.name, 'null_text');
+            continue;
+          }
+          if (text.trim().length === 0) {
+            ledger.dropped(ticket, this.name, 'empty_text');
+            continue;
+          }
+          const meta: Record<string, MetaValue> = {};
+          for (let m = 0; m < metaNames.length; m++) {
+            const name = metaNames[m]!;
+            if (name in this.metaTypes) meta[name] = toMetaValue(columns[3 + m]![i]);
+          }
+          const id = ids[i];
+          const doc: Document = {
+            id: typeof id === 'string' && id.length > 0 ? id : `${shard.label}#${row}`,
+            text,
+            sourceFile: shard.label,
+            sourceRow: row,
+            meta,
+          };
+          yield { ticket, value: doc };
+        }
+      }
+    } catch (error) {
+      throw classifyReadError(shard.path, error, rowGroupOf(footer, nextRow));
+    }
+  }
+
+  private planShard(shard: Shard, footer: ParquetFooter): PlannedShard {
+    const types = new Map(footer.columns.map((c) => [c.name, c.type]));
+    const { textColumn, idColumn } = this.options;
+    const textType = types.get(textColumn);
+    if (textType === undefined) {
+      throw new ParquetInputError(
+        'AIR_PARQUET_MISSING_COLUMN',
+        shard.path,
+        `no text column "${textColumn}" (columns: ${[...types.keys()].join(', ')}); set source.textColumn`,
+      );
+    }
+    if (textType !== 'VARCHAR') {
+      const hint =
+        textType === 'BLOB'
+          ? '; if it holds UTF-8 text without a string annotation, set source.binaryAsString'
+          : '';
+      throw new ParquetInputError(
+        'AIR_PARQUET_COLUMN_TYPE',
+        shard.path,
+        `text column "${textColumn}" has type ${textType}, expected a string column${hint}`,
+      );
+    }
+    let idExpr: string | undefined;
+    if (idColumn !== undefined) {
+      if (!types.has(idColumn)) {
+        throw new ParquetInputError(
+          'AIR_PARQUET_MISSING_COLUMN',
+          shard.path,
+          `no id column "${idColumn}" (columns: ${[...types.keys()].join(', ')})`,
+        );
+      }
+      idExpr = sqlIdent(idColumn);
+    } else if (types.has('id')) {
+      idExpr = sqlIdent('id');
+    }
+    // Specs with the same output name are alternatives (e.g. `url` and `metadata.url` across FineWeb and
+    // Dolma shards): the first one this shard has wins.
+    const metaExprs = metaOutputNames(this.options.metaColumns).map((outName) => {
+      for (const spec of this.options.metaColumns) {
+        if (outputName(spec) !== outName) continue;
+        const expr = this.planMeta(shard, types, spec);
+        if (expr !== undefined) return expr;
+      }
+      return undefined;
+    });
+    return { shard, footer, idExpr, metaExprs };
+  }
+
+  /** Resolves one pass-through column for a shard and checks its type agrees with the other shards. */
+  private planMeta(shard: Shard, types: Map<string, string>, spec: string): string | undefined {
+    const [top, ...path] = spec.split('.');
+    const outName = outputName(spec);
+    const topType = types.get(top!);
+    if (topType === undefined) return undefined;
+    const type = path.length === 0 ? topType : structFieldType(topType, path);
+    if (type === undefined) return undefined;
+    const mapped = metaTypeOf(type);
+    if (mapped === undefined) {
+      throw new ParquetInputError(
+        'AIR_PARQUET_COLUMN_TYPE',
+        shard.path,
+        `pass-through column "${spec}" has type ${type}; only scalar columns (text, numbers, booleans, timestamps) pass through`,
+      );
+    }
+    const known = this.metaTypes[outName];
+    if (known !== undefined && known.kind !== mapped.kind) {
+      throw new ParquetInputError(
+        'AIR_PARQUET_COLUMN_TYPE',
+        shard.path,
+        `pass-through column "${spec}" is ${mapped.kind} here but ${known.kind} in an earlier shard`,
+      );
+    }
+    this.metaTypes[outName] = mapped;
+    return [top!, ...path].map(sqlIdent).join('.');
+  }
+}
+
+/** `metadata.url` is written as column `url`. */
+function outputName(spec: string): string {
+  const dot = spec.lastIndexOf('.');
+  return dot < 0 ? spec : spec.slice(dot + 1);
+}
+
+function metaOutputNames(specs: readonly string[]): string[] {
+  return [...new Set(specs.map(outputName))];
+}
+
+function rowGroupOf(footer: ParquetFooter, row: number): number | undefined {
+  let end = 0;
+  for (let g = 0; g < footer.rowGroups.length; g++) {
+    end += footer.rowGroups[g]!;
+    if (row < end) return g;
+  }
+  return undefined;
+}
+
+/** The type of a (possibly nested) struct field, from DuckDB's STRUCT(a T, "b" U, ...) notation. */
+function structFieldType(type: string, path: readonly string[]): string | undefined {
+  let current = type;
+  for (const field of path) {
+    const fields = parseStruct(current);
+    const next = fields?.get(field);
+    if (next === undefined) return undefined;
+    current = next;
+  }
+  return current;
+}
+
+function parseStruct(type: string): Map<string, string> | undefined {
+  if (!type.startsWith('STRUCT(') || !type.endsWith(')')) return undefined;
+  const body = type.slice('STRUCT('.length, -1);
+  const fields = new Map<string, string>();
+  let depth = 0;
+  let start = 0;
+  const parts: string[] = [];
+  for (let i = 0; i < body.length; i++) {
+    const ch = body[i];
+    if (ch === '(') depth++;
+    else if (ch === ')') depth--;
+    else if (ch === ',' && depth === 0) {
+      parts.push(body.slice(start, i));
+      start = i + 1;
+    }
+  }
+  parts.push(body.slice(start));
+  for (const part of parts) {
+    const m = /^\s*("(?:[^"]|"")*"|\S+)\s+(.*)$/.exec(part);
+    if (m === null) continue;
+    const name = m[1]!.startsWith('"') ? m[1]!.slice(1, -1).replaceAll('""', '"') : m[1]!;
+    fields.set(name, m[2]!.trim());
+  }
+  return fields;
+}
+
+function metaTypeOf(duckType: string): MetaColumnType | undefined {
+  const nullable = t.nullable;
+  if (duckType === 'VARCHAR') return nullable(t.string());
+  if (/^(TINYINT|SMALLINT|INTEGER|BIGINT|UTINYINT|USMALLINT|UINTEGER|UBIGINT|HUGEINT)$/.test(duckType)) {
+    return nullable(t.int64());
+  }
+  if (/^(FLOAT|DOUBLE|DECIMAL.*)$/.test(duckType)) return nullable(t.float64());
+  if (duckType === 'BOOLEAN') return nullable(t.bool());
+  if (/^(DATE|TIMESTAMP.*)$/.test(duckType)) return nullable(t.timestamp());
+  return undefined;
+}
+
+function toMetaValue(value: unknown): MetaValue {
+  if (value === undefined || value === null) return null;
+  if (
+    typeof value === 'string' ||
+    typeof value === 'number' ||
+    typeof value === 'bigint' ||
+    typeof value === 'boolean' ||
+    value instanceof Date
+  ) {
+    return value;
+  }
+  // Scalars only reach here (checked at plan time); anything else is a bug worth a loud message.
+  throw new Error(`unexpected pass-through value of type ${typeof value}`);
+}

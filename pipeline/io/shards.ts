@@ -1,0 +1,63 @@
+import { realpath, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { glob, isDynamicPattern } from 'tinyglobby';
+import { AirError } from '../errors.js';
+
+export interface Shard {
+  /** Absolute path, for reading. */
+  readonly path: string;
+  /** Path relative to the input root: stable across machines, used in ids and the ledger. */
+  readonly label: string;
+  readonly size: number;
+}
+
+/**
+ * Turns `--input` values (files, folders, globs) into a sorted, de-duplicated list of Parquet shards.
+ * A folder means every `*.parquet` below it. Order is by label, so ids and part files are reproducible.
+ */
+export async function resolveShards(inputs: readonly string[]): Promise<Shard[]> {
+  const found = new Map<string, Shard>();
+  for (const input of inputs) {
+    for (const shard of await resolveOne(input)) {
+      const real = await realpath(shard.path);
+      if (!found.has(real)) found.set(real, shard);
+    }
+  }
+  return [...found.values()].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+}
+
+async function resolveOne(input: string): Promise<Shard[]> {
+  if (isDynamicPattern(input)) {
+    const base = globBase(input);
+    const files = await glob(input, { absolute: true, onlyFiles: true, dot: false });
+    if (files.length === 0)
+      throw new AirError('AIR_INPUT_NOT_FOUND', `${input}: the pattern matches no file`);
+    return Promise.all(files.map((f) => shardAt(f, path.relative(path.resolve(base), f))));
+  }
+  const info = await stat(input).catch(() => undefined);
+  if (info === undefined) throw new AirError('AIR_INPUT_NOT_FOUND', `${input}: no such file or folder`);
+  if (info.isDirectory()) {
+    const files = await glob('**/*.parquet', { cwd: input, absolute: true, onlyFiles: true });
+    if (files.length === 0) {
+      throw new AirError('AIR_INPUT_NOT_FOUND', `${input}: the folder holds no *.parquet file`);
+    }
+    return Promise.all(files.map((f) => shardAt(f, path.relative(path.resolve(input), f))));
+  }
+  return [await shardAt(path.resolve(input), path.basename(input))];
+}
+
+async function shardAt(file: string, label: string): Promise<Shard> {
+  const info = await stat(file);
+  return { path: file, label: label.split(path.sep).join('/'), size: info.size };
+}
+
+/** The fixed leading folders of a glob, e.g. `data/web` for `data/web/**\/*.parquet`. */
+function globBase(pattern: string): string {
+  const parts = pattern.split('/');
+  const fixed: string[] = [];
+  for (const part of parts) {
+    if (isDynamicPattern(part)) break;
+    fixed.push(part);
+  }
+  return fixed.length === 0 ? '.' : fixed.join('/') || '/';
+}

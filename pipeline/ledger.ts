@@ -1,0 +1,166 @@
+import { LedgerError } from './errors.js';
+import { increment, sumValues } from './stats.js';
+
+/**
+ * Where every input record ended: written, dropped with a reason, or failed with an error kind.
+ *
+ * The source opens one Ticket per input row; the ticket travels with every record derived from that row.
+ * A record that fans out into k records adds k-1 live descendants; each descendant ends exactly once
+ * (written, dropped or failed). When the last one ends, the input row is settled: written if any descendant
+ * was written, else failed if any failed, else dropped. Only tickets in flight are held, so memory is
+ * bounded by the pipeline's buffers, not by the input size.
+ */
+export interface ShardTally {
+  shard: string;
+  /** Input rows read from the shard. */
+  read: number;
+  /** Input rows with at least one output row written. */
+  written: number;
+  /** Output rows written (one input can yield several). */
+  rowsWritten: number;
+  /** Input rows dropped, by "stage:reason". */
+  dropped: Record<string, number>;
+  /** Input rows failed, by "stage:kind". */
+  failed: Record<string, number>;
+  /** Input rows still in flight when a run was interrupted past its grace period. */
+  abandoned: number;
+}
+
+export interface Ticket {
+  readonly tally: ShardTally;
+  readonly row: number;
+  live: number;
+  written: number;
+  lastDrop: string | undefined;
+  lastFailure: string | undefined;
+}
+
+export interface FailureSample {
+  shard: string;
+  row: number;
+  stage: string;
+  kind: string;
+  message: string;
+}
+
+const MAX_FAILURE_SAMPLES = 50;
+
+export class Ledger {
+  private readonly shards = new Map<string, ShardTally>();
+  private readonly open = new Set<Ticket>();
+  readonly failureSamples: FailureSample[] = [];
+
+  shard(shard: string): ShardTally {
+    let tally = this.shards.get(shard);
+    if (tally === undefined) {
+      tally = { shard, read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
+      this.shards.set(shard, tally);
+    }
+    return tally;
+  }
+
+  /** A row was read from a shard; the returned ticket must travel with it. */
+  read(shard: string, row: number): Ticket {
+    const tally = this.shard(shard);
+    tally.read += 1;
+    const ticket: Ticket = { tally, row, live: 1, written: 0, lastDrop: undefined, lastFailure: undefined };
+    this.open.add(ticket);
+    return ticket;
+  }
+
+  /** One live record became `count` records (count 0 is a drop and must go through `dropped`). */
+  fanOut(ticket: Ticket, count: number): void {
+    if (count < 1) throw new LedgerError(`fan-out of ${count} records for row ${ticket.row}: use dropped()`);
+    this.assertOpen(ticket, 'fan-out');
+    ticket.live += count - 1;
+  }
+
+  dropped(ticket: Ticket, stage: string, reason: string): void {
+    ticket.lastDrop = `${stage}:${reason}`;
+    this.end(ticket, 'drop');
+  }
+
+  failed(ticket: Ticket, stage: string, kind: string, message: string): void {
+    ticket.lastFailure = `${stage}:${kind}`;
+    if (this.failureSamples.length < MAX_FAILURE_SAMPLES) {
+      this.failureSamples.push({ shard: ticket.tally.shard, row: ticket.row, stage, kind, message });
+    }
+    this.end(ticket, 'fail');
+  }
+
+  written(ticket: Ticket): void {
+    ticket.written += 1;
+    ticket.tally.rowsWritten += 1;
+    this.end(ticket, 'write');
+  }
+
+  /** Records still in flight (for progress and for interrupted runs). */
+  get inFlight(): number {
+    return this.open.size;
+  }
+
+  /** Settles every open ticket as abandoned: only for a run stopped past its grace period. */
+  abandonOpen(): number {
+    const n = this.open.size;
+    for (const ticket of this.open) ticket.tally.abandoned += 1;
+    this.open.clear();
+    return n;
+  }
+
+  tallies(): ShardTally[] {
+    return [...this.shards.values()];
+  }
+
+  totals(): Omit<ShardTally, 'shard'> {
+    const total: Omit<ShardTally, 'shard'> = {
+      read: 0,
+      written: 0,
+      rowsWritten: 0,
+      dropped: {},
+      failed: {},
+      abandoned: 0,
+    };
+    for (const t of this.shards.values()) {
+      total.read += t.read;
+      total.written += t.written;
+      total.rowsWritten += t.rowsWritten;
+      total.abandoned += t.abandoned;
+      for (const [k, v] of Object.entries(t.dropped)) increment(total.dropped, k, v);
+      for (const [k, v] of Object.entries(t.failed)) increment(total.failed, k, v);
+    }
+    return total;
+  }
+
+  /** Throws LedgerError unless every row read is accounted for exactly once. */
+  assertBalanced(): void {
+    if (this.open.size > 0) {
+      throw new LedgerError(`${this.open.size} records are still in flight at the end of the run`);
+    }
+    for (const t of this.shards.values()) {
+      const settled = t.written + sumValues(t.dropped) + sumValues(t.failed) + t.abandoned;
+      if (settled !== t.read) {
+        throw new LedgerError(
+          `${t.shard}: read ${t.read} rows but accounted for ${settled} ` +
+            `(written ${t.written}, dropped ${sumValues(t.dropped)}, failed ${sumValues(t.failed)}, abandoned ${t.abandoned})`,
+        );
+      }
+    }
+  }
+
+  private end(ticket: Ticket, how: 'drop' | 'fail' | 'write'): void {
+    this.assertOpen(ticket, how);
+    ticket.live -= 1;
+    if (ticket.live > 0) return;
+    this.open.delete(ticket);
+    const tally = ticket.tally;
+    if (ticket.written > 0) tally.written += 1;
+    else if (ticket.lastFailure !== undefined) increment(tally.failed, ticket.lastFailure);
+    else increment(tally.dropped, ticket.lastDrop ?? 'unknown');
+  }
+
+  private assertOpen(ticket: Ticket, what: string): void {
+    if (ticket.live <= 0 || !this.open.has(ticket)) {
+      throw new LedgerError(`${what} on settled row ${ticket.row} of ${ticket.tally.shard}: counted twice`);
+    }
+  }
+}

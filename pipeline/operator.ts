@@ -1,0 +1,58 @@
+/**
+ * The contract between the engine and an operator. An operator sees plain values, never Parquet, HTTP or
+ * the ledger: for each input it returns an Outcome (emit zero or more values, or drop with a reason), or
+ * throws, and the engine records a failure with the error's kind. Operators count whatever else they want
+ * through `ctx.count`.
+ */
+export type Outcome<O> =
+  | { readonly kind: 'emit'; readonly values: readonly O[] }
+  | { readonly kind: 'drop'; readonly reason: string }
+  | { readonly kind: 'fail'; readonly error: unknown };
+
+export function emit<O>(...values: O[]): Outcome<O> {
+  return { kind: 'emit', values };
+}
+
+export function drop(reason: string): Outcome<never> {
+  return { kind: 'drop', reason };
+}
+
+export function fail(error: unknown): Outcome<never> {
+  return { kind: 'fail', error };
+}
+
+export interface OperatorContext {
+  /** Aborted when the run is cancelled hard (after the grace period); long calls should honour it. */
+  readonly signal: AbortSignal;
+  /** Adds to one of this stage's own counters (datatrove's stat_update). */
+  count(name: string, value?: number): void;
+}
+
+interface OperatorBase {
+  /** Unique within a pipeline; used in stats, ledger reasons and progress lines. */
+  readonly name: string;
+  /** How many calls of process/processBatch may be in flight at once (default 1). */
+  readonly concurrency?: number;
+  /** Releases resources (worker pools, connections) when the run ends, successfully or not. */
+  close?(): Promise<void> | void;
+}
+
+/** Handles one record at a time (up to `concurrency` at once). */
+export interface RecordOperator<I, O> extends OperatorBase {
+  process(input: I, ctx: OperatorContext): Promise<Outcome<O>> | Outcome<O>;
+}
+
+/**
+ * Handles records in batches of up to `batchSize` (for work shipped to a worker pool); must return one
+ * Outcome per input, in input order.
+ */
+export interface BatchOperator<I, O> extends OperatorBase {
+  readonly batchSize: number;
+  processBatch(inputs: readonly I[], ctx: OperatorContext): Promise<Array<Outcome<O>>>;
+}
+
+export type Operator<I, O> = RecordOperator<I, O> | BatchOperator<I, O>;
+
+export function isBatchOperator<I, O>(op: Operator<I, O>): op is BatchOperator<I, O> {
+  return 'processBatch' in op;
+}

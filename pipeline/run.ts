@@ -1,0 +1,383 @@
+import { AirError, LedgerError, errorKind, errorMessage } from './errors.js';
+import { Ledger, type FailureSample, type ShardTally, type Ticket } from './ledger.js';
+import { isBatchOperator, type Operator, type OperatorContext, type Outcome } from './operator.js';
+import { BoundedQueue } from './queue.js';
+import type { Envelope, Sink, Source } from './source.js';
+import { increment, newStageStats, sumValues, type StageStats } from './stats.js';
+
+export interface PipelineOptions {
+  /** Records each inter-stage buffer holds before its producer waits (the high-water mark). */
+  queueCapacity?: number;
+  /** After a stop request, how long in-flight records may take to finish before they are abandoned. */
+  graceMs?: number;
+  /** Aborting it stops reading new input; in-flight work finishes within the grace period. */
+  signal?: AbortSignal;
+  /** One line per noteworthy event (failed records, interruption); defaults to silence. */
+  log?: (line: string) => void;
+}
+
+export type RunStatus = 'completed' | 'interrupted' | 'failed';
+
+export interface RunReport {
+  status: RunStatus;
+  /** The error that failed the run, as one line. */
+  error?: string;
+  errorCode?: string;
+  wallMs: number;
+  stages: StageStats[];
+  shards: ShardTally[];
+  totals: Omit<ShardTally, 'shard'>;
+  failureSamples: FailureSample[];
+}
+
+export interface ProgressSnapshot {
+  elapsedMs: number;
+  expectedRows: number | undefined;
+  stages: StageStats[];
+  queues: number[];
+  inFlight: number;
+  rowsRead: number;
+  rowsWritten: number;
+}
+
+type AnyOperator = Operator<unknown, unknown>;
+
+/** How many failure lines are logged one by one before only the counts are kept. */
+const LOGGED_FAILURES = 20;
+
+class Cancelled extends Error {}
+
+/**
+ * Source → operators → sink, each pair joined by a BoundedQueue. Build it with `pipeline(source)`.
+ */
+export class Pipeline<T> {
+  private readonly source: Source<unknown>;
+  private readonly steps: readonly AnyOperator[];
+
+  constructor(source: Source<unknown>, steps: readonly AnyOperator[]) {
+    this.source = source;
+    this.steps = steps;
+  }
+
+  pipe<O>(op: Operator<T, O>): Pipeline<O> {
+    const names = new Set(this.steps.map((s) => s.name));
+    if (names.has(op.name)) throw new AirError('AIR_USAGE', `two stages are named "${op.name}"`);
+    return new Pipeline<O>(this.source, [...this.steps, op as unknown as AnyOperator]);
+  }
+
+  into(sink: Sink<T>, options: PipelineOptions = {}): PipelineRun {
+    return new PipelineRun(this.source, this.steps, sink as Sink<unknown>, options);
+  }
+}
+
+export function pipeline<T>(source: Source<T>): Pipeline<T> {
+  return new Pipeline<T>(source as Source<unknown>, []);
+}
+
+/** One execution of a pipeline; `snapshot()` may be polled while `run()` is pending. */
+export class PipelineRun {
+  readonly ledger = new Ledger();
+  private readonly stats: StageStats[];
+  private readonly sourceStats: StageStats;
+  private readonly sinkStats: StageStats;
+  private readonly queues: Array<BoundedQueue<Envelope<unknown>>>;
+  private readonly stop = new AbortController();
+  private readonly hardStop = new AbortController();
+  private readonly options: Required<Omit<PipelineOptions, 'signal'>> & { signal?: AbortSignal };
+  private startedAt = 0;
+  private expected: number | undefined;
+  private loggedFailures = 0;
+
+  constructor(
+    private readonly source: Source<unknown>,
+    private readonly steps: readonly AnyOperator[],
+    private readonly sink: Sink<unknown>,
+    options: PipelineOptions,
+  ) {
+    this.options = {
+      queueCapacity: options.queueCapacity ?? 256,
+      graceMs: options.graceMs ?? 30_000,
+      log: options.log ?? (() => {}),
+      signal: options.signal,
+    };
+    this.stats = steps.map((s) => newStageStats(s.name));
+    this.sourceStats = newStageStats(source.name);
+    this.sinkStats = newStageStats(sink.name);
+    this.queues = Array.from(
+      { length: steps.length + 1 },
+      () => new BoundedQueue<Envelope<unknown>>(this.options.queueCapacity),
+    );
+  }
+
+  snapshot(): ProgressSnapshot {
+    const totals = this.ledger.totals();
+    return {
+      elapsedMs: this.startedAt === 0 ? 0 : performance.now() - this.startedAt,
+      expectedRows: this.expected,
+      stages: this.allStages().map((s) => structuredClone(s)),
+      queues: this.queues.map((q) => q.size),
+      inFlight: this.ledger.inFlight,
+      rowsRead: totals.read,
+      rowsWritten: totals.rowsWritten,
+    };
+  }
+
+  /** Highest fill of each inter-stage buffer during the run. */
+  queueHighWater(): number[] {
+    return this.queues.map((q) => q.highWater);
+  }
+
+  async run(): Promise<RunReport> {
+    this.startedAt = performance.now();
+    const external = this.options.signal;
+    const onExternalAbort = (): void => this.requestStop();
+    if (external?.aborted) this.requestStop();
+    external?.addEventListener('abort', onExternalAbort, { once: true });
+
+    let failure: unknown;
+    const fatal = (error: unknown): void => {
+      if (failure === undefined) failure = error;
+      this.stop.abort();
+      for (const q of this.queues) q.fail(new Cancelled());
+    };
+
+    let sinkOpen = false;
+    try {
+      this.expected = await this.source.expectedRows();
+      await this.sink.open((tickets) => this.onCommit(tickets));
+      sinkOpen = true;
+      const tasks = [
+        this.runSource().catch(fatal),
+        ...this.steps.map((op, i) => this.runStage(op, i).catch(fatal)),
+        this.runSink().catch(fatal),
+      ];
+      await Promise.race([Promise.all(tasks), this.hardStopped()]);
+      if (this.hardStop.signal.aborted) {
+        for (const q of this.queues) q.fail(new Cancelled());
+      }
+    } catch (error) {
+      fatal(error);
+    } finally {
+      external?.removeEventListener('abort', onExternalAbort);
+    }
+
+    // Keep what was accepted: commit the sink's pending rows even when the run failed upstream.
+    if (sinkOpen) {
+      try {
+        await this.sink.close();
+      } catch (error) {
+        if (failure === undefined) failure = error;
+        await this.sink.abort?.().catch(() => {});
+      }
+    }
+    await Promise.allSettled([this.source.close?.(), ...this.steps.map((s) => s.close?.())]);
+
+    const interrupted = this.stop.signal.aborted && failure === undefined;
+    const abandoned = this.ledger.abandonOpen();
+    if (abandoned > 0) this.options.log(`${abandoned} records were in flight when the run stopped`);
+    let status: RunStatus = failure !== undefined ? 'failed' : interrupted ? 'interrupted' : 'completed';
+    if (status === 'completed' || status === 'interrupted') {
+      try {
+        this.ledger.assertBalanced();
+        this.assertStagesBalanced(status === 'interrupted');
+      } catch (error) {
+        failure = error;
+        status = 'failed';
+      }
+    }
+    const report: RunReport = {
+      status,
+      wallMs: performance.now() - this.startedAt,
+      stages: this.allStages(),
+      shards: this.ledger.tallies(),
+      totals: this.ledger.totals(),
+      failureSamples: this.ledger.failureSamples,
+    };
+    if (failure !== undefined) {
+      report.error = errorMessage(failure);
+      report.errorCode = errorKind(failure);
+    }
+    return report;
+  }
+
+  /** Stop reading input; in-flight records get `graceMs` to finish, then they are abandoned. */
+  requestStop(): void {
+    if (this.stop.signal.aborted) return;
+    this.stop.abort();
+    const timer = setTimeout(() => this.hardStop.abort(), this.options.graceMs);
+    timer.unref();
+  }
+
+  private hardStopped(): Promise<void> {
+    const signal = this.hardStop.signal;
+    return new Promise((resolve) => {
+      if (signal.aborted) resolve();
+      else signal.addEventListener('abort', () => resolve(), { once: true });
+    });
+  }
+
+  private async runSource(): Promise<void> {
+    const out = this.queues[0]!;
+    try {
+      for await (const envelope of this.source.read(this.ledger, this.stop.signal)) {
+        this.sourceStats.out += 1;
+        await out.push(envelope);
+        if (this.stop.signal.aborted) break;
+      }
+      out.close();
+    } catch (error) {
+      if (!(error instanceof Cancelled)) throw error;
+    }
+  }
+
+  private async runStage(op: AnyOperator, index: number): Promise<void> {
+    const input = this.queues[index]!;
+    const output = this.queues[index + 1]!;
+    const stats = this.stats[index]!;
+    const limit = Math.max(1, op.concurrency ?? 1);
+    const batchSize = isBatchOperator(op) ? Math.max(1, op.batchSize) : 1;
+    const ctx: OperatorContext = {
+      signal: this.hardStop.signal,
+      count: (name, value = 1) => increment(stats.counters, name, value),
+    };
+    const inflight = new Set<Promise<void>>();
+    try {
+      for (;;) {
+        while (inflight.size >= limit) await Promise.race(inflight);
+        const batch = await input.take(batchSize);
+        if (batch === null) break;
+        const task = this.handle(op, stats, ctx, batch, output).finally(() => inflight.delete(task));
+        inflight.add(task);
+      }
+      await Promise.all(inflight);
+      output.close();
+    } catch (error) {
+      if (error instanceof Cancelled) return;
+      throw error;
+    }
+  }
+
+  private async handle(
+    op: AnyOperator,
+    stats: StageStats,
+    ctx: OperatorContext,
+    batch: ReadonlyArray<Envelope<unknown>>,
+    output: BoundedQueue<Envelope<unknown>>,
+  ): Promise<void> {
+    stats.in += batch.length;
+    const started = performance.now();
+    const outcomes = await this.callOperator(op, ctx, batch);
+    stats.busyMs += performance.now() - started;
+    if (this.hardStop.signal.aborted) throw new Cancelled();
+    if (outcomes.length !== batch.length) {
+      throw new LedgerError(
+        `stage ${op.name} returned ${outcomes.length} outcomes for ${batch.length} records`,
+      );
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const { ticket } = batch[i]!;
+      const outcome = outcomes[i]!;
+      if (outcome.kind === 'emit' && outcome.values.length > 0) {
+        stats.passed += 1;
+        stats.out += outcome.values.length;
+        this.ledger.fanOut(ticket, outcome.values.length);
+        for (const value of outcome.values) await output.push({ ticket, value });
+      } else if (outcome.kind === 'fail') {
+        this.recordFailure(stats, ticket, outcome.error);
+      } else {
+        const reason = outcome.kind === 'drop' ? outcome.reason : 'no_output';
+        increment(stats.dropped, reason);
+        this.ledger.dropped(ticket, op.name, reason);
+      }
+    }
+  }
+
+  /** Runs the operator; an exception fails the records it was given, never the run. */
+  private async callOperator(
+    op: AnyOperator,
+    ctx: OperatorContext,
+    batch: ReadonlyArray<Envelope<unknown>>,
+  ): Promise<ReadonlyArray<Outcome<unknown>>> {
+    try {
+      if (isBatchOperator(op))
+        return await op.processBatch(
+          batch.map((e) => e.value),
+          ctx,
+        );
+      return [await op.process(batch[0]!.value, ctx)];
+    } catch (error) {
+      if (error instanceof LedgerError) throw error;
+      return batch.map(() => ({ kind: 'fail', error }) as const);
+    }
+  }
+
+  private async runSink(): Promise<void> {
+    const input = this.queues[this.queues.length - 1]!;
+    try {
+      for (;;) {
+        const batch = await input.take(1);
+        if (batch === null) break;
+        for (const { ticket, value } of batch) {
+          this.sinkStats.in += 1;
+          const started = performance.now();
+          try {
+            await this.sink.write(value, ticket);
+          } catch (error) {
+            // A row that does not fit the output schema fails that record, not the run.
+            if (!(error instanceof AirError && error.code === 'AIR_ROW_INVALID')) throw error;
+            this.recordFailure(this.sinkStats, ticket, error);
+          }
+          this.sinkStats.busyMs += performance.now() - started;
+        }
+      }
+    } catch (error) {
+      if (!(error instanceof Cancelled)) throw error;
+    }
+  }
+
+  /** Source, operators and sink, in order; the source's counts come from the ledger. */
+  private allStages(): StageStats[] {
+    const totals = this.ledger.totals();
+    const source = this.sourceStats;
+    source.in = totals.read;
+    source.passed = source.out;
+    const prefix = `${source.name}:`;
+    source.dropped = {};
+    for (const [key, n] of Object.entries(totals.dropped)) {
+      if (key.startsWith(prefix)) source.dropped[key.slice(prefix.length)] = n;
+    }
+    return [source, ...this.stats, this.sinkStats];
+  }
+
+  private recordFailure(stats: StageStats, ticket: Ticket, error: unknown): void {
+    const kind = errorKind(error);
+    increment(stats.failed, kind);
+    this.ledger.failed(ticket, stats.name, kind, errorMessage(error));
+    if (this.loggedFailures++ < LOGGED_FAILURES) {
+      this.options.log(
+        `record failed: ${ticket.tally.shard} row ${ticket.row}, stage ${stats.name}: ${kind}: ${errorMessage(error)}`,
+      );
+    }
+  }
+
+  private onCommit(tickets: readonly Ticket[]): void {
+    this.sinkStats.out += tickets.length;
+    this.sinkStats.passed += tickets.length;
+    for (const ticket of tickets) this.ledger.written(ticket);
+  }
+
+  private assertStagesBalanced(interrupted: boolean): void {
+    for (const s of this.stats) {
+      const settled = s.passed + sumValues(s.dropped) + sumValues(s.failed);
+      if (settled !== s.in && !interrupted) {
+        throw new LedgerError(`stage ${s.name}: ${s.in} records in but ${settled} settled`);
+      }
+    }
+    const sink = this.sinkStats;
+    if (sink.in !== sink.out + sumValues(sink.failed)) {
+      throw new LedgerError(
+        `sink ${sink.name}: ${sink.in} rows in but ${sink.out} committed and ${sumValues(sink.failed)} failed`,
+      );
+    }
+  }
+}

@@ -47,7 +47,10 @@ export const t = {
     nullable: false,
     fields,
   }),
-  nullable: <C extends ColumnType>(c: C): C & { readonly nullable: true } => ({ ...c, nullable: true }),
+  nullable: <C extends ColumnType>(c: C): Omit<C, 'nullable'> & { readonly nullable: true } => ({
+    ...c,
+    nullable: true,
+  }),
 };
 
 type ValueOf<C> = C extends { kind: 'string' }

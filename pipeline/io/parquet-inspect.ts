@@ -17,6 +17,9 @@ export interface ParquetFooter {
 }
 
 const MAGIC = 'PAR1';
+const ENCRYPTED_MAGIC = 'PARE';
+const ENCRYPTED_DETAIL =
+  'the file is encrypted (Parquet modular encryption); air reads unencrypted files only';
 
 /**
  * Reads a shard's footer: row count, row groups and top-level columns. Fails with one line naming the
@@ -55,6 +58,10 @@ async function checkMagic(file: string): Promise<void> {
     if (size >= 8) await handle.read(tail, 0, 4, size - 4);
     if (size === 0)
       throw new ParquetInputError('AIR_PARQUET_NOT_PARQUET', file, 'not a Parquet file (empty)');
+    // Files with an encrypted footer carry PARE instead of PAR1.
+    if (head.toString('latin1') === ENCRYPTED_MAGIC || tail.toString('latin1') === ENCRYPTED_MAGIC) {
+      throw new ParquetInputError('AIR_PARQUET_ENCRYPTED', file, ENCRYPTED_DETAIL);
+    }
     if (head.toString('latin1') !== MAGIC) {
       throw new ParquetInputError(
         'AIR_PARQUET_NOT_PARQUET',
@@ -82,7 +89,7 @@ export function classifyReadError(file: string, error: unknown, rowGroup?: numbe
   let detail = message;
   if (/encrypted/i.test(message)) {
     code = 'AIR_PARQUET_ENCRYPTED';
-    detail = 'the file is encrypted (Parquet modular encryption); air reads unencrypted files only';
+    detail = ENCRYPTED_DETAIL;
   } else if (/magic bytes|too small to be a Parquet/i.test(message)) {
     code = 'AIR_PARQUET_NOT_PARQUET';
     detail = `not a readable Parquet file (${stripPath(message, file)})`;

@@ -1,0 +1,182 @@
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FINEWEB, SAMPLE, SHARED, scalar, tempDir } from './helpers/duckdb.js';
+import { runAir, startAir } from './helpers/cli.js';
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => ({ dir, cleanup } = await tempDir('air-cli-')));
+afterAll(() => cleanup());
+
+interface LedgerFile {
+  status: string;
+  totals: {
+    read: number;
+    written: number;
+    rowsWritten: number;
+    abandoned: number;
+    dropped: Record<string, number>;
+  };
+  parts: Array<{ file: string; rows: number }>;
+  config: { filter: { minWords: number } };
+}
+
+const readLedger = async (out: string) =>
+  JSON.parse(await readFile(path.join(out, 'ledger.json'), 'utf8')) as LedgerFile;
+const countRows = async (out: string) =>
+  Number(await scalar(`select count(*) from read_parquet('${out}/*.parquet')`));
+
+describe('air CLI: help and usage errors', () => {
+  it('prints help with exit code 0', async () => {
+    const top = await runAir(['--help']);
+    expect(top.code).toBe(0);
+    expect(top.stdout).toMatch(/Usage: air/);
+    expect(top.stdout).toMatch(/run \[options\]/);
+    const run = await runAir(['run', '--help']);
+    expect(run.code).toBe(0);
+    for (const flag of ['--input', '--output', '--config', '--min-words', '--compression', '--progress']) {
+      expect(run.stdout).toContain(flag);
+    }
+  });
+
+  it('exits 2 on an unknown flag, an unknown command, a bad value or a missing input', async () => {
+    for (const args of [
+      ['run', '--bogus'],
+      ['frobnicate'],
+      ['run', '--input', SAMPLE, '--output', dir, '--min-words', 'many'],
+      ['run', '--input', SAMPLE, '--output', dir, '--compression', 'lzo'],
+      ['run', '--output', dir],
+      [],
+    ]) {
+      const result = await runAir(args);
+      expect(result.code, args.join(' ')).toBe(2);
+    }
+  });
+
+  it('names the bad key of a YAML config, and rejects malformed JSON with exit 2', async () => {
+    const yamlFile = path.join(dir, 'bad.yaml');
+    await writeFile(
+      yamlFile,
+      `input: ${SAMPLE}\noutput: ${dir}/x\nsource:\n  textColum: body\nfilter:\n  minWords: many\n`,
+    );
+    const yaml = await runAir(['run', '--config', yamlFile]);
+    expect(yaml.code).toBe(2);
+    expect(yaml.stderr).toContain(`${yamlFile}: unknown key "source.textColum"`);
+    expect(yaml.stderr).toContain('"filter.minWords": Invalid input: expected number, received string');
+    const jsonFile = path.join(dir, 'bad.json');
+    await writeFile(jsonFile, '{"input": "a", ');
+    const json = await runAir(['run', '--config', jsonFile]);
+    expect(json.code).toBe(2);
+    expect(json.stderr).toMatch(/bad\.json: not valid JSON/);
+  });
+});
+
+describe('air run', () => {
+  it('on the shared real samples writes parts whose DuckDB row count equals the ledger', async () => {
+    const out = path.join(dir, 'shared');
+    const result = await runAir([
+      'run',
+      '--input',
+      path.join(SHARED, 'data/web'),
+      '--output',
+      out,
+      '--progress',
+      'off',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const ledger = await readLedger(out);
+    expect(ledger.status).toBe('completed');
+    expect(ledger.totals.read).toBe(1701 + 727);
+    expect(await countRows(out)).toBe(ledger.totals.rowsWritten);
+    expect(ledger.parts.reduce((s, p) => s + p.rows, 0)).toBe(ledger.totals.rowsWritten);
+    expect(result.stderr).toMatch(/total\s+2,428/);
+  });
+
+  it('lets flags override the config file', async () => {
+    const out = path.join(dir, 'override');
+    const config = path.join(dir, 'air.yaml');
+    await writeFile(
+      config,
+      `input: ${SAMPLE}\noutput: ${out}\nfilter:\n  minWords: 100000\n  maxWords: 200000\n`,
+    );
+    const result = await runAir(['run', '--config', config, '--min-words', '50', '--progress', 'off']);
+    expect(result.code, result.stderr).toBe(0);
+    const ledger = await readLedger(out);
+    expect(ledger.config.filter.minWords).toBe(50);
+    expect(ledger.totals.rowsWritten).toBeGreaterThan(100);
+  });
+
+  it('exits 1 with one line naming the file for an input that is not Parquet', async () => {
+    const bad = path.join(dir, 'bad.parquet');
+    await writeFile(bad, 'id,text\n1,hello\n');
+    const result = await runAir([
+      'run',
+      '--input',
+      bad,
+      '--output',
+      path.join(dir, 'bad-out'),
+      '--progress',
+      'off',
+    ]);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toBe(`air: ${bad}: not a Parquet file (no PAR1 magic at start)`);
+  });
+
+  it('logs progress lines when not on a terminal', async () => {
+    const out = path.join(dir, 'progress');
+    const result = await runAir([
+      'run',
+      '-i',
+      FINEWEB,
+      '-o',
+      out,
+      '--progress',
+      'log',
+      '--progress-interval',
+      '0.01',
+      '--part-rows',
+      '100',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stderr).toMatch(/progress: .*read [\d,]+\/1,701 rows .*ETA/);
+  });
+
+  it('on SIGTERM stops reading, commits finished rows, exits 143 with a balanced ledger', async () => {
+    const input = path.join(dir, 'many');
+    await mkdir(input, { recursive: true });
+    for (let i = 0; i < 24; i++)
+      await copyFile(FINEWEB, path.join(input, `shard-${String(i).padStart(2, '0')}.parquet`));
+    const out = path.join(dir, 'sigterm');
+    const { child, done } = startAir([
+      'run',
+      '-i',
+      input,
+      '-o',
+      out,
+      '--progress',
+      'log',
+      '--progress-interval',
+      '0.1',
+      '--part-rows',
+      '40',
+    ]);
+    let sent = false;
+    child.stderr!.on('data', (d: Buffer) => {
+      if (!sent && d.toString().includes('progress:')) {
+        sent = true;
+        child.kill('SIGTERM');
+      }
+    });
+    const result = await done;
+    expect(sent).toBe(true);
+    expect(result.code, result.stderr).toBe(143);
+    expect(result.stderr).toMatch(/SIGTERM received: reading no new input/);
+    const ledger = await readLedger(out);
+    expect(ledger.status).toBe('interrupted');
+    expect(ledger.totals.read).toBeLessThan(24 * 1701);
+    expect(await countRows(out)).toBe(ledger.totals.rowsWritten);
+    const files = await readdir(out);
+    expect(files.filter((f) => f.endsWith('.tmp'))).toEqual([]);
+  });
+});

@@ -38,6 +38,7 @@ interface RunFlags {
   partMb?: number;
   compression?: string;
   rowGroupRows?: number;
+  rowGroupMb?: number;
   queueCapacity?: number;
   graceSeconds?: number;
   duckdbThreads?: number;
@@ -71,18 +72,18 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     .option('--min-words <n>', 'drop documents with fewer words (default: 50)', integerArg)
     .option('--max-words <n>', 'drop documents with more words (default: 2048)', integerArg)
     .option('--part-rows <n>', 'rows per output part file (default: 100000)', integerArg)
-    .option('--part-mb <n>', 'MB of text per output part file (default: 128)', numberArg)
+    .option('--part-mb <n>', 'MB of text per output part file (default: 256)', numberArg)
     .addOption(
       new Option('--compression <codec>', 'Parquet compression of the output (default: zstd)').choices([
         'zstd',
         'snappy',
         'gzip',
         'brotli',
-        'lz4_raw',
         'uncompressed',
       ]),
     )
-    .option('--row-group-rows <n>', 'rows per row group in the output (default: 20000)', integerArg)
+    .option('--row-group-rows <n>', 'rows per row group in the output (default: 50000)', integerArg)
+    .option('--row-group-mb <n>', 'MB of text per row group in the output (default: 16)', numberArg)
     .option('--queue-capacity <n>', 'records buffered between two stages (default: 256)', integerArg)
     .option('--grace-seconds <n>', 'time in-flight records get after Ctrl-C/SIGTERM (default: 30)', numberArg)
     .option('--duckdb-threads <n>', 'threads for Parquet decoding/encoding (default: 2)', integerArg)
@@ -174,7 +175,8 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
     if (timer !== undefined) clearInterval(timer);
     if (reporter !== undefined && run !== undefined) reporter.finish(run.snapshot());
     for (const line of summaryLines(result.report, config.output)) io.stderr(`${line}\n`);
-    io.stderr(`ledger: ${result.ledgerFile}\n`);
+    const peakMB = Math.round(process.resourceUsage().maxRSS / 1024);
+    io.stderr(`ledger: ${result.ledgerFile} · peak memory ${peakMB} MB\n`);
     if (result.report.status === 'failed') return EXIT.failure;
     if (result.report.status === 'interrupted') return stopSignal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
     return EXIT.ok;
@@ -203,6 +205,7 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
       partMB: flags.partMb,
       compression: flags.compression,
       rowGroupRows: flags.rowGroupRows,
+      rowGroupMB: flags.rowGroupMb,
     },
     engine: {
       queueCapacity: flags.queueCapacity,

@@ -27,9 +27,11 @@ export const writerConfigSchema = z.strictObject({
   /** A part file is closed at this many rows... */
   partRows: positiveInt.default(100_000),
   /** ...or this many MB of text, whichever comes first. */
-  partMB: z.number().positive().default(128),
-  compression: z.enum(['zstd', 'snappy', 'gzip', 'brotli', 'lz4_raw', 'uncompressed']).default('zstd'),
-  rowGroupRows: positiveInt.default(20_000),
+  partMB: z.number().positive().default(256),
+  /** A row group is written at this many rows or MB of text (the writer holds about two in memory). */
+  rowGroupRows: positiveInt.default(50_000),
+  rowGroupMB: z.number().positive().default(16),
+  compression: z.enum(['zstd', 'snappy', 'gzip', 'brotli', 'uncompressed']).default('zstd'),
 });
 
 export const engineConfigSchema = z.strictObject({

@@ -44,14 +44,15 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       metaColumns: config.source.metaColumns,
       binaryAsString: config.source.binaryAsString,
     });
-    const sink = new ParquetSink<Document>(db, {
+    const sink = new ParquetSink<Document>({
       dir: config.output,
       schema: documentsTable(await source.metaColumnTypes()),
       toRow: documentRow,
       partRows: config.writer.partRows,
       partBytes: config.writer.partMB * 1024 * 1024,
-      compression: config.writer.compression,
       rowGroupRows: config.writer.rowGroupRows,
+      rowGroupBytes: config.writer.rowGroupMB * 1024 * 1024,
+      compression: config.writer.compression,
     });
     const run = pipeline(source)
       .pipe(lengthFilter<Document>(config.filter))
@@ -73,11 +74,18 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
 async function writeLedger(config: RunConfig, report: RunReport, parts: CommittedPart[]): Promise<string> {
   await mkdir(config.output, { recursive: true });
   const file = path.join(config.output, LEDGER_FILE);
+  const usage = process.resourceUsage();
   const body = {
     air: 'ledger',
     version: 1,
     finishedAt: new Date().toISOString(),
     ...report,
+    // Whole-process figures: what a user sizes machines by.
+    resources: {
+      peakRssMB: Math.round(usage.maxRSS / 1024),
+      userCpuMs: Math.round(usage.userCPUTime / 1000),
+      systemCpuMs: Math.round(usage.systemCPUTime / 1000),
+    },
     parts: parts.map((p) => ({ file: path.basename(p.file), rows: p.rows })),
     config,
   };

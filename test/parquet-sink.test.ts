@@ -65,7 +65,7 @@ afterAll(async () => {
 });
 
 async function writeRows(out: string, count: number, partRows: number, compression: Compression = 'zstd') {
-  const sink = new ParquetSink<number>(db, {
+  const sink = new ParquetSink<number>({
     dir: out,
     schema: everything,
     toRow: rowFor,
@@ -73,6 +73,7 @@ async function writeRows(out: string, count: number, partRows: number, compressi
     partBytes: 1e12,
     compression,
     rowGroupRows: 1000,
+    rowGroupBytes: 1e12,
   });
   const report = await pipeline(new CountingSource(count))
     .pipe({ name: 'id', process: (n: number) => emit(n) })
@@ -94,7 +95,7 @@ describe('ParquetSink', () => {
       big: 'BIGINT',
       score: 'DOUBLE',
       ok: 'BOOLEAN',
-      at: 'TIMESTAMP',
+      at: 'TIMESTAMP WITH TIME ZONE',
       maybe: 'VARCHAR',
       tags: 'VARCHAR[]',
       constraints: 'STRUCT("type" VARCHAR, "text" VARCHAR, iteration INTEGER, student_check INTEGER)[]',
@@ -151,7 +152,7 @@ describe('ParquetSink', () => {
   it('fails a record whose row does not fit the schema, names the column, and keeps the run going', async () => {
     const out = path.join(dir, 'invalid');
     const logs: string[] = [];
-    const sink = new ParquetSink<number>(db, {
+    const sink = new ParquetSink<number>({
       dir: out,
       schema: everything,
       toRow: (n) => (n === 7 ? { ...rowFor(n), words: 'seven' } : rowFor(n)),
@@ -159,6 +160,7 @@ describe('ParquetSink', () => {
       partBytes: 1e12,
       compression: 'zstd',
       rowGroupRows: 1000,
+      rowGroupBytes: 1e12,
     });
     const report = await pipeline(new CountingSource(20))
       .into(sink, { log: (l) => logs.push(l) })
@@ -166,7 +168,7 @@ describe('ParquetSink', () => {
     expect(report.status).toBe('completed');
     expect(report.totals).toMatchObject({ read: 20, written: 19, failed: { 'write:AIR_ROW_INVALID': 1 } });
     expect(logs.join('\n')).toMatch(
-      /row 7, stage write: AIR_ROW_INVALID: column "words": expected an integer/,
+      /row 7, stage write: AIR_ROW_INVALID: column "words": expected a 32-bit integer/,
     );
     expect(Number(await scalar(`select count(*) from read_parquet('${out}/*.parquet')`))).toBe(19);
   });

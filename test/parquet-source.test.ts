@@ -192,6 +192,15 @@ describe('ParquetSource errors name the file in one line', () => {
     await expectError([file], 'AIR_PARQUET_CORRUPT', /truncated Parquet file/);
   });
 
+  it('a corrupt footer', async () => {
+    const file = path.join(dir, 'badfooter.parquet');
+    const bytes = Buffer.from(await readFile(FINEWEB));
+    const footerLength = bytes.readUInt32LE(bytes.length - 8);
+    for (let k = bytes.length - 8 - footerLength; k < bytes.length - 8; k += 3) bytes[k]! ^= 0x5a;
+    await writeFile(file, bytes);
+    await expectError([file], 'AIR_PARQUET_CORRUPT', new RegExp(`^${file}: corrupt Parquet data`));
+  });
+
   it('a corrupt page, naming the row group', async () => {
     const file = path.join(dir, 'corrupt.parquet');
     const bytes = Buffer.from(await readFile(FINEWEB));
@@ -223,6 +232,36 @@ describe('ParquetSource errors name the file in one line', () => {
     await expectError([DOLMA], 'AIR_PARQUET_COLUMN_TYPE', /pass-through column "attributes" has type MAP/, {
       metaColumns: ['attributes'],
     });
+  });
+
+  it('a read that DuckDB ends early without an error (out of memory on a huge page) is caught by the row count', async () => {
+    // One 256 MB row group written by DuckDB (one giant page per column) read with a 160 MB limit: DuckDB's
+    // streaming result simply ends after ~80k rows. Without the footer check this is silent data loss.
+    const file = await writeParquet(
+      path.join(dir, 'hugepage.parquet'),
+      `select repeat(md5(i::VARCHAR), 40) || i as text from range(200000) t(i)`,
+      'FORMAT parquet, COMPRESSION snappy, ROW_GROUP_SIZE 10000000',
+    );
+    const small = await openDuckDB({ threads: 2, memoryLimit: '160MB' });
+    const source = new ParquetSource(small, {
+      shards: await resolveShards([file]),
+      textColumn: 'text',
+      metaColumns: [],
+    });
+    const ledger = new Ledger();
+    let read = 0;
+    const error = await (async () => {
+      for await (const { ticket } of source.read(ledger, new AbortController().signal)) {
+        ledger.written(ticket);
+        read++;
+      }
+    })().catch((e: unknown) => e);
+    source.close();
+    small.closeSync();
+    expect(read).toBeLessThan(200000);
+    expect(error).toBeInstanceOf(ParquetInputError);
+    expect((error as ParquetInputError).code).toBe('AIR_PARQUET_INCOMPLETE');
+    expect((error as Error).message).toMatch(/stopped after \d+ of 200000 rows.*duckdbMemoryMB/);
   });
 
   it('a missing input path', async () => {

@@ -1,22 +1,18 @@
-import { mkdir, open, readdir, rename, rm } from 'node:fs/promises';
+import { mkdir, readdir } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  listValue,
-  structValue,
-  timestampValue,
-  type DuckDBAppender,
-  type DuckDBConnection,
-  type DuckDBInstance,
-  type DuckDBType,
-  type DuckDBValue,
-} from '@duckdb/node-api';
+import type { Transferable } from 'node:worker_threads';
 import type { ColumnType, TableSchema } from '../../schemas/types.js';
-import { AirError } from '../errors.js';
+import { AirError, errorMessage } from '../errors.js';
+import { collectGarbage } from '../memory.js';
 import type { Ticket } from '../ledger.js';
+import { packTexts, transferablesOf } from '../pool/packed-texts.js';
 import type { Sink } from '../source.js';
-import { duckdbMessage, sqlIdent, sqlString } from './duckdb.js';
+import type { EncodedColumn, WriterCodec, WriterRequest } from './parquet-writer-protocol.js';
+import { parquetSchemaOf } from './parquet-schema.js';
+import { WorkerPool } from '../pool/worker-pool.js';
+import { siblingModule } from '../pool/worker-file.js';
 
-export type Compression = 'zstd' | 'snappy' | 'gzip' | 'brotli' | 'lz4_raw' | 'uncompressed';
+export type Compression = 'zstd' | 'snappy' | 'gzip' | 'brotli' | 'uncompressed';
 
 export interface ParquetSinkOptions<T> {
   /** Output folder; created if missing. */
@@ -28,9 +24,10 @@ export interface ParquetSinkOptions<T> {
   readonly partRows: number;
   /** ...or this many bytes of string data (a proxy for its uncompressed size), whichever comes first. */
   readonly partBytes: number;
-  readonly compression: Compression;
-  /** Rows per Parquet row group inside a part. */
+  /** A row group is written once it holds this many rows or bytes of string data. */
   readonly rowGroupRows: number;
+  readonly rowGroupBytes: number;
+  readonly compression: Compression;
   /** File name prefix: `part` gives part-00000.parquet, part-00001.parquet, ... */
   readonly prefix?: string;
 }
@@ -38,32 +35,43 @@ export interface ParquetSinkOptions<T> {
 export interface CommittedPart {
   readonly file: string;
   readonly rows: number;
+  readonly bytes: number;
 }
 
-const TABLE = 'air_part';
+const CODECS: Record<Compression, WriterCodec> = {
+  zstd: 'ZSTD',
+  snappy: 'SNAPPY',
+  gzip: 'GZIP',
+  brotli: 'BROTLI',
+  uncompressed: 'UNCOMPRESSED',
+};
 
 /**
- * Writes records into rolling Parquet part files. Rows collect in an in-memory DuckDB table (bounded by
- * partRows/partBytes); a full part is written by DuckDB's COPY under a hidden temporary name, fsynced and
- * renamed, so a file under a final name is always complete. Only then are its rows reported committed.
+ * Writes records into rolling Parquet part files. Rows collect in column buffers on the main thread, one row
+ * group at a time; a full row group is handed (strings as transferred bytes) to a writer thread that encodes
+ * and compresses it while the next one fills, so memory is bounded by about two row groups and the event
+ * loop never blocks on encoding. A part is written under a hidden temporary name, fsynced and renamed:
+ * a file under a final name is always complete, and only then are its rows reported committed.
  */
 export class ParquetSink<T> implements Sink<T> {
   readonly name = 'write';
   readonly parts: CommittedPart[] = [];
-  private conn: DuckDBConnection | undefined;
-  private appender: DuckDBAppender | undefined;
-  private columnTypes: DuckDBType[] = [];
   private readonly columns: Array<[string, ColumnType]>;
+  /** One writer thread: requests reach it in order, and it holds the open file between them. */
+  private thread: WorkerPool | undefined;
   private onCommit: (tickets: readonly Ticket[]) => void = () => {};
-  private pending: Ticket[] = [];
-  private pendingBytes = 0;
-  private nextPart = 0;
+  private partOpen = false;
+  private partTickets: Ticket[] = [];
+  private partBytes = 0;
+  private groupValues: unknown[][] = [];
+  private groupRows = 0;
+  private groupBytes = 0;
+  /** The row group being encoded by the writer thread while the next one fills. */
+  private inflight: Promise<unknown> = Promise.resolve();
 
-  constructor(
-    private readonly db: DuckDBInstance,
-    private readonly options: ParquetSinkOptions<T>,
-  ) {
+  constructor(private readonly options: ParquetSinkOptions<T>) {
     this.columns = Object.entries(options.schema.fields);
+    this.resetGroup();
   }
 
   async open(onCommit: (tickets: readonly Ticket[]) => void): Promise<void> {
@@ -79,120 +87,144 @@ export class ParquetSink<T> implements Sink<T> {
         `${this.options.dir}: already holds ${existing.length} part files; write to an empty folder`,
       );
     }
-    this.conn = await this.db.connect();
-    const columnsSql = this.columns.map(([name, type]) => `${sqlIdent(name)} ${sqlType(type)}`).join(', ');
-    await this.conn.run(`CREATE OR REPLACE TEMP TABLE ${TABLE} (${columnsSql})`);
-    await this.startPart();
+    this.thread = new WorkerPool({
+      filename: siblingModule(import.meta.url, 'parquet-writer-worker'),
+      threads: 1,
+      maxQueue: 4,
+    });
   }
 
   async write(value: T, ticket: Ticket): Promise<void> {
     const row = this.options.toRow(value);
+    // Validate the whole row before buffering any of it, so a bad row leaves no partial trace.
     const values = this.columns.map(([name, type]) => checkValue(name, type, row[name]));
-    const appender = this.appender!;
+    if (!this.partOpen) await this.openPart();
     for (let i = 0; i < values.length; i++) {
-      appendCell(appender, this.columns[i]![1], this.columnTypes[i]!, values[i]);
-      this.pendingBytes += stringBytes(values[i]);
+      this.groupValues[i]!.push(values[i]);
+      const bytes = stringBytes(values[i]);
+      this.groupBytes += bytes;
+      this.partBytes += bytes;
     }
-    appender.endRow();
-    this.pending.push(ticket);
-    if (this.pending.length >= this.options.partRows || this.pendingBytes >= this.options.partBytes) {
+    this.groupRows += 1;
+    this.partTickets.push(ticket);
+    if (this.partTickets.length >= this.options.partRows || this.partBytes >= this.options.partBytes) {
       await this.commitPart();
-      await this.startPart();
+    } else if (this.groupRows >= this.options.rowGroupRows || this.groupBytes >= this.options.rowGroupBytes) {
+      await this.flushGroup();
     }
   }
 
   async close(): Promise<void> {
-    if (this.conn === undefined) return;
-    if (this.pending.length > 0) await this.commitPart();
-    else this.appender?.closeSync();
-    this.appender = undefined;
-    this.conn.closeSync();
-    this.conn = undefined;
+    if (this.thread === undefined) return;
+    try {
+      if (this.partOpen) await this.commitPart();
+    } finally {
+      await this.thread.close();
+      this.thread = undefined;
+    }
   }
 
   async abort(): Promise<void> {
-    this.appender = undefined;
-    this.conn?.closeSync();
-    this.conn = undefined;
-    this.pending = [];
+    if (this.thread === undefined) return;
+    await this.inflight.catch(() => {});
+    await this.call({ op: 'abort' }).catch(() => {});
+    await this.thread.close();
+    this.thread = undefined;
   }
 
-  private async startPart(): Promise<void> {
-    this.appender = await this.conn!.createAppender(TABLE);
-    this.columnTypes = this.columns.map((_, i) => this.appender!.columnType(i));
-    this.pending = [];
-    this.pendingBytes = 0;
+  private partName(index: number): string {
+    return `${this.options.prefix ?? 'part'}-${String(index).padStart(5, '0')}.parquet`;
+  }
+
+  private temporaryPath(): string {
+    return path.join(this.options.dir, `.${this.partName(this.parts.length)}.tmp`);
+  }
+
+  private async openPart(): Promise<void> {
+    await this.call({
+      op: 'open',
+      file: this.temporaryPath(),
+      schema: parquetSchemaOf(this.options.schema),
+      codec: CODECS[this.options.compression],
+    });
+    this.partOpen = true;
+  }
+
+  /** Hands the filled row group to the writer thread; waits only for the previous one. */
+  private async flushGroup(): Promise<void> {
+    if (this.groupRows === 0) return;
+    const transfer: Transferable[] = [];
+    const columns = this.columns.map(([name, type], i) =>
+      encodeColumn(name, type, this.groupValues[i]!, transfer),
+    );
+    const rows = this.groupRows;
+    this.resetGroup();
+    await this.inflight;
+    this.inflight = this.call({ op: 'rowGroup', rows, columns }, transfer);
+    // The row group's strings are garbage now that their bytes went to the writer thread.
+    collectGarbage();
+    // Surface a failure at the next await without an unhandled rejection in between.
+    this.inflight.catch(() => {});
   }
 
   private async commitPart(): Promise<void> {
-    const conn = this.conn!;
-    this.appender!.flushSync();
-    this.appender!.closeSync();
-    this.appender = undefined;
-    const name = `${this.options.prefix ?? 'part'}-${String(this.nextPart).padStart(5, '0')}.parquet`;
-    const final = path.join(this.options.dir, name);
-    const temporary = path.join(this.options.dir, `.${name}.tmp`);
-    try {
-      await conn.run(
-        `COPY ${TABLE} TO ${sqlString(temporary)} (FORMAT parquet, COMPRESSION ${this.options.compression}, ` +
-          `ROW_GROUP_SIZE ${this.options.rowGroupRows})`,
-      );
-      await fsyncPath(temporary);
-      await rename(temporary, final);
-      await fsyncPath(this.options.dir);
-    } catch (error) {
-      await rm(temporary, { force: true });
-      throw new AirError(
-        'AIR_PARQUET_WRITE',
-        `${final}: could not write part file: ${duckdbMessage(error)}`,
-        {
-          cause: error,
-        },
-      );
-    }
-    await conn.run(`DELETE FROM ${TABLE}`);
-    this.nextPart += 1;
-    this.parts.push({ file: final, rows: this.pending.length });
-    const committed = this.pending;
-    this.pending = [];
-    this.pendingBytes = 0;
+    await this.flushGroup();
+    await this.inflight;
+    const final = path.join(this.options.dir, this.partName(this.parts.length));
+    const bytes = await this.call({ op: 'finish', final });
+    this.partOpen = false;
+    this.parts.push({ file: final, rows: this.partTickets.length, bytes });
+    const committed = this.partTickets;
+    this.partTickets = [];
+    this.partBytes = 0;
     this.onCommit(committed);
   }
-}
 
-async function fsyncPath(p: string): Promise<void> {
-  const handle = await open(p, 'r');
-  try {
-    await handle.sync();
-  } finally {
-    await handle.close();
+  private async call(request: WriterRequest, transfer?: Transferable[]): Promise<number> {
+    try {
+      return await this.thread!.run<number>(request, { transferList: transfer });
+    } catch (error) {
+      const file = path.join(this.options.dir, this.partName(this.parts.length));
+      throw new AirError('AIR_PARQUET_WRITE', `${file}: could not write part file: ${errorMessage(error)}`, {
+        cause: error,
+      });
+    }
+  }
+
+  private resetGroup(): void {
+    this.groupValues = this.columns.map(() => []);
+    this.groupRows = 0;
+    this.groupBytes = 0;
   }
 }
 
-function sqlType(type: ColumnType): string {
-  switch (type.kind) {
-    case 'string':
-      return 'VARCHAR';
-    case 'int32':
-      return 'INTEGER';
-    case 'int64':
-      return 'BIGINT';
-    case 'float64':
-      return 'DOUBLE';
-    case 'bool':
-      return 'BOOLEAN';
-    case 'timestamp':
-      return 'TIMESTAMP';
-    case 'list':
-      return `${sqlType(type.of)}[]`;
-    case 'struct':
-      return `STRUCT(${Object.entries(type.fields)
-        .map(([name, field]) => `${sqlIdent(name)} ${sqlType(field)}`)
-        .join(', ')})`;
-  }
+/** Top-level strings go as one transferable byte buffer; other columns are structured-cloned. */
+function encodeColumn(
+  name: string,
+  type: ColumnType,
+  values: unknown[],
+  transfer: Transferable[],
+): EncodedColumn {
+  if (type.kind !== 'string') return { name, kind: 'values', values };
+  let nulls: Uint8Array | undefined;
+  const texts = values.map((v, i) => {
+    if (v !== null) return v as string;
+    nulls ??= new Uint8Array(values.length);
+    nulls[i] = 1;
+    return '';
+  });
+  const packed = packTexts(texts);
+  transfer.push(...transferablesOf(packed));
+  if (nulls !== undefined) transfer.push(nulls.buffer as ArrayBuffer);
+  return nulls === undefined
+    ? { name, kind: 'texts', texts: packed }
+    : { name, kind: 'texts', texts: packed, nulls };
 }
 
-/** Rejects a value that does not fit its column, naming the column, before anything is appended. */
+/**
+ * Rejects a value that does not fit its column, naming the column; returns it in the form the writer wants
+ * (int64 as bigint, missing nullable values as null).
+ */
 function checkValue(column: string, type: ColumnType, value: unknown): unknown {
   if (value === null || value === undefined) {
     if (type.nullable) return null;
@@ -205,11 +237,12 @@ function checkValue(column: string, type: ColumnType, value: unknown): unknown {
     case 'string':
       return typeof value === 'string' ? value : bad('a string');
     case 'int32':
-      return typeof value === 'number' && Number.isInteger(value) ? value : bad('an integer');
-    case 'int64':
-      return typeof value === 'bigint' || (typeof value === 'number' && Number.isInteger(value))
+      return typeof value === 'number' && Number.isInteger(value) && Math.abs(value) <= 2 ** 31
         ? value
-        : bad('an integer');
+        : bad('a 32-bit integer');
+    case 'int64':
+      if (typeof value === 'bigint') return value;
+      return typeof value === 'number' && Number.isSafeInteger(value) ? BigInt(value) : bad('an integer');
     case 'float64':
       return typeof value === 'number' ? value : bad('a number');
     case 'bool':
@@ -221,7 +254,7 @@ function checkValue(column: string, type: ColumnType, value: unknown): unknown {
         ? value.map((item, i) => checkValue(`${column}[${i}]`, type.of, item))
         : bad('an array');
     case 'struct': {
-      if (typeof value !== 'object') return bad('an object');
+      if (typeof value !== 'object' || Array.isArray(value) || value instanceof Date) return bad('an object');
       const record = value as Record<string, unknown>;
       const out: Record<string, unknown> = {};
       for (const [name, field] of Object.entries(type.fields)) {
@@ -229,58 +262,6 @@ function checkValue(column: string, type: ColumnType, value: unknown): unknown {
       }
       return out;
     }
-  }
-}
-
-function appendCell(appender: DuckDBAppender, type: ColumnType, duckType: DuckDBType, value: unknown): void {
-  if (value === null) {
-    appender.appendNull();
-    return;
-  }
-  switch (type.kind) {
-    case 'string':
-      appender.appendVarchar(value as string);
-      return;
-    case 'int32':
-      appender.appendInteger(value as number);
-      return;
-    case 'int64':
-      appender.appendBigInt(BigInt(value as number | bigint));
-      return;
-    case 'float64':
-      appender.appendDouble(value as number);
-      return;
-    case 'bool':
-      appender.appendBoolean(value as boolean);
-      return;
-    case 'timestamp':
-      appender.appendTimestamp(timestampValue(BigInt((value as Date).getTime()) * 1000n));
-      return;
-    case 'list':
-    case 'struct':
-      appender.appendValue(toDuckValue(type, value), duckType);
-      return;
-  }
-}
-
-function toDuckValue(type: ColumnType, value: unknown): DuckDBValue {
-  if (value === null) return null;
-  switch (type.kind) {
-    case 'list':
-      return listValue((value as unknown[]).map((item) => toDuckValue(type.of, item)));
-    case 'struct': {
-      const record = value as Record<string, unknown>;
-      const entries: Record<string, DuckDBValue> = {};
-      for (const [name, field] of Object.entries(type.fields))
-        entries[name] = toDuckValue(field, record[name]);
-      return structValue(entries);
-    }
-    case 'timestamp':
-      return timestampValue(BigInt((value as Date).getTime()) * 1000n);
-    case 'int64':
-      return BigInt(value as number | bigint);
-    default:
-      return value as string | number | boolean;
   }
 }
 

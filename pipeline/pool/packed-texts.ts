@@ -12,22 +12,27 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 export function packTexts(texts: readonly string[]): PackedTexts {
-  let capacity = 0;
-  for (const text of texts) capacity += text.length * 3; // UTF-8 needs at most 3 bytes per UTF-16 unit
-  const bytes = new Uint8Array(capacity);
+  // Size exactly (Buffer.byteLength is native and cheap) so nothing is over-allocated or copied twice.
+  let size = 0;
+  for (const text of texts) size += Buffer.byteLength(text, 'utf8');
+  const bytes = new Uint8Array(size);
   const offsets = new Uint32Array(texts.length);
   let end = 0;
   for (let i = 0; i < texts.length; i++) {
     end += encoder.encodeInto(texts[i]!, bytes.subarray(end)).written;
     offsets[i] = end;
   }
-  // Copy down to the used length so the transfer does not ship the slack.
-  return { bytes: bytes.slice(0, end), offsets };
+  return { bytes, offsets };
+}
+
+/** The UTF-8 bytes of text `index`, as a view into the packed buffer (no copy). */
+export function bytesAt(packed: PackedTexts, index: number): Uint8Array {
+  const start = index === 0 ? 0 : packed.offsets[index - 1]!;
+  return packed.bytes.subarray(start, packed.offsets[index]!);
 }
 
 export function textAt(packed: PackedTexts, index: number): string {
-  const start = index === 0 ? 0 : packed.offsets[index - 1]!;
-  return decoder.decode(packed.bytes.subarray(start, packed.offsets[index]!));
+  return decoder.decode(bytesAt(packed, index));
 }
 
 export function unpackTexts(packed: PackedTexts): string[] {

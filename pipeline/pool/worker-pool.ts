@@ -1,6 +1,6 @@
-import { fileURLToPath } from 'node:url';
 import { Piscina } from 'piscina';
 import type { Transferable } from 'node:worker_threads';
+import { workerEntry } from './worker-file.js';
 
 export interface WorkerPoolOptions {
   /** Worker module (a file path or file: URL) whose default export handles one task. */
@@ -26,16 +26,14 @@ export class WorkerPool {
   maxQueueSeen = 0;
 
   constructor(options: WorkerPoolOptions) {
-    const filename =
-      typeof options.filename === 'string' ? options.filename : fileURLToPath(options.filename);
+    const { filename, execArgv } = workerEntry(options.filename);
     this.capacity = options.threads + options.maxQueue;
     this.piscina = new Piscina({
       filename,
+      execArgv,
       minThreads: options.threads,
       maxThreads: options.threads,
       maxQueue: options.maxQueue,
-      // A TypeScript worker only occurs when running from source (tests); production runs compiled .js.
-      execArgv: filename.endsWith('.ts') ? ['--import', 'tsx'] : [],
     });
   }
 

@@ -5,6 +5,7 @@ import { Command, CommanderError, InvalidArgumentError, Option } from 'commander
 import { parseRunConfig, type RunConfig } from '../job/config.js';
 import { runJob } from '../job/run-job.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
+import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
@@ -175,8 +176,7 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
     if (timer !== undefined) clearInterval(timer);
     if (reporter !== undefined && run !== undefined) reporter.finish(run.snapshot());
     for (const line of summaryLines(result.report, config.output)) io.stderr(`${line}\n`);
-    const peakMB = Math.round(process.resourceUsage().maxRSS / 1024);
-    io.stderr(`ledger: ${result.ledgerFile} · peak memory ${peakMB} MB\n`);
+    io.stderr(`ledger: ${result.ledgerFile} · peak memory ${peakRssMB()} MB\n`);
     if (result.report.status === 'failed') return EXIT.failure;
     if (result.report.status === 'interrupted') return stopSignal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
     return EXIT.ok;

@@ -1,4 +1,7 @@
-/** Formatting for people: thousands separators, durations, rates. */
+import type { ShardTally } from '../pipeline/ledger.js';
+import { sumValues, type StageStats } from '../pipeline/stats.js';
+
+/** Formatting for people: thousands separators, durations, rates, ledger cells. */
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
 
 export function formatCount(n: number): string {
@@ -26,4 +29,26 @@ export function formatTable(rows: readonly (readonly string[])[]): string[] {
   return rows.map((row) =>
     row.map((cell, i) => (i === 0 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  '),
   );
+}
+
+/** in, out, dropped, failed: the columns every stage table shows. */
+export function stageCountCells(stage: StageStats): string[] {
+  return [
+    formatCount(stage.in),
+    formatCount(stage.out),
+    formatCount(sumValues(stage.dropped)),
+    formatCount(sumValues(stage.failed)),
+  ];
+}
+
+/** read, written, dropped, failed, abandoned, rows out: one ledger line. */
+export function tallyCells(tally: Omit<ShardTally, 'shard'>): string[] {
+  return [
+    formatCount(tally.read),
+    formatCount(tally.written),
+    formatCount(sumValues(tally.dropped)),
+    formatCount(sumValues(tally.failed)),
+    formatCount(tally.abandoned),
+    formatCount(tally.rowsWritten),
+  ];
 }

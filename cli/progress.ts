@@ -1,6 +1,6 @@
 import type { ProgressSnapshot } from '../pipeline/run.js';
 import { sumValues } from '../pipeline/stats.js';
-import { formatCount, formatDuration, formatRate, formatTable } from './format.js';
+import { formatCount, formatDuration, formatRate, formatTable, stageCountCells } from './format.js';
 
 /**
  * Turns engine snapshots into progress output: a live table redrawn in place on a terminal, or one log
@@ -58,10 +58,7 @@ export class ProgressReporter {
     s.stages.forEach((stage, i) => {
       rows.push([
         stage.name,
-        formatCount(stage.in),
-        formatCount(stage.out),
-        formatCount(sumValues(stage.dropped)),
-        formatCount(sumValues(stage.failed)),
+        ...stageCountCells(stage),
         formatRate(this.stageRates.get(stage.name) ?? Number.NaN),
         i < s.queues.length ? formatCount(s.queues[i]!) : '',
       ]);

@@ -1,32 +1,13 @@
 import type { RunReport } from '../pipeline/run.js';
-import { sumValues } from '../pipeline/stats.js';
-import { formatCount, formatDuration, formatTable } from './format.js';
+import { formatCount, formatDuration, formatTable, stageCountCells, tallyCells } from './format.js';
 
 /** The end-of-run ledger: where every input row went, per shard and per stage. */
 export function summaryLines(report: RunReport, outputDir: string): string[] {
   const lines: string[] = [];
   const shardRows: string[][] = [['shard', 'read', 'written', 'dropped', 'failed', 'abandoned', 'rows out']];
-  for (const s of report.shards) {
-    shardRows.push([
-      s.shard,
-      formatCount(s.read),
-      formatCount(s.written),
-      formatCount(sumValues(s.dropped)),
-      formatCount(sumValues(s.failed)),
-      formatCount(s.abandoned),
-      formatCount(s.rowsWritten),
-    ]);
-  }
+  for (const s of report.shards) shardRows.push([s.shard, ...tallyCells(s)]);
   const t = report.totals;
-  shardRows.push([
-    'total',
-    formatCount(t.read),
-    formatCount(t.written),
-    formatCount(sumValues(t.dropped)),
-    formatCount(sumValues(t.failed)),
-    formatCount(t.abandoned),
-    formatCount(t.rowsWritten),
-  ]);
+  shardRows.push(['total', ...tallyCells(t)]);
   lines.push('ledger (input rows):', ...formatTable(shardRows).map((l) => `  ${l}`));
   const reasons = Object.entries({ ...t.dropped, ...t.failed }).sort((a, b) => b[1] - a[1]);
   if (reasons.length > 0) {
@@ -34,16 +15,7 @@ export function summaryLines(report: RunReport, outputDir: string): string[] {
     for (const [reason, n] of reasons) lines.push(`  ${reason}: ${formatCount(n)}`);
   }
   const stageRows: string[][] = [['stage', 'in', 'out', 'dropped', 'failed', 'busy']];
-  for (const s of report.stages) {
-    stageRows.push([
-      s.name,
-      formatCount(s.in),
-      formatCount(s.out),
-      formatCount(sumValues(s.dropped)),
-      formatCount(sumValues(s.failed)),
-      formatDuration(s.busyMs),
-    ]);
-  }
+  for (const s of report.stages) stageRows.push([s.name, ...stageCountCells(s), formatDuration(s.busyMs)]);
   lines.push('stages:', ...formatTable(stageRows).map((l) => `  ${l}`));
   const verdict =
     report.status === 'completed'

@@ -2,6 +2,7 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { lengthFilter } from '../operators/length-filter.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
+import { peakRssMB } from '../pipeline/memory.js';
 import { ParquetSink, type CommittedPart } from '../pipeline/io/parquet-sink.js';
 import { ParquetSource } from '../pipeline/io/parquet-source.js';
 import { resolveShards } from '../pipeline/io/shards.js';
@@ -82,7 +83,7 @@ async function writeLedger(config: RunConfig, report: RunReport, parts: Committe
     ...report,
     // Whole-process figures: what a user sizes machines by.
     resources: {
-      peakRssMB: Math.round(usage.maxRSS / 1024),
+      peakRssMB: peakRssMB(),
       userCpuMs: Math.round(usage.userCPUTime / 1000),
       systemCpuMs: Math.round(usage.systemCPUTime / 1000),
     },

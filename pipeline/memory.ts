@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 
@@ -41,4 +42,20 @@ export class GarbageBudget {
     this.sinceLast = 0;
     collectGarbage();
   }
+}
+
+/**
+ * Peak resident memory of this process in MB. On Linux, VmHWM of /proc/self/status: unlike
+ * `resourceUsage().maxRSS`, it does not inherit the peak of the parent that spawned the process
+ * (ru_maxrss survives fork+exec, so a child of a big parent reports the parent's size).
+ */
+export function peakRssMB(): number {
+  try {
+    const status = readFileSync('/proc/self/status', 'utf8');
+    const match = /^VmHWM:\s+(\d+) kB$/m.exec(status);
+    if (match !== null) return Math.round(Number(match[1]) / 1024);
+  } catch {
+    // not Linux: fall through
+  }
+  return Math.round(process.resourceUsage().maxRSS / 1024);
 }

@@ -1,0 +1,25 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parse } from 'yaml';
+import { parseRunConfig, runConfigSchema } from '../job/config.js';
+import { ROOT } from './helpers/cli.js';
+
+describe('README', () => {
+  it('documents a config that validates and lists every default the schema has', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const block = /```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    expect(block).toBeDefined();
+    const documented = parseRunConfig(parse(block!), 'README.md');
+    const defaults = runConfigSchema.parse({ input: documented.input, output: documented.output });
+    // The example shows the defaults; if a default changes, the README must change with it.
+    expect(documented).toEqual({ ...defaults, source: { ...defaults.source, idColumn: 'id' } });
+  });
+
+  it('opens with the install-and-test command and the main job on the bundled sample', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const firstBlock = /```bash\n([\s\S]*?)```/.exec(readme)![1]!;
+    expect(firstBlock).toMatch(/^npm ci && npm test/m);
+    expect(firstBlock).toMatch(/^npx air run --input examples\/data\/sample\.parquet --output \S+/m);
+  });
+});

@@ -18,10 +18,10 @@ export type AirErrorCode =
   | 'AIR_CANCELLED'
   | 'AIR_OPERATOR_FAILED';
 
-export class AirError extends Error {
-  readonly code: AirErrorCode;
+export class AirError<C extends string = AirErrorCode> extends Error {
+  readonly code: C;
 
-  constructor(code: AirErrorCode, message: string, options?: { cause?: unknown }) {
+  constructor(code: C, message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = 'AirError';
     this.code = code;
@@ -29,7 +29,7 @@ export class AirError extends Error {
 }
 
 /** Wrong command-line usage: exit code 2. */
-export class UsageError extends AirError {
+export class UsageError extends AirError<AirErrorCode> {
   constructor(message: string) {
     super('AIR_USAGE', message);
     this.name = 'UsageError';
@@ -37,7 +37,7 @@ export class UsageError extends AirError {
 }
 
 /** A config file or flag value that fails validation: exit code 2; the message names the bad key. */
-export class ConfigError extends AirError {
+export class ConfigError extends AirError<AirErrorCode> {
   constructor(message: string) {
     super('AIR_CONFIG_INVALID', message);
     this.name = 'ConfigError';
@@ -45,7 +45,7 @@ export class ConfigError extends AirError {
 }
 
 /** A Parquet input that cannot be read; names the file and, where known, the row group. */
-export class ParquetInputError extends AirError {
+export class ParquetInputError extends AirError<AirErrorCode> {
   readonly file: string;
 
   constructor(code: AirErrorCode, file: string, detail: string, options?: { cause?: unknown }) {
@@ -56,7 +56,7 @@ export class ParquetInputError extends AirError {
 }
 
 /** The run's accounting does not add up: always a bug, and it fails the run. */
-export class LedgerError extends AirError {
+export class LedgerError extends AirError<AirErrorCode> {
   constructor(message: string) {
     super('AIR_LEDGER_UNBALANCED', message);
     this.name = 'LedgerError';

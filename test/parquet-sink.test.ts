@@ -1,4 +1,5 @@
-import { readdir } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
+import { parquetReadObjects } from 'hyparquet';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../job/config.js';
@@ -149,6 +150,26 @@ describe('ParquetSink', () => {
       );
     });
   }
+
+  it('is read the same by an independent reader (hyparquet, a JS implementation of the spec)', async () => {
+    const out = path.join(dir, 'hyparquet');
+    await writeRows(out, 40, 1000, 'snappy');
+    const bytes = await readFile(path.join(out, 'part-00000.parquet'));
+    const file = bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength);
+    const rows = (await parquetReadObjects({ file })) as Array<Record<string, unknown>>;
+    expect(rows).toHaveLength(40);
+    const byId = new Map(rows.map((r) => [r.id, r]));
+    for (const n of [0, 1, 5, 7, 39]) {
+      const expected = rowFor(n);
+      const row = byId.get(expected.id)!;
+      expect(row.words).toBe(expected.words);
+      expect(row.big).toBe(expected.big);
+      expect(row.maybe).toBe(expected.maybe);
+      expect(row.tags).toEqual(expected.tags);
+      expect(row.constraints).toEqual(expected.constraints);
+      expect((row.at as Date).getTime()).toBe(expected.at.getTime());
+    }
+  });
 
   it('splits a part into row groups of rowGroupRows', async () => {
     const out = path.join(dir, 'groups');

@@ -7,6 +7,7 @@ import { runJob } from '../job/run-job.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
+import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
 import { summaryLines } from './summary.js';
@@ -111,6 +112,8 @@ Example:
       exitCode = await runCommand(flags, io);
     });
 
+  registerBenchCommand(program, io, (code) => (exitCode = code));
+
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
   } catch (error) {
@@ -119,7 +122,7 @@ Example:
       return error.exitCode === 0 ? EXIT.ok : EXIT.usage;
     }
     io.stderr(`air: ${errorMessage(error)}\n`);
-    return EXIT.failure;
+    return isUsageError(error) ? EXIT.usage : EXIT.failure;
   }
   if (argv.length === 0) {
     program.outputHelp();
@@ -182,9 +185,7 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
     return EXIT.ok;
   } catch (error) {
     io.stderr(`air: ${errorMessage(error)}\n`);
-    return error instanceof AirError && (error.code === 'AIR_USAGE' || error.code === 'AIR_CONFIG_INVALID')
-      ? EXIT.usage
-      : EXIT.failure;
+    return isUsageError(error) ? EXIT.usage : EXIT.failure;
   } finally {
     if (timer !== undefined) clearInterval(timer);
     process.off('SIGINT', onSignal);
@@ -223,6 +224,10 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
     throw new AirError('AIR_USAGE', 'no output folder: pass --output <dir> or set "output" in --config');
   }
   return parseRunConfig(merged, flags.config ?? 'flags');
+}
+
+function isUsageError(error: unknown): boolean {
+  return error instanceof AirError && (error.code === 'AIR_USAGE' || error.code === 'AIR_CONFIG_INVALID');
 }
 
 function integerArg(value: string): number {

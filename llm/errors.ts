@@ -61,6 +61,11 @@ export class LlmError extends AirError<LlmErrorCode> {
   get transient(): boolean {
     return TRANSIENT.has(this.code);
   }
+
+  /** A refused key or a dead endpoint stops the run instead of failing one record after another. */
+  get fatal(): boolean {
+    return this.code === 'AIR_LLM_AUTH' || this.code === 'AIR_LLM_CIRCUIT_OPEN';
+  }
 }
 
 export function isTransient(error: unknown): boolean {

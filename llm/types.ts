@@ -46,7 +46,10 @@ export interface ChatCompletionRequest {
   readonly max_tokens?: number;
   readonly seed?: number;
   readonly response_format?:
-    | { readonly type: 'json_schema'; readonly json_schema: { name: string; schema: JsonSchema; strict?: boolean } }
+    | {
+        readonly type: 'json_schema';
+        readonly json_schema: { name: string; schema: JsonSchema; strict?: boolean };
+      }
     | { readonly type: 'json_object' };
 }
 

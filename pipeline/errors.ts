@@ -63,6 +63,14 @@ export class LedgerError extends AirError<AirErrorCode> {
   }
 }
 
+/**
+ * An error that must stop the run rather than fail one record (a refused API key, a dead endpoint): an operator
+ * throws it and the engine ends the run cleanly, keeping what was committed.
+ */
+export function isFatal(error: unknown): boolean {
+  return typeof error === 'object' && error !== null && (error as { fatal?: unknown }).fatal === true;
+}
+
 /** The error kind recorded in the ledger for a failed record: a stable code where there is one. */
 export function errorKind(error: unknown): string {
   if (error instanceof AirError) return error.code;

@@ -1,4 +1,4 @@
-import { AirError, LedgerError, errorKind, errorMessage } from './errors.js';
+import { AirError, LedgerError, errorKind, errorMessage, isFatal } from './errors.js';
 import { Ledger, type FailureSample, type ShardTally, type Ticket } from './ledger.js';
 import { isBatchOperator, type Operator, type OperatorContext, type Outcome } from './operator.js';
 import { BoundedQueue } from './queue.js';
@@ -283,6 +283,7 @@ export class PipelineRun {
         this.ledger.fanOut(ticket, outcome.values.length);
         for (const value of outcome.values) await output.push({ ticket, value });
       } else if (outcome.kind === 'fail') {
+        if (isFatal(outcome.error)) throw outcome.error;
         this.recordFailure(stats, ticket, outcome.error);
       } else {
         const reason = outcome.kind === 'drop' ? outcome.reason : 'no_output';
@@ -306,7 +307,7 @@ export class PipelineRun {
         );
       return [await op.process(batch[0]!.value, ctx)];
     } catch (error) {
-      if (error instanceof LedgerError) throw error;
+      if (error instanceof LedgerError || isFatal(error)) throw error;
       return batch.map(() => ({ kind: 'fail', error }) as const);
     }
   }

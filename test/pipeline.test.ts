@@ -176,6 +176,25 @@ describe('pipeline engine', () => {
     expect(report.totals.read).toBe(report.totals.written + report.totals.abandoned);
   });
 
+  it('a fatal error from an operator stops the run instead of failing record after record', async () => {
+    const op: RecordOperator<number, number> = {
+      name: 'llm',
+      concurrency: 2,
+      process(n) {
+        if (n === 20)
+          throw Object.assign(new Error('endpoint down for 120s'), { code: 'E_DOWN', fatal: true });
+        return emit(n);
+      },
+    };
+    const sink = new CollectingSink<number>(5);
+    const report = await pipeline(new CountingSource(10_000)).pipe(op).into(sink, { queueCapacity: 8 }).run();
+    expect(report.status).toBe('failed');
+    expect(report.error).toBe('endpoint down for 120s');
+    expect(report.totals.read).toBeLessThan(100);
+    expect(report.totals.failed).toEqual({});
+    expect(report.totals.read).toBe(report.totals.written + report.totals.abandoned);
+  });
+
   it('rejects two stages with the same name', () => {
     expect(() => pipeline(new CountingSource(1)).pipe(passThrough).pipe(passThrough)).toThrow(/two stages/);
   });

@@ -1,0 +1,72 @@
+import { z } from 'zod';
+import { ConfigError } from '../pipeline/errors.js';
+
+/**
+ * One OpenAI-compatible endpoint serving one role. The API key is never part of the config: the config names
+ * the environment variable that holds it, and the key is read once, when the client is built.
+ */
+export const samplingSchema = z.strictObject({
+  temperature: z.number().min(0).max(2).optional(),
+  top_p: z.number().gt(0).max(1).optional(),
+  max_tokens: z.number().int().positive().optional(),
+  seed: z.number().int().optional(),
+});
+
+export const endpointSchema = z.strictObject({
+  /** Base URL up to and including `/v1`, e.g. http://127.0.0.1:8000/v1. */
+  baseUrl: z.url(),
+  model: z.string().min(1),
+  /** Name of the environment variable holding the API key; omit for servers without auth. */
+  apiKeyEnv: z
+    .string()
+    .regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name')
+    .optional(),
+  /** Defaults sent with every request of this role (a call may override them). */
+  sampling: samplingSchema.default({ temperature: 0.2, top_p: 0.9, max_tokens: 1024, seed: 0 }),
+  /** Requests in flight at most; the adaptive limit never goes above it. */
+  maxConcurrency: z.number().int().positive().default(64),
+  /** Where the adaptive limit starts; it grows on success and is cut on 429/503. */
+  initialConcurrency: z.number().int().positive().default(8),
+  /** Optional hosted-API limits: requests and tokens per minute. */
+  rpm: z.number().positive().optional(),
+  tpm: z.number().positive().optional(),
+  /** One request's time limit (headers and body), in seconds. */
+  timeoutSeconds: z.number().positive().default(300),
+  /** Attempts for transient failures (429, 5xx, resets, timeouts), the first included. */
+  maxAttempts: z.number().int().positive().default(6),
+  /** The run stops when the endpoint has answered nothing usable for this long. */
+  circuitBreakerSeconds: z.number().positive().default(120),
+  /** The model's context window in tokens, when known (used to shorten prompts that cannot fit). */
+  contextTokens: z.number().int().positive().optional(),
+});
+
+export type EndpointConfig = z.output<typeof endpointSchema>;
+
+export interface ResolvedEndpoint extends EndpointConfig {
+  readonly role: string;
+  /** The key itself, held only in memory; undefined when the endpoint needs none. */
+  readonly apiKey: string | undefined;
+}
+
+/** Reads the endpoint's API key from the environment; the error names the variable, never a value. */
+export function resolveEndpoint(
+  role: string,
+  config: EndpointConfig,
+  env: NodeJS.ProcessEnv = process.env,
+): ResolvedEndpoint {
+  let apiKey: string | undefined;
+  if (config.apiKeyEnv !== undefined) {
+    apiKey = env[config.apiKeyEnv];
+    if (apiKey === undefined || apiKey.length === 0) {
+      throw new ConfigError(
+        `llm.${role}.apiKeyEnv: the environment variable ${config.apiKeyEnv} is not set (it should hold the API key)`,
+      );
+    }
+  }
+  return { ...config, role, apiKey };
+}
+
+/** A one-line description for logs and errors: role, model and URL, never the key. */
+export function describeEndpoint(endpoint: Pick<ResolvedEndpoint, 'role' | 'model' | 'baseUrl'>): string {
+  return `${endpoint.role} (${endpoint.model} at ${endpoint.baseUrl})`;
+}

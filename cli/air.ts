@@ -10,6 +10,7 @@ import type { PipelineRun } from '../pipeline/run.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
+import { registerSimCommand } from './sim-command.js';
 import { summaryLines } from './summary.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, sigint: 130, sigterm: 143 } as const;
@@ -112,6 +113,7 @@ Example:
       exitCode = await runCommand(flags, io);
     });
 
+  registerSimCommand(program, { stdout: io.stdout });
   registerBenchCommand(program, io, (code) => (exitCode = code));
 
   try {

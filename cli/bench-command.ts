@@ -64,6 +64,7 @@ export function registerBenchCommand(program: Command, io: BenchIO, setExit: (co
         'errors',
       ];
       io.stderr(`air bench: ${flags.model} at ${flags.url}, ${flags.requestsPerLevel} requests per level\n`);
+      io.stderr(`${formatTable([header, header])[0]}\n`);
       const report = await loadTest(endpoint, {
         levels: concurrencyLevels(flags.maxConcurrency),
         requestsPerLevel: flags.requestsPerLevel,

@@ -5,6 +5,7 @@ import { CircuitBreaker } from './circuit.js';
 import { describeEndpoint, type ResolvedEndpoint } from './endpoint.js';
 import { LlmError } from './errors.js';
 import { ChatHttp } from './http.js';
+import { isLocalSpec, LocalModel, parseLocalSpec } from './local.js';
 import type { ResponseCache } from './cache.js';
 import { backoffMs, sleep } from './retry.js';
 import { parseStructured } from './structured.js';
@@ -31,9 +32,15 @@ export interface LlmClientOptions {
   readonly backoff?: { baseMs?: number; maxMs?: number };
 }
 
+/** What carries one request: an HTTP endpoint or an embedded model. */
+interface Transport {
+  complete(request: ChatCompletionRequest, signal?: AbortSignal): Promise<ChatCompletion>;
+  close(): Promise<void>;
+}
+
 interface Lane {
   readonly endpoint: ResolvedEndpoint;
-  readonly http: ChatHttp;
+  readonly http: Transport;
   readonly admission: Admission;
   readonly circuit: CircuitBreaker;
 }
@@ -51,10 +58,12 @@ export class HttpLlmClient implements LlmClient {
     for (const endpoint of options.endpoints) {
       this.lanes.set(endpoint.role, {
         endpoint,
-        http: new ChatHttp(endpoint),
+        http: isLocalSpec(endpoint.model) ? new LazyLocalModel(endpoint) : new ChatHttp(endpoint),
         admission: new Admission({
-          maxConcurrency: endpoint.maxConcurrency,
-          initialConcurrency: endpoint.initialConcurrency,
+          maxConcurrency: isLocalSpec(endpoint.model) ? endpoint.local.parallel : endpoint.maxConcurrency,
+          initialConcurrency: isLocalSpec(endpoint.model)
+            ? endpoint.local.parallel
+            : endpoint.initialConcurrency,
           rpm: endpoint.rpm,
           tpm: endpoint.tpm,
         }),
@@ -163,7 +172,7 @@ export class HttpLlmClient implements LlmClient {
           // Deterministic, but fixable once: a prompt too long for the context is shortened and sent again.
           if (error.code === 'AIR_LLM_CONTEXT_LENGTH' && !shortened) {
             shortened = true;
-            current = shortenLongestMessage(current);
+            current = shortenLongestMessage(current, keepFractionFor(current, error.message));
             continue;
           }
           this.options.recorder?.recordError(endpoint.role, endpoint.model, error.code);
@@ -237,6 +246,28 @@ export class HttpLlmClient implements LlmClient {
   }
 }
 
+/**
+ * A `local:<path.gguf>` model, loaded on its first call (node-llama-cpp is an optional dependency, imported only
+ * then). Its admission limit is its `parallel` sequences.
+ */
+class LazyLocalModel implements Transport {
+  private model: Promise<LocalModel> | undefined;
+
+  constructor(private readonly endpoint: ResolvedEndpoint) {}
+
+  async complete(request: ChatCompletionRequest, signal?: AbortSignal): Promise<ChatCompletion> {
+    this.model ??= LocalModel.load({
+      path: parseLocalSpec(this.endpoint.model).path,
+      ...this.endpoint.local,
+    });
+    return (await this.model).complete(request, signal);
+  }
+
+  async close(): Promise<void> {
+    if (this.model !== undefined) await (await this.model).close();
+  }
+}
+
 function buildRequest(
   endpoint: ResolvedEndpoint,
   messages: readonly ChatMessage[],
@@ -277,15 +308,38 @@ function withRepair(request: ChatCompletionRequest, reply: string, error: string
   };
 }
 
-/** Keeps the first 60% of the longest message, cut at a word boundary, and says that it was shortened. */
-export function shortenLongestMessage(request: ChatCompletionRequest): ChatCompletionRequest {
+/**
+ * How much of the longest message to keep so the prompt fits. OpenAI and vLLM say the limit and the counts
+ * ("maximum context length is 8192 tokens ... (8000 in the messages, 1024 in the completion)"): then cut exactly
+ * what is needed plus 10%; otherwise keep 60%.
+ */
+export function keepFractionFor(request: ChatCompletionRequest, message: string): number {
+  const limit = /maximum context length is (\d+)/i.exec(message);
+  const inMessages = /\((\d+) in the messages/i.exec(message);
+  if (limit === null || inMessages === null) return 0.6;
+  const budget = Number(limit[1]) - (request.max_tokens ?? 0);
+  const excess = Number(inMessages[1]) - budget;
+  let longest = 0;
+  let total = 0;
+  for (const m of request.messages) {
+    total += m.content.length;
+    longest = Math.max(longest, m.content.length);
+  }
+  if (excess <= 0 || total === 0 || longest === 0) return 0.6;
+  // Characters of the longest message to drop, at the prompt's own characters-per-token ratio.
+  const dropChars = (excess * 1.1 * total) / Number(inMessages[1]);
+  return Math.max(0.05, Math.min(0.9, 1 - dropChars / longest));
+}
+
+/** Keeps the first `keep` fraction of the longest message, cut at a word boundary, and marks the cut. */
+export function shortenLongestMessage(request: ChatCompletionRequest, keep = 0.6): ChatCompletionRequest {
   let longest = 0;
   request.messages.forEach((m, i) => {
     if (m.content.length > request.messages[longest]!.content.length) longest = i;
   });
   const messages = request.messages.map((m, i) => {
     if (i !== longest) return m;
-    const cut = m.content.slice(0, Math.floor(m.content.length * 0.6));
+    const cut = m.content.slice(0, Math.floor(m.content.length * keep));
     const atWord = cut.slice(0, Math.max(cut.lastIndexOf(' '), Math.floor(cut.length * 0.9)));
     return { ...m, content: `${atWord} [...]` };
   });

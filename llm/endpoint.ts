@@ -12,10 +12,22 @@ export const samplingSchema = z.strictObject({
   seed: z.number().int().optional(),
 });
 
+export const localModelSchema = z.strictObject({
+  /** CPU threads; always set (node-llama-cpp's default oversubscribes small machines: 24 tokens took 6.5 s). */
+  threads: z.number().int().positive().default(1),
+  /** Requests evaluated at once, each on its own context sequence. */
+  parallel: z.number().int().positive().default(1),
+  /** Context tokens per sequence. */
+  contextSize: z.number().int().positive().default(4096),
+});
+
 export const endpointSchema = z.strictObject({
-  /** Base URL up to and including `/v1`, e.g. http://127.0.0.1:8000/v1. */
-  baseUrl: z.url(),
+  /** Base URL up to and including `/v1`, e.g. http://127.0.0.1:8000/v1. Not used by `local:` models. */
+  baseUrl: z.url().default('http://127.0.0.1:8000/v1'),
+  /** The model name sent to the server, or `local:<path.gguf>` to run a GGUF model inside air. */
   model: z.string().min(1),
+  /** Settings of an embedded `local:` model. */
+  local: localModelSchema.default({ threads: 1, parallel: 1, contextSize: 4096 }),
   /** Name of the environment variable holding the API key; omit for servers without auth. */
   apiKeyEnv: z
     .string()
@@ -68,5 +80,6 @@ export function resolveEndpoint(
 
 /** A one-line description for logs and errors: role, model and URL, never the key. */
 export function describeEndpoint(endpoint: Pick<ResolvedEndpoint, 'role' | 'model' | 'baseUrl'>): string {
+  if (endpoint.model.startsWith('local:')) return `${endpoint.role} (${endpoint.model})`;
   return `${endpoint.role} (${endpoint.model} at ${endpoint.baseUrl})`;
 }

@@ -180,3 +180,52 @@ describe('air run', () => {
     expect(files.filter((f) => f.endsWith('.tmp'))).toEqual([]);
   });
 });
+
+describe('air bench', () => {
+  it('sweeps concurrency against a server, finds the knee and writes JSON and HTML', async () => {
+    const { startSimulator } = await import('../llm/simulator/index.js');
+    // 4 sequences, 25 ms per call: throughput stops growing past 4 in flight.
+    const sim = await startSimulator({
+      models: ['m'],
+      maxConcurrentSequences: 4,
+      decodeTokensPerSPerSequence: 1000,
+      meanReplyTokens: 25,
+      replyLength: 'fixed',
+    });
+    try {
+      const out = path.join(dir, 'bench');
+      const result = await runAir([
+        'bench',
+        '--url',
+        sim.url,
+        '--model',
+        'm',
+        '--max-concurrency',
+        '16',
+        '--requests-per-level',
+        '40',
+        '--out',
+        out,
+      ]);
+      expect(result.code, result.stderr).toBe(0);
+      const report = JSON.parse(await readFile(path.join(out, 'bench.json'), 'utf8')) as {
+        levels: Array<{ concurrency: number; requestsPerS: number }>;
+        knee: number;
+      };
+      expect(report.levels.map((l) => l.concurrency)).toEqual([1, 2, 4, 8, 16]);
+      expect(report.knee).toBeGreaterThanOrEqual(4);
+      expect(report.knee).toBeLessThanOrEqual(8);
+      const html = await readFile(path.join(out, 'bench.html'), 'utf8');
+      expect(html.match(/<polyline class="series"/g)?.length).toBe(6);
+      expect(result.stdout).toMatch(/knee at \d+ in flight/);
+    } finally {
+      await sim.close();
+    }
+  });
+
+  it('exits 2 with a clear message for a malformed URL', async () => {
+    const result = await runAir(['bench', '--url', 'not a url', '--model', 'm']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/air bench: baseUrl/);
+  });
+});

@@ -1,0 +1,175 @@
+/**
+ * How fast one air process drives an OpenAI-compatible server, against the simulator running in its own
+ * process (`air sim`), so the CPU measured here is the client's alone.
+ *
+ *   npm run build && npx tsx bench/llm-calls.ts
+ *
+ * 1. Client overhead: calls/s and client CPU ms per call against a zero-latency simulator, at rising
+ *    concurrency, for air's client (undici + admission + retries + accounting) and for the openai SDK
+ *    (when installed) on the same undici dispatcher.
+ * 2. Saturation: against a capacity-limited simulator (known ceiling), the fraction of the ceiling air keeps
+ *    busy at steady state, and the share of calls answered 429/503.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import os from 'node:os';
+import path from 'node:path';
+import { Accounting } from '../llm/accounting.js';
+import { HttpLlmClient } from '../llm/client.js';
+import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
+
+const ROOT = path.resolve(import.meta.dirname, '..');
+const AIR = path.join(ROOT, 'dist/cli/air.js');
+
+async function startSim(
+  port: number,
+  args: string[],
+): Promise<{ child: ChildProcess; url: string; banner: string }> {
+  const child = spawn(process.execPath, [AIR, 'sim', '--port', String(port), '--model', 'bench', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let banner = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer): void => {
+      banner += d.toString();
+      if (banner.includes('http://')) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`air sim exited with ${code}: ${banner}`)));
+  });
+  return { child, url: `http://127.0.0.1:${port}/v1`, banner: banner.trim() };
+}
+
+function stop(child: ChildProcess): Promise<void> {
+  return new Promise((resolve) => {
+    child.on('exit', () => resolve());
+    child.kill('SIGTERM');
+  });
+}
+
+const messages = (i: number) => [
+  { role: 'user' as const, content: `Bench call ${i}: write one sentence about sourdough.` },
+];
+
+/** Closed loop: `concurrency` callers issue `total` calls; returns calls/s and client CPU ms per call. */
+async function drive(call: (i: number) => Promise<unknown>, concurrency: number, total: number) {
+  let next = 0;
+  const cpu0 = process.cpuUsage();
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (next < total) await call(next++);
+    }),
+  );
+  const wallS = (performance.now() - t0) / 1000;
+  const cpu = process.cpuUsage(cpu0);
+  return { callsPerS: total / wallS, cpuMsPerCall: (cpu.user + cpu.system) / 1000 / total, wallS };
+}
+
+function client(url: string, maxConcurrency: number, initial = maxConcurrency) {
+  const accounting = new Accounting();
+  const c = new HttpLlmClient({
+    endpoints: [
+      resolveEndpoint(
+        'guidance',
+        endpointSchema.parse({
+          baseUrl: url,
+          model: 'bench',
+          maxConcurrency,
+          initialConcurrency: initial,
+          maxAttempts: 20,
+          sampling: { max_tokens: 64, temperature: 0.2 },
+        }),
+      ),
+    ],
+    recorder: accounting,
+  });
+  return { c, accounting };
+}
+
+async function overhead(): Promise<void> {
+  const sim = await startSim(18_431, ['--zero-latency', '--mean-reply-tokens', '30']);
+  console.log(`\n## 1. Client overhead against a zero-latency simulator (separate process)\n${sim.banner}\n`);
+  console.log('| client | in flight | calls/s | client CPU ms/call |\n| --- | ---: | ---: | ---: |');
+  for (const concurrency of [64, 256, 1024]) {
+    const { c } = client(sim.url, concurrency);
+    await drive((i) => c.chat('guidance', messages(i)), concurrency, 2000); // warm-up
+    const r = await drive((i) => c.chat('guidance', messages(i)), concurrency, 20_000);
+    console.log(
+      `| air (undici) | ${concurrency} | ${r.callsPerS.toFixed(0)} | ${r.cpuMsPerCall.toFixed(3)} |`,
+    );
+    await c.close();
+  }
+  // Imported by name so the bench runs without the SDK installed.
+  const sdkName = 'openai';
+  const sdk = (await import(sdkName).catch(() => undefined)) as
+    | {
+        default: new (options: unknown) => {
+          chat: { completions: { create(body: unknown): Promise<unknown> } };
+        };
+      }
+    | undefined;
+  if (sdk !== undefined) {
+    const { Agent } = await import('undici');
+    for (const concurrency of [64, 256]) {
+      const dispatcher = new Agent({ connections: concurrency });
+      const openai = new sdk.default({
+        baseURL: sim.url,
+        apiKey: 'none',
+        maxRetries: 0,
+        fetchOptions: { dispatcher },
+      });
+      const call = (i: number) =>
+        openai.chat.completions.create({
+          model: 'bench',
+          messages: messages(i),
+          max_tokens: 64,
+          temperature: 0.2,
+        });
+      await drive(call, concurrency, 2000);
+      const r = await drive(call, concurrency, 20_000);
+      console.log(
+        `| openai SDK + undici Agent | ${concurrency} | ${r.callsPerS.toFixed(0)} | ${r.cpuMsPerCall.toFixed(3)} |`,
+      );
+      await dispatcher.close();
+    }
+  } else {
+    console.log('| openai SDK | - | not installed (npm i -D openai@6 to compare) | - |');
+  }
+  await stop(sim.child);
+}
+
+async function saturation(): Promise<void> {
+  // 32 sequences, 1,000 decode tokens/s each, fixed 50-token replies: 50 ms per call, ceiling 640 calls/s.
+  const sim = await startSim(18_432, [
+    '--max-concurrency',
+    '32',
+    '--decode-tps',
+    '1000',
+    '--prefill-tps',
+    '1000000',
+    '--mean-reply-tokens',
+    '50',
+    '--max-queue',
+    '64',
+  ]);
+  console.log(`\n## 2. Saturation of a capacity-limited simulator\n${sim.banner}\n`);
+  const ceiling = Number(/([\d.]+) requests\/s/.exec(sim.banner)?.[1] ?? Number.NaN);
+  const { c, accounting } = client(sim.url, 256, 8);
+  const callers = 512; // more callers than the server can take: air's admission decides what is sent
+  await drive((i) => c.chat('guidance', messages(i)), callers, 2000); // let AIMD settle
+  const r = await drive((i) => c.chat('guidance', messages(i)), callers, 12_000);
+  const errors = accounting.snapshot().entries[0]?.errors ?? {};
+  const refused = (errors['retry:AIR_LLM_RATE_LIMITED'] ?? 0) + (errors['retry:AIR_LLM_SERVER_ERROR'] ?? 0);
+  await c.close();
+  await stop(sim.child);
+  console.log(`| measured calls/s | ceiling calls/s | fraction of ceiling | final limit | 429/503 share |`);
+  console.log(`| ---: | ---: | ---: | ---: | ---: |`);
+  console.log(
+    `| ${r.callsPerS.toFixed(0)} | ${ceiling.toFixed(0)} | ${(r.callsPerS / ceiling).toFixed(3)} | ${c.admission('guidance')!.limit} | ${(refused / (refused + 14_000)).toFixed(4)} |`,
+  );
+}
+
+console.log(`machine: ${os.cpus()[0]?.model} · ${os.cpus().length} cores · node ${process.version}`);
+await overhead();
+await saturation();

@@ -1,0 +1,25 @@
+/** The OpenAI-compatible LLM simulator used by tests, benchmarks and `air sim`. */
+export { startSimulator, serverOptionsSchema } from './server.js';
+export type { Simulator, SimulatorOptions, SimulatorStats } from './server.js';
+export { Capacity, resolveCapacity, serviceTimeMs, throughputCeiling } from './capacity.js';
+export type {
+  CapacityConfig,
+  CapacityOptions,
+  CapacityStats,
+  ServeOutcome,
+  ThroughputCeiling,
+} from './capacity.js';
+export { describeFaults, FAULT_KINDS, FaultInjector, Outage, resolveFaults } from './faults.js';
+export type { DownMode, FaultConfig, FaultKind, FaultOptions } from './faults.js';
+export {
+  CHARS_PER_TOKEN,
+  countPromptTokens,
+  countTokens,
+  cutToTokens,
+  generateReply,
+  hash32,
+  resolveReplies,
+  Rng,
+  UnsupportedSchemaError,
+} from './replies.js';
+export type { Reply, ReplyConfig, ReplyOptions, ReplyRequest, SimMessage } from './replies.js';

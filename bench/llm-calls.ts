@@ -78,7 +78,7 @@ function client(url: string, maxConcurrency: number, initial = maxConcurrency) {
           maxConcurrency,
           initialConcurrency: initial,
           maxAttempts: 20,
-          sampling: { max_tokens: 64, temperature: 0.2 },
+          sampling: { max_tokens: 4096, temperature: 0.2 },
         }),
       ),
     ],
@@ -123,7 +123,7 @@ async function overhead(): Promise<void> {
         openai.chat.completions.create({
           model: 'bench',
           messages: messages(i),
-          max_tokens: 64,
+          max_tokens: 4096,
           temperature: 0.2,
         });
       await drive(call, concurrency, 2000);

@@ -48,6 +48,12 @@ interface RunFlags {
   duckdbMemoryMb?: number;
   progress?: string;
   progressInterval?: number;
+  llm?: string;
+  guidanceUrl?: string;
+  guidanceModel?: string;
+  studentUrl?: string;
+  studentModel?: string;
+  apiKeyEnv?: string;
 }
 
 /** Runs the CLI; resolves to the process exit code instead of exiting, so tests can call it. */
@@ -100,6 +106,20 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       ]),
     )
     .option('--progress-interval <seconds>', 'seconds between progress log lines (default: 5)', numberArg)
+    .addOption(
+      new Option(
+        '--llm <mode>',
+        'endpoints: the servers below; sim: a built-in simulator (default: endpoints)',
+      ).choices(['endpoints', 'sim']),
+    )
+    .option('--guidance-url <url>', 'base URL of the guidance (large) model server, up to /v1')
+    .option('--guidance-model <name>', 'guidance model name, or local:<path.gguf> to run it inside air')
+    .option('--student-url <url>', 'base URL of the student (small) model server, up to /v1')
+    .option('--student-model <name>', 'student model name, or local:<path.gguf>')
+    .option(
+      '--api-key-env <VAR>',
+      'environment variable holding the API key of both roles (never the key itself)',
+    )
     .addHelpText(
       'after',
       `
@@ -218,6 +238,11 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
     },
     progress: flags.progress,
     progressIntervalSeconds: flags.progressInterval,
+    llm: {
+      mode: flags.llm,
+      guidance: roleFlags(flags.guidanceUrl, flags.guidanceModel, flags.apiKeyEnv),
+      student: roleFlags(flags.studentUrl, flags.studentModel, flags.apiKeyEnv),
+    },
   };
   const merged = mergeConfig(fromFile, fromFlags);
   if (merged.input === undefined)
@@ -226,6 +251,18 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
     throw new AirError('AIR_USAGE', 'no output folder: pass --output <dir> or set "output" in --config');
   }
   return parseRunConfig(merged, flags.config ?? 'flags');
+}
+
+/** Only the flags given, so a config file's other endpoint settings survive the merge. */
+function roleFlags(
+  baseUrl: string | undefined,
+  model: string | undefined,
+  apiKeyEnv: string | undefined,
+): Record<string, string> | undefined {
+  const given: Record<string, string> = {};
+  for (const [key, value] of Object.entries({ baseUrl, model, apiKeyEnv }))
+    if (value !== undefined) given[key] = value;
+  return Object.keys(given).length === 0 ? undefined : given;
 }
 
 function isUsageError(error: unknown): boolean {

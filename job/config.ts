@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { PriceTableSchema } from '../llm/accounting.js';
+import { endpointSchema } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
 
 /**
@@ -45,6 +47,24 @@ export const engineConfigSchema = z.strictObject({
   duckdbMemoryMB: positiveInt.default(512),
 });
 
+export const llmConfigSchema = z.strictObject({
+  /**
+   * `endpoints`: the roles below (vLLM, SGLang, llama.cpp, OpenAI, any OpenAI-compatible server, or local:<gguf>);
+   * `sim`: an in-process simulator serves every role (seeded fake replies, for demos and tests).
+   */
+  mode: z.enum(['endpoints', 'sim']).default('endpoints'),
+  /** The large model: writes, judges, merges and answers. */
+  guidance: endpointSchema.optional(),
+  /** The small model being taught: only answers. */
+  student: endpointSchema.optional(),
+  /** USD per million tokens by model name; a model missing here is reported as unpriced, never as $0. */
+  prices: PriceTableSchema.default({}),
+  /** Keep answered calls in <output>/llm-cache.sqlite so reruns and resumes repeat none of them. */
+  cache: z.boolean().default(true),
+});
+
+export type LlmConfig = z.output<typeof llmConfigSchema>;
+
 export const runConfigSchema = z.strictObject({
   /** Parquet files, folders (every *.parquet below) or globs. */
   input: z
@@ -56,6 +76,7 @@ export const runConfigSchema = z.strictObject({
   filter: filterConfigSchema.default(filterConfigSchema.parse({})),
   writer: writerConfigSchema.default(writerConfigSchema.parse({})),
   engine: engineConfigSchema.default(engineConfigSchema.parse({})),
+  llm: llmConfigSchema.default(llmConfigSchema.parse({})),
   /** Progress display: a live table on a terminal, log lines otherwise; `off` for none. */
   progress: z.enum(['auto', 'tty', 'log', 'off']).default('auto'),
   /** Seconds between progress log lines when not on a terminal. */

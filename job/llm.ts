@@ -1,0 +1,78 @@
+import path from 'node:path';
+import { Accounting } from '../llm/accounting.js';
+import { openResponseCache, type ResponseCache } from '../llm/cache.js';
+import { HttpLlmClient } from '../llm/client.js';
+import { endpointSchema, resolveEndpoint, type ResolvedEndpoint } from '../llm/endpoint.js';
+import { startSimulator, type Simulator } from '../llm/simulator/index.js';
+import { ConfigError } from '../pipeline/errors.js';
+import type { LlmConfig } from './config.js';
+
+export const LLM_ROLES = ['guidance', 'student'] as const;
+export const LLM_CACHE_FILE = 'llm-cache.sqlite';
+
+export interface LlmSetup {
+  readonly client: HttpLlmClient;
+  readonly accounting: Accounting;
+  readonly cache: ResponseCache;
+  /** The in-process simulator in `sim` mode. */
+  readonly simulator: Simulator | undefined;
+  close(): Promise<void>;
+}
+
+/**
+ * Builds the run's LLM client from the config: resolves every role's endpoint (reading API keys from the
+ * environment variables the config names), opens the response cache beside the output, and in `sim` mode
+ * starts a simulator on 127.0.0.1 serving both roles.
+ */
+export async function setUpLlm(
+  config: LlmConfig,
+  outputDir: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<LlmSetup> {
+  let simulator: Simulator | undefined;
+  const endpoints: ResolvedEndpoint[] = [];
+  if (config.mode === 'sim') {
+    simulator = await startSimulator({ models: ['air-sim-guidance', 'air-sim-student'] });
+    for (const role of LLM_ROLES) {
+      const given = config[role];
+      endpoints.push(
+        resolveEndpoint(
+          role,
+          endpointSchema.parse({
+            ...given,
+            baseUrl: simulator.url,
+            model: `air-sim-${role}`,
+            apiKeyEnv: undefined,
+          }),
+          env,
+        ),
+      );
+    }
+  } else {
+    for (const role of LLM_ROLES) {
+      const endpoint = config[role];
+      if (endpoint === undefined) {
+        throw new ConfigError(
+          `llm.${role} is not configured: pass --${role}-url and --${role}-model, set llm.${role} in the config, or use --llm sim`,
+        );
+      }
+      endpoints.push(resolveEndpoint(role, endpoint, env));
+    }
+  }
+  const cache = openResponseCache(
+    config.cache && outputDir !== undefined ? path.join(outputDir, LLM_CACHE_FILE) : undefined,
+  );
+  const accounting = new Accounting(config.prices);
+  const client = new HttpLlmClient({ endpoints, cache, recorder: accounting });
+  return {
+    client,
+    accounting,
+    cache,
+    simulator,
+    async close() {
+      await client.close();
+      cache.close();
+      await simulator?.close();
+    },
+  };
+}

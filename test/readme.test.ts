@@ -16,6 +16,17 @@ describe('README', () => {
     expect(documented).toEqual({ ...defaults, source: { ...defaults.source, idColumn: 'id' } });
   });
 
+  it('documents an llm section that validates', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const block = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)]
+      .map((m) => m[1]!)
+      .find((b) => b.startsWith('llm:'));
+    expect(block).toBeDefined();
+    const config = parseRunConfig({ input: 'x', output: 'y', ...(parse(block!) as object) }, 'README.md');
+    expect(config.llm.guidance?.apiKeyEnv).toBe('VLLM_API_KEY');
+    expect(config.llm.student?.model.startsWith('local:')).toBe(true);
+  });
+
   it('opens with the install-and-test command and the main job on the bundled sample', async () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
     const firstBlock = /```bash\n([\s\S]*?)```/.exec(readme)![1]!;

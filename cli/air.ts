@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Command, CommanderError, Option } from 'commander';
 import { parseRunConfig, type RunConfig } from '../job/config.js';
 import { runJob } from '../job/run-job.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
+import { commaList, countArg, nonNegativeArg } from './args.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
@@ -78,10 +79,10 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       'input column with the document id (default: id if present, else <shard>#<row>)',
     )
     .option('--meta <columns>', 'comma-separated columns to pass through, a.b for struct fields', commaList)
-    .option('--min-words <n>', 'drop documents with fewer words (default: 50)', integerArg)
-    .option('--max-words <n>', 'drop documents with more words (default: 2048)', integerArg)
-    .option('--part-rows <n>', 'rows per output part file (default: 100000)', integerArg)
-    .option('--part-mb <n>', 'MB of text per output part file (default: 256)', numberArg)
+    .option('--min-words <n>', 'drop documents with fewer words (default: 50)', countArg)
+    .option('--max-words <n>', 'drop documents with more words (default: 2048)', countArg)
+    .option('--part-rows <n>', 'rows per output part file (default: 100000)', countArg)
+    .option('--part-mb <n>', 'MB of text per output part file (default: 256)', nonNegativeArg)
     .addOption(
       new Option('--compression <codec>', 'Parquet compression of the output (default: zstd)').choices([
         'zstd',
@@ -91,12 +92,16 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         'uncompressed',
       ]),
     )
-    .option('--row-group-rows <n>', 'rows per row group in the output (default: 50000)', integerArg)
-    .option('--row-group-mb <n>', 'MB of text per row group in the output (default: 16)', numberArg)
-    .option('--queue-capacity <n>', 'records buffered between two stages (default: 256)', integerArg)
-    .option('--grace-seconds <n>', 'time in-flight records get after Ctrl-C/SIGTERM (default: 30)', numberArg)
-    .option('--duckdb-threads <n>', 'threads for Parquet decoding/encoding (default: 2)', integerArg)
-    .option('--duckdb-memory-mb <n>', 'memory limit of the Parquet engine (default: 512)', integerArg)
+    .option('--row-group-rows <n>', 'rows per row group in the output (default: 50000)', countArg)
+    .option('--row-group-mb <n>', 'MB of text per row group in the output (default: 16)', nonNegativeArg)
+    .option('--queue-capacity <n>', 'records buffered between two stages (default: 256)', countArg)
+    .option(
+      '--grace-seconds <n>',
+      'time in-flight records get after Ctrl-C/SIGTERM (default: 30)',
+      nonNegativeArg,
+    )
+    .option('--duckdb-threads <n>', 'threads for Parquet decoding/encoding (default: 2)', countArg)
+    .option('--duckdb-memory-mb <n>', 'memory limit of the Parquet engine (default: 512)', countArg)
     .addOption(
       new Option('--progress <mode>', 'progress display (default: auto)').choices([
         'auto',
@@ -105,7 +110,11 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         'off',
       ]),
     )
-    .option('--progress-interval <seconds>', 'seconds between progress log lines (default: 5)', numberArg)
+    .option(
+      '--progress-interval <seconds>',
+      'seconds between progress log lines (default: 5)',
+      nonNegativeArg,
+    )
     .addOption(
       new Option(
         '--llm <mode>',
@@ -267,25 +276,6 @@ function roleFlags(
 
 function isUsageError(error: unknown): boolean {
   return error instanceof AirError && (error.code === 'AIR_USAGE' || error.code === 'AIR_CONFIG_INVALID');
-}
-
-function integerArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError('expected a whole number');
-  return n;
-}
-
-function numberArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a non-negative number');
-  return n;
-}
-
-function commaList(value: string): string[] {
-  return value
-    .split(',')
-    .map((s) => s.trim())
-    .filter((s) => s.length > 0);
 }
 
 async function packageVersion(): Promise<string> {

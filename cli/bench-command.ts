@@ -1,10 +1,11 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { InvalidArgumentError, type Command } from 'commander';
+import type { Command } from 'commander';
 import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { concurrencyLevels, loadTest, type LevelResult } from '../llm/load-test.js';
 import { loadTestHtml } from '../llm/load-test-report.js';
+import { positiveIntArg } from './args.js';
 import { formatTable } from './format.js';
 
 export interface BenchIO {
@@ -34,11 +35,16 @@ export function registerBenchCommand(program: Command, io: BenchIO, setExit: (co
     .requiredOption('--url <baseUrl>', 'base URL up to /v1, e.g. http://127.0.0.1:8000/v1')
     .requiredOption('--model <name>', 'model name to send')
     .option('--api-key-env <VAR>', 'environment variable holding the API key')
-    .option('--max-concurrency <n>', 'highest level of the sweep (1, 2, 4, ... up to it)', positiveInt, 256)
-    .option('--requests-per-level <n>', 'requests measured at each level', positiveInt, 200)
-    .option('--prompt-words <n>', 'words per prompt', positiveInt, 200)
-    .option('--max-tokens <n>', 'max_tokens per request', positiveInt, 128)
-    .option('--timeout-seconds <n>', 'per-request time limit', positiveInt, 300)
+    .option(
+      '--max-concurrency <n>',
+      'highest level of the sweep (1, 2, 4, ... up to it)',
+      positiveIntArg,
+      256,
+    )
+    .option('--requests-per-level <n>', 'requests measured at each level', positiveIntArg, 200)
+    .option('--prompt-words <n>', 'words per prompt', positiveIntArg, 200)
+    .option('--max-tokens <n>', 'max_tokens per request', positiveIntArg, 128)
+    .option('--timeout-seconds <n>', 'per-request time limit', positiveIntArg, 300)
     .option('--out <dir>', 'where bench.json and bench.html go', 'air-bench')
     .action(async (flags: BenchFlags) => {
       const parsed = endpointSchema.safeParse({
@@ -95,10 +101,4 @@ function levelCells(l: LevelResult): string[] {
     l.latencyMs.p99.toFixed(0),
     `${((100 * l.errors) / l.requests).toFixed(1)}%`,
   ];
-}
-
-function positiveInt(value: string): number {
-  const n = Number(value);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a positive whole number');
-  return n;
 }

@@ -1,5 +1,5 @@
 import type { Command } from 'commander';
-import { InvalidArgumentError, Option } from 'commander';
+import { Option } from 'commander';
 import {
   describeFaults,
   resolveCapacity,
@@ -12,6 +12,7 @@ import {
   type SimulatorStats,
 } from '../llm/simulator/index.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
+import { countArg, integerArg, portArg, positiveArg, positiveIntArg, rateArg } from './args.js';
 import { formatCount, formatRate } from './format.js';
 
 /** Where `air sim` writes, and an extra way to stop it besides SIGINT/SIGTERM (for tests). */
@@ -204,40 +205,4 @@ function stopRequested(signal: AbortSignal | undefined): Promise<void> {
     if (signal?.aborted === true) stop();
     else signal?.addEventListener('abort', stop, { once: true });
   });
-}
-
-function integerArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isSafeInteger(n)) throw new InvalidArgumentError('expected a whole number');
-  return n;
-}
-
-function countArg(value: string): number {
-  const n = integerArg(value);
-  if (n < 0) throw new InvalidArgumentError('expected a whole number ≥ 0');
-  return n;
-}
-
-function positiveIntArg(value: string): number {
-  const n = integerArg(value);
-  if (n <= 0) throw new InvalidArgumentError('expected a whole number > 0');
-  return n;
-}
-
-function portArg(value: string): number {
-  const n = countArg(value);
-  if (n > 65_535) throw new InvalidArgumentError('expected a port number, 0..65535');
-  return n;
-}
-
-function positiveArg(value: string): number {
-  const n = Number(value);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number > 0');
-  return n;
-}
-
-function rateArg(value: string): number {
-  const n = Number(value);
-  if (value.trim() === '' || !(n >= 0 && n <= 1)) throw new InvalidArgumentError('expected a fraction, 0..1');
-  return n;
 }

@@ -61,6 +61,8 @@ export const llmConfigSchema = z.strictObject({
   prices: PriceTableSchema.default({}),
   /** Keep answered calls in <output>/llm-cache.sqlite so reruns and resumes repeat none of them. */
   cache: z.boolean().default(true),
+  /** Where the default local model is downloaded to and found again (node-llama-cpp's default when unset). */
+  modelsDir: z.string().min(1).optional(),
 });
 
 export type LlmConfig = z.output<typeof llmConfigSchema>;

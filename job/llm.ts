@@ -3,6 +3,7 @@ import { Accounting } from '../llm/accounting.js';
 import { openResponseCache, type ResponseCache } from '../llm/cache.js';
 import { HttpLlmClient } from '../llm/client.js';
 import { endpointSchema, resolveEndpoint, type ResolvedEndpoint } from '../llm/endpoint.js';
+import { DEFAULT_LOCAL_MODEL } from '../llm/model-files.js';
 import { startSimulator, type Simulator } from '../llm/simulator/index.js';
 import { ConfigError } from '../pipeline/errors.js';
 import type { LlmConfig } from './config.js';
@@ -28,7 +29,9 @@ export async function setUpLlm(
   config: LlmConfig,
   outputDir: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
+  log?: (line: string) => void,
 ): Promise<LlmSetup> {
+  const localDefaults = { threads: 2, parallel: 2, contextSize: 4096, modelsDir: config.modelsDir };
   let simulator: Simulator | undefined;
   const endpoints: ResolvedEndpoint[] = [];
   if (config.mode === 'sim') {
@@ -48,6 +51,20 @@ export async function setUpLlm(
         ),
       );
     }
+  } else if (config.guidance === undefined && config.student === undefined) {
+    // Nothing configured: a small instruct model runs inside air for both roles (downloaded once, then cached).
+    for (const role of LLM_ROLES) {
+      endpoints.push(
+        resolveEndpoint(
+          role,
+          endpointSchema.parse({ model: DEFAULT_LOCAL_MODEL, local: localDefaults }),
+          env,
+        ),
+      );
+    }
+    log?.(
+      `no LLM endpoint configured: both roles use ${DEFAULT_LOCAL_MODEL} inside air (fetched once if not cached)`,
+    );
   } else {
     for (const role of LLM_ROLES) {
       const endpoint = config[role];

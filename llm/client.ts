@@ -6,6 +6,7 @@ import { describeEndpoint, type ResolvedEndpoint } from './endpoint.js';
 import { LlmError } from './errors.js';
 import { ChatHttp } from './http.js';
 import { isLocalSpec, LocalModel, parseLocalSpec } from './local.js';
+import { resolveModelFile } from './model-files.js';
 import type { ResponseCache } from './cache.js';
 import { backoffMs, sleep } from './retry.js';
 import { parseStructured } from './structured.js';
@@ -256,10 +257,16 @@ class LazyLocalModel implements Transport {
   constructor(private readonly endpoint: ResolvedEndpoint) {}
 
   async complete(request: ChatCompletionRequest, signal?: AbortSignal): Promise<ChatCompletion> {
-    this.model ??= LocalModel.load({
-      path: parseLocalSpec(this.endpoint.model).path,
-      ...this.endpoint.local,
-    });
+    this.model ??= resolveModelFile(parseLocalSpec(this.endpoint.model).path, {
+      directory: this.endpoint.local.modelsDir,
+    }).then((file) =>
+      LocalModel.load({
+        path: file,
+        threads: this.endpoint.local.threads,
+        parallel: this.endpoint.local.parallel,
+        contextSize: this.endpoint.local.contextSize,
+      }),
+    );
     return (await this.model).complete(request, signal);
   }
 

@@ -19,6 +19,8 @@ export const localModelSchema = z.strictObject({
   parallel: z.number().int().positive().default(1),
   /** Context tokens per sequence. */
   contextSize: z.number().int().positive().default(4096),
+  /** Where model URIs (local:hf:...) are downloaded to and found again; node-llama-cpp's default when unset. */
+  modelsDir: z.string().min(1).optional(),
 });
 
 export const endpointSchema = z.strictObject({

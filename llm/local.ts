@@ -59,6 +59,7 @@ export function parseLocalSpec(spec: string): { path: string } {
   }
   const path = spec.slice('local:'.length).trim();
   if (path.length === 0) throw new ConfigError(`"${spec}": the local model spec names no file`);
+  // A model URI (hf:user/repo/file.gguf) may name a quantisation tag instead of a file; model-files.ts checks it.
   if (!/\.gguf$/i.test(path)) throw new ConfigError(`"${spec}": a local model must be a .gguf file`);
   return { path };
 }

@@ -1,8 +1,10 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../job/config.js';
 import { LLM_CACHE_FILE, setUpLlm } from '../job/llm.js';
+import { LlmError } from '../llm/errors.js';
+import { cachedFileName, DEFAULT_LOCAL_MODEL, resolveModelFile } from '../llm/model-files.js';
 import { startSimulator } from '../llm/simulator/index.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { runAir } from './helpers/cli.js';
@@ -14,6 +16,7 @@ beforeAll(async () => ({ dir, cleanup } = await tempDir('air-llm-')));
 afterAll(() => cleanup());
 
 const SECRET = 'sk-air-planted-9f3c2a71d0';
+const TINY_GGUF = path.resolve(import.meta.dirname, '../../shared/models/tiny-random-llama.gguf');
 
 describe('the llm section of the run config', () => {
   it('sim mode serves both roles from an in-process simulator and caches answers beside the output', async () => {
@@ -31,13 +34,50 @@ describe('the llm section of the run config', () => {
     expect(await readdir(dir)).toContain(LLM_CACHE_FILE);
   });
 
-  it('names what is missing when a role has no endpoint', async () => {
-    const config = parseRunConfig({ input: 'x', output: dir });
+  it('names what is missing when one role has an endpoint and the other none', async () => {
+    const config = parseRunConfig({
+      input: 'x',
+      output: dir,
+      llm: { student: { baseUrl: 'http://127.0.0.1:9/v1', model: 's' } },
+    });
     const error = await setUpLlm(config.llm, undefined).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ConfigError);
     expect((error as Error).message).toMatch(
       /llm\.guidance is not configured: pass --guidance-url and --guidance-model/,
     );
+  });
+
+  it('with no endpoint at all, runs the default small model inside air, resolved from the model cache', async () => {
+    // The cache directory already holds the default model's file (here the tiny random GGUF under that name),
+    // so resolution needs no network, exactly as on a user's second run.
+    const models = path.join(dir, 'models');
+    await mkdir(models, { recursive: true });
+    await copyFile(TINY_GGUF, path.join(models, cachedFileName(DEFAULT_LOCAL_MODEL)));
+    const config = parseRunConfig({ input: 'x', output: dir, llm: { modelsDir: models, cache: false } });
+    const lines: string[] = [];
+    const llm = await setUpLlm(config.llm, undefined, {}, (l) => lines.push(l));
+    try {
+      expect(lines.join('\n')).toContain(DEFAULT_LOCAL_MODEL);
+      const result = await llm.client
+        .chat('student', [{ role: 'user', content: 'Hello' }], { max_tokens: 8 })
+        .catch((e: unknown) => e as LlmError);
+      // Random weights never stop: a visible truncation, which proves the model loaded and generated.
+      expect(result instanceof LlmError ? result.code : 'answered').toMatch(/AIR_LLM_TRUNCATED|answered/);
+      expect(llm.accounting.snapshot().entries[0]!.completionTokens).toBeGreaterThan(0);
+    } finally {
+      await llm.close();
+    }
+  });
+
+  it('never downloads when told not to, and says what it needs', async () => {
+    const empty = path.join(dir, 'no-models');
+    await mkdir(empty, { recursive: true });
+    const error = await resolveModelFile(DEFAULT_LOCAL_MODEL.slice('local:'.length), {
+      directory: empty,
+      download: false,
+    }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ConfigError);
+    expect((error as Error).message).toMatch(/cannot resolve the model hf:Qwen.*needs internet/);
   });
 
   it('names the environment variable, never a value, when the API key is missing', async () => {
@@ -74,7 +114,6 @@ describe('the llm section of the run config', () => {
         student: { baseUrl: sim.url, model: 'nope', apiKeyEnv: 'AIR_TEST_KEY' },
       },
     });
-    const { mkdir } = await import('node:fs/promises');
     await mkdir(out, { recursive: true });
     const llm = await setUpLlm(config.llm, out, { AIR_TEST_KEY: SECRET });
     const seen: string[] = [];

@@ -1,0 +1,268 @@
+import { afterAll, describe, expect, it } from 'vitest';
+import { LshIndex } from '../operators/dedupe/lsh.js';
+import { jaccardEstimate, MinHasher, mulAddModP, signatureAt } from '../operators/dedupe/minhash.js';
+import type { MinHashResult } from '../operators/dedupe/minhash-worker.js';
+import { ExactDeduper, exactKey, normalizeText } from '../operators/dedupe/normalize.js';
+import { packTexts, transferablesOf } from '../pipeline/pool/packed-texts.js';
+import { WorkerPool } from '../pipeline/pool/worker-pool.js';
+import { FINEWEB, query } from './helpers/duckdb.js';
+
+/** Deterministic PRNG (mulberry32) so generated corpora are the same on every run. */
+function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = Math.imul(a ^ (a >>> 15), a | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+function vocabulary(size: number, random: () => number): string[] {
+  const words = new Set<string>();
+  while (words.size < size) {
+    let word = '';
+    const length = 3 + Math.floor(random() * 7);
+    for (let i = 0; i < length; i++) word += String.fromCharCode(97 + Math.floor(random() * 26));
+    words.add(word);
+  }
+  return [...words];
+}
+
+/** The true Jaccard similarity of two texts' word 5-shingle sets, computed on strings (not hashes). */
+function trueJaccard(a: string, b: string, size = 5): number {
+  const shingles = (text: string): Set<string> => {
+    const words = normalizeText(text).split(' ');
+    const out = new Set<string>();
+    for (let i = 0; i + size <= words.length; i++) out.add(words.slice(i, i + size).join(' '));
+    return out;
+  };
+  const sa = shingles(a);
+  const sb = shingles(b);
+  let shared = 0;
+  for (const s of sa) if (sb.has(s)) shared++;
+  return shared / (sa.size + sb.size - shared);
+}
+
+async function finewebTexts(): Promise<string[]> {
+  return (await query(`SELECT text FROM '${FINEWEB}'`)).map((row) => row[0] as string);
+}
+
+describe('exact dedupe keys', () => {
+  it('are equal under changes of case, whitespace, punctuation and compatibility forms', () => {
+    const base = exactKey('Hello, World! This is a well-known test.');
+    for (const variant of [
+      'hello world this is a wellknown test',
+      '  HELLO,\n\tWORLD!!  this is a   well-known test…  ',
+      'Hello\u00a0World — this is a well\u00adknown “test”.',
+      'Ｈｅｌｌｏ, Ｗｏｒｌｄ! This is a well-known test.', // full-width letters (NFKC)
+    ]) {
+      expect(exactKey(variant)).toBe(base);
+    }
+    expect(base).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it('differ when words, word order, word boundaries or symbols differ', () => {
+    const keys = [
+      'hello world this is a test',
+      'hello world this is a tests',
+      'world hello this is a test',
+      'helloworld this is a test',
+      'hello world this is a test $',
+      'hello world this is a test 1',
+      '',
+    ].map(exactKey);
+    expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  it('ExactDeduper flags the second and later occurrences only', () => {
+    const dedupe = new ExactDeduper();
+    expect(['A b.', 'c d', 'a  B', 'C, D!', 'e'].map((t) => dedupe.isDuplicate(t))).toEqual([
+      false,
+      false,
+      true,
+      true,
+      false,
+    ]);
+    expect(dedupe.size).toBe(3);
+  });
+});
+
+describe('MinHash', () => {
+  const random = rng(7);
+  const vocab = vocabulary(20_000, random);
+  // 1,004 distinct words give m = 1,000 shingles; B is A shifted by s words, so J = (m - s) / (m + s).
+  const words = Array.from({ length: 1_004 + 700 }, (_, i) => vocab[i]!);
+  const m = 1_000;
+  const hasher = new MinHasher();
+
+  it('computes (a*x + b) mod 2^31-1 exactly with 32-bit arithmetic, extremes included', () => {
+    const P = 0x7fffffff;
+    const next = rng(11);
+    const values = [0, 1, 2, 0xffff, 0x10000, P - 2, P - 1];
+    for (let i = 0; i < 2_000; i++) values.push(Math.floor(next() * P));
+    for (let i = 0; i < values.length; i++) {
+      const a = Math.max(1, values[i]!);
+      const x = values[(i * 7 + 3) % values.length]!;
+      const b = values[(i * 13 + 5) % values.length]!;
+      const expected = Number((BigInt(a) * BigInt(x) + BigInt(b)) % BigInt(P));
+      expect(mulAddModP(a >>> 16, a & 0xffff, x >>> 16, x & 0xffff, b)).toBe(expected);
+    }
+  });
+
+  for (const target of [0.2, 0.5, 0.8, 1.0]) {
+    it(`estimates a Jaccard similarity of ${target} within ±0.1`, () => {
+      const shift = Math.round((m * (1 - target)) / (1 + target));
+      const a = words.slice(0, 1_004).join(' ');
+      const b = words.slice(shift, shift + 1_004).join(' ');
+      const truth = trueJaccard(a, b);
+      expect(truth).toBeCloseTo(target, 2);
+      expect(Math.abs(jaccardEstimate(hasher.sign(a), hasher.sign(b)) - truth)).toBeLessThanOrEqual(0.1);
+    });
+  }
+
+  it('is deterministic per seed, differs across seeds, and treats short and empty texts sanely', () => {
+    const text = 'the quick brown fox jumps over the lazy dog';
+    expect([...new MinHasher({ seed: 3 }).sign(text)]).toEqual([...new MinHasher({ seed: 3 }).sign(text)]);
+    expect(
+      jaccardEstimate(new MinHasher({ seed: 3 }).sign(text), new MinHasher({ seed: 4 }).sign(text)),
+    ).toBe(0);
+    expect(jaccardEstimate(hasher.sign('two words'), hasher.sign('Two, words!'))).toBe(1);
+    expect(jaccardEstimate(hasher.sign(''), hasher.sign('two words'))).toBe(0);
+    expect(() => new MinHasher({ numPerm: 0 })).toThrow(RangeError);
+  });
+
+  it('signs a packed batch into one buffer equal to signing each text', () => {
+    const texts = ['alpha beta gamma delta epsilon zeta', '', 'naïve café 日本語 🧪', words.join(' ')];
+    const batch = hasher.signPacked(packTexts(texts));
+    expect(batch).toHaveLength(texts.length * 128);
+    texts.forEach((t, i) => expect([...signatureAt(batch, 128, i)]).toEqual([...hasher.sign(t)]));
+  });
+});
+
+describe('LSH index', () => {
+  it('rejects a band layout that does not cover the signature', () => {
+    expect(() => new LshIndex(128, { bands: 16, rows: 7 })).toThrow(/bands \* rows/);
+  });
+
+  it('finds planted near-duplicates among 2,000 documents and verifies false candidates away', () => {
+    const random = rng(42);
+    const vocab = vocabulary(5_000, random);
+    const pick = (): string => vocab[Math.floor(random() * vocab.length)]!;
+    const docs: string[] = [];
+    for (let i = 0; i < 1_700; i++) {
+      docs.push(Array.from({ length: 300 + Math.floor(random() * 200) }, pick).join(' '));
+    }
+    // 200 near-duplicates: a base document with 1-3 words replaced, at positions far apart (J ~0.9-0.97).
+    const planted = new Map<number, number>();
+    for (let i = 0; i < 200; i++) {
+      const source = Math.floor(random() * 1_700);
+      const words = docs[source]!.split(' ');
+      const edits = 1 + Math.floor(random() * 3);
+      for (let e = 0; e < edits; e++) words[Math.floor(((e + random()) * words.length) / edits)] = pick();
+      planted.set(docs.length, source);
+      docs.push(words.join(' '));
+    }
+    // 100 probes at J ~0.6 (a base document shifted by a quarter of its shingles): some become LSH
+    // candidates, none may pass the 0.8 threshold.
+    const probes = new Map<number, number>();
+    for (let i = 0; i < 100; i++) {
+      const source = Math.floor(random() * 1_700);
+      const words = docs[source]!.split(' ');
+      const shift = Math.round((words.length - 4) / 4);
+      probes.set(docs.length, source);
+      docs.push([...words.slice(shift), ...Array.from({ length: shift }, pick)].join(' '));
+    }
+
+    const hasher = new MinHasher();
+    const signatures = hasher.signPacked(packTexts(docs));
+    const index = new LshIndex(128);
+    const found = new Map<number, number>();
+    let probeCandidates = 0;
+    docs.forEach((_, id) => {
+      const signature = signatureAt(signatures, 128, id);
+      if (probes.has(id) && index.query(signature).includes(probes.get(id)!)) probeCandidates++;
+      const duplicate = index.findDuplicate(signature, 0.8);
+      if (duplicate === undefined) index.insert(id, signature);
+      else found.set(id, duplicate);
+    });
+
+    let recalled = 0;
+    for (const [copy, source] of planted) if (found.get(copy) === source) recalled++;
+    expect(recalled / planted.size).toBeGreaterThanOrEqual(0.95);
+    expect(probeCandidates).toBeGreaterThan(0); // the threshold, not luck, kept them out
+    for (const [copy, source] of found) {
+      expect(probes.has(copy)).toBe(false);
+      expect(trueJaccard(docs[copy]!, docs[source]!)).toBeGreaterThanOrEqual(0.7);
+    }
+    expect(index.size).toBe(docs.length - found.size);
+  });
+});
+
+describe('MinHash worker', () => {
+  const pool = new WorkerPool({
+    filename: new URL('../operators/dedupe/minhash-worker.ts', import.meta.url),
+    threads: 2,
+    maxQueue: 2,
+  });
+  afterAll(() => pool.close());
+
+  it('computes the same signatures as the in-thread function and transfers them back', async () => {
+    const texts = await finewebTexts();
+    const options = { shingle: 5, numPerm: 128, seed: 99 };
+    const expected = new MinHasher(options).signPacked(packTexts(texts));
+    const batches = [0, 1, 2, 3].map((b) => texts.slice(b * 500, (b + 1) * 500));
+    const results = await Promise.all(
+      batches.map((batch) => {
+        const packed = packTexts(batch);
+        return pool.run<MinHashResult>(
+          { texts: packed, ...options },
+          { transferList: transferablesOf(packed) },
+        );
+      }),
+    );
+    const merged = new Uint32Array(results.reduce((n, r) => n + r.signatures.length, 0));
+    let offset = 0;
+    for (const { signatures } of results) {
+      expect(signatures).toBeInstanceOf(Uint32Array);
+      merged.set(signatures, offset);
+      offset += signatures.length;
+    }
+    expect(merged.length).toBe(texts.length * 128);
+    expect(Buffer.from(merged.buffer).equals(Buffer.from(expected.buffer))).toBe(true);
+  });
+});
+
+describe('exact dedupe on the FineWeb sample', () => {
+  // The sample has no two equal raw texts, so exact duplicates are planted in SQL: every 10th text re-spaced,
+  // every 15th lower-cased with punctuation appended.
+  const planted = `
+    WITH base AS (SELECT row_number() OVER () AS i, text FROM '${FINEWEB}')
+    SELECT text FROM base
+    UNION ALL SELECT '  ' || replace(text, ' ', chr(10) || chr(9) || ' ') FROM base WHERE i % 10 = 0
+    UNION ALL SELECT lower(text) || ' !!' FROM base WHERE i % 15 = 0`;
+  // The JS normalisation in SQL, except NFKC (DuckDB has only NFC).
+  const normalised = `trim(regexp_replace(regexp_replace(lower(nfc_normalize(text)),
+    '[\\pP\\p{Cf}]+', '', 'g'), '[\\pZ\\p{Cc}]+', ' ', 'g'))`;
+
+  it('finds as many duplicates as DuckDB counts over the same normalisation, and every one of them', async () => {
+    const rows = await query(`SELECT text, ${normalised} AS norm FROM (${planted})`);
+    const [[total, distinct]] = (await query(
+      `SELECT count(*), count(DISTINCT ${normalised}) FROM (${planted})`,
+    )) as [[bigint, bigint]];
+    const dedupe = new ExactDeduper();
+    const duplicates = rows.filter((row) => dedupe.isDuplicate(row[0] as string)).length;
+    expect(duplicates).toBe(Number(total - distinct));
+    expect(duplicates).toBeGreaterThanOrEqual(170 + 113);
+
+    // Every group DuckDB considers equal has one exact key.
+    const keysByNorm = new Map<string, Set<string>>();
+    for (const [text, norm] of rows as [string, string][]) {
+      const keys = keysByNorm.get(norm) ?? new Set<string>();
+      keys.add(exactKey(text));
+      keysByNorm.set(norm, keys);
+    }
+    for (const keys of keysByNorm.values()) expect(keys.size).toBe(1);
+    expect(keysByNorm.size).toBe(Number(distinct));
+  });
+});

@@ -51,8 +51,31 @@ export interface BatchOperator<I, O> extends OperatorBase {
   processBatch(inputs: readonly I[], ctx: OperatorContext): Promise<Array<Outcome<O>>>;
 }
 
-export type Operator<I, O> = RecordOperator<I, O> | BatchOperator<I, O>;
+/** What a blocking stage decided for each record it saw. */
+export interface Selection {
+  /** keep[i] is 1 when the i-th record (in arrival order) goes on. */
+  readonly keep: Uint8Array;
+  /** The drop reason of every record not kept. */
+  readonly dropReason: string;
+}
+
+/**
+ * A stage that needs all its input before it can decide, such as diversity selection. It sees each record as
+ * it arrives (keeping only what it needs to decide, e.g. a vector, never the text), then selects once input
+ * ends; the engine parks the records on disk meanwhile and sends the kept ones on, in arrival order.
+ */
+export interface BlockingOperator<I> extends OperatorBase {
+  readonly blocking: true;
+  observe(input: I, index: number, ctx: OperatorContext): Promise<void> | void;
+  select(count: number, ctx: OperatorContext): Promise<Selection>;
+}
+
+export type Operator<I, O> = RecordOperator<I, O> | BatchOperator<I, O> | BlockingOperator<I>;
 
 export function isBatchOperator<I, O>(op: Operator<I, O>): op is BatchOperator<I, O> {
   return 'processBatch' in op;
+}
+
+export function isBlockingOperator<I, O>(op: Operator<I, O>): op is BlockingOperator<I> {
+  return 'blocking' in op && op.blocking === true;
 }

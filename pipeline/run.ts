@@ -1,8 +1,18 @@
 import { AirError, LedgerError, errorKind, errorMessage, isFatal } from './errors.js';
 import { Ledger, type FailureSample, type ShardTally, type Ticket } from './ledger.js';
-import { isBatchOperator, type Operator, type OperatorContext, type Outcome } from './operator.js';
+import {
+  isBatchOperator,
+  isBlockingOperator,
+  type BatchOperator,
+  type BlockingOperator,
+  type Operator,
+  type OperatorContext,
+  type Outcome,
+  type RecordOperator,
+} from './operator.js';
 import { BoundedQueue } from './queue.js';
 import type { Envelope, Sink, Source } from './source.js';
+import { SpillFile } from './spill.js';
 import { increment, newStageStats, sumValues, type StageStats } from './stats.js';
 
 export interface PipelineOptions {
@@ -12,6 +22,8 @@ export interface PipelineOptions {
   graceMs?: number;
   /** Aborting it stops reading new input; in-flight work finishes within the grace period. */
   signal?: AbortSignal;
+  /** Where blocking stages park their records (default: the system's temporary folder). */
+  spillDir?: string;
   /** One line per noteworthy event (failed records, interruption); defaults to silence. */
   log?: (line: string) => void;
 }
@@ -59,6 +71,8 @@ export class Pipeline<T> {
     this.steps = steps;
   }
 
+  pipe(op: BlockingOperator<T>): Pipeline<T>;
+  pipe<O>(op: RecordOperator<T, O> | BatchOperator<T, O>): Pipeline<O>;
   pipe<O>(op: Operator<T, O>): Pipeline<O> {
     const names = new Set(this.steps.map((s) => s.name));
     if (names.has(op.name)) throw new AirError('AIR_USAGE', `two stages are named "${op.name}"`);
@@ -83,7 +97,10 @@ export class PipelineRun {
   private readonly queues: Array<BoundedQueue<Envelope<unknown>>>;
   private readonly stop = new AbortController();
   private readonly hardStop = new AbortController();
-  private readonly options: Required<Omit<PipelineOptions, 'signal'>> & { signal?: AbortSignal };
+  private readonly options: Required<Omit<PipelineOptions, 'signal' | 'spillDir'>> & {
+    signal?: AbortSignal;
+    spillDir?: string;
+  };
   private startedAt = 0;
   private expected: number | undefined;
   private loggedFailures = 0;
@@ -99,6 +116,7 @@ export class PipelineRun {
       graceMs: options.graceMs ?? 30_000,
       log: options.log ?? (() => {}),
       signal: options.signal,
+      spillDir: options.spillDir,
     };
     this.stats = steps.map((s) => newStageStats(s.name));
     this.sourceStats = newStageStats(source.name);
@@ -231,15 +249,13 @@ export class PipelineRun {
   }
 
   private async runStage(op: AnyOperator, index: number): Promise<void> {
+    if (isBlockingOperator(op)) return this.runBlockingStage(op, index);
     const input = this.queues[index]!;
     const output = this.queues[index + 1]!;
     const stats = this.stats[index]!;
     const limit = Math.max(1, op.concurrency ?? 1);
     const batchSize = isBatchOperator(op) ? Math.max(1, op.batchSize) : 1;
-    const ctx: OperatorContext = {
-      signal: this.hardStop.signal,
-      count: (name, value = 1) => increment(stats.counters, name, value),
-    };
+    const ctx = this.contextFor(stats);
     const inflight = new Set<Promise<void>>();
     try {
       for (;;) {
@@ -257,8 +273,65 @@ export class PipelineRun {
     }
   }
 
+  /** Parks every record on disk while the operator observes it, then sends on the selected ones in order. */
+  private async runBlockingStage(op: BlockingOperator<unknown>, index: number): Promise<void> {
+    const input = this.queues[index]!;
+    const output = this.queues[index + 1]!;
+    const stats = this.stats[index]!;
+    const ctx = this.contextFor(stats);
+    const spill = new SpillFile<unknown>(this.options.spillDir);
+    const tickets: Ticket[] = [];
+    try {
+      for (;;) {
+        const batch = await input.take(1);
+        if (batch === null) break;
+        const { ticket, value } = batch[0]!;
+        stats.in += 1;
+        const started = performance.now();
+        await op.observe(value, tickets.length, ctx);
+        stats.busyMs += performance.now() - started;
+        tickets.push(ticket);
+        await spill.append(value);
+      }
+      increment(stats.counters, 'spilled_bytes', spill.bytes);
+      const started = performance.now();
+      const selection = await op.select(tickets.length, ctx);
+      stats.busyMs += performance.now() - started;
+      if (selection.keep.length !== tickets.length) {
+        throw new LedgerError(
+          `stage ${op.name} selected over ${selection.keep.length} records of ${tickets.length}`,
+        );
+      }
+      let i = 0;
+      for await (const value of spill.read()) {
+        const ticket = tickets[i]!;
+        if (selection.keep[i++]) {
+          stats.passed += 1;
+          stats.out += 1;
+          await output.push({ ticket, value });
+        } else {
+          increment(stats.dropped, selection.dropReason);
+          this.ledger.dropped(ticket, op.name, selection.dropReason);
+        }
+      }
+      output.close();
+    } catch (error) {
+      if (error instanceof Cancelled) return;
+      throw error;
+    } finally {
+      await spill.remove();
+    }
+  }
+
+  private contextFor(stats: StageStats): OperatorContext {
+    return {
+      signal: this.hardStop.signal,
+      count: (name, value = 1) => increment(stats.counters, name, value),
+    };
+  }
+
   private async handle(
-    op: AnyOperator,
+    op: RecordOperator<unknown, unknown> | BatchOperator<unknown, unknown>,
     stats: StageStats,
     ctx: OperatorContext,
     batch: ReadonlyArray<Envelope<unknown>>,
@@ -295,7 +368,7 @@ export class PipelineRun {
 
   /** Runs the operator; an exception fails the records it was given, never the run. */
   private async callOperator(
-    op: AnyOperator,
+    op: RecordOperator<unknown, unknown> | BatchOperator<unknown, unknown>,
     ctx: OperatorContext,
     batch: ReadonlyArray<Envelope<unknown>>,
   ): Promise<ReadonlyArray<Outcome<unknown>>> {

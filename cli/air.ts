@@ -11,6 +11,7 @@ import { commaList, countArg, nonNegativeArg } from './args.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
+import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
 import { summaryLines } from './summary.js';
 
@@ -144,6 +145,7 @@ Example:
 
   registerSimCommand(program, { stdout: io.stdout });
   registerBenchCommand(program, io, (code) => (exitCode = code));
+  registerScoreCommand(program, io);
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FINEWEB, SAMPLE, SHARED, scalar, tempDir } from './helpers/duckdb.js';
+import { FINEWEB, SAMPLE, SHARED, scalar, tempDir, writeParquet } from './helpers/duckdb.js';
 import { runAir, startAir } from './helpers/cli.js';
 
 let dir: string;
@@ -232,5 +232,60 @@ describe('air bench', () => {
     const result = await runAir(['bench', '--url', 'not a url', '--model', 'm']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/air bench: baseUrl/);
+  });
+});
+
+describe('air score', () => {
+  const rows = [
+    {
+      instruction:
+        'Write a formal email to a client, under 150 words, in Spanish, without mentioning prices.',
+      output: 'Estimado cliente, gracias.',
+    },
+    { instruction: 'Explain photosynthesis.', output: 'Plants turn light into sugar.' },
+    {
+      instruction: 'List three benefits of exercise as bullet points for beginners.',
+      output: '- a\n- b\n- c',
+    },
+  ];
+
+  it('measures a JSON-lines and a Parquet dataset the same way, without an LLM', async () => {
+    const jsonl = path.join(dir, 'alpaca.jsonl');
+    await writeFile(jsonl, rows.map((r) => JSON.stringify(r)).join('\n'));
+    const parquet = path.join(dir, 'alpaca.parquet');
+    const values = rows.map(
+      (r) => `(${[r.instruction, r.output].map((v) => `'${v.replaceAll("'", "''")}'`).join(', ')})`,
+    );
+    await writeParquet(parquet, `select * from (values ${values.join(', ')}) t(instruction, output)`);
+    const summaries = [];
+    for (const file of [jsonl, parquet]) {
+      const json = `${file}.summary.json`;
+      const result = await runAir(['score', file, '--json', json]);
+      expect(result.code, result.stderr).toBe(0);
+      expect(result.stdout).toMatch(/3 instructions/);
+      summaries.push(
+        JSON.parse(await readFile(json, 'utf8')) as {
+          rows: number;
+          constraintsPerInstruction: { mean: number; max: number };
+          typeShare: Record<string, number>;
+        },
+      );
+    }
+    expect(summaries[0]).toEqual(summaries[1]);
+    const s = summaries[0]!;
+    expect(s.rows).toBe(3);
+    expect(s.constraintsPerInstruction.max).toBe(5); // tone, domain format, length, language, exclusion
+    expect(s.typeShare.multilingual).toBeCloseTo(1 / 3, 5);
+    expect(s.typeShare.citation).toBe(0);
+  });
+
+  it('names the missing column and the ones there are', async () => {
+    const file = path.join(dir, 'prompts.jsonl');
+    await writeFile(file, '{"prompt":"hi","completion":"yo"}\n');
+    const result = await runAir(['score', file]);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(
+      /no column "instruction" \(columns: prompt, completion\); use --instruction-column/,
+    );
   });
 });

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../../pipeline/errors.js';
 import type { ChatCompletionRequest, JsonSchema } from '../types.js';
+import { fmix32, fnv1a32 } from '../../pipeline/hash.js';
 
 /**
  * Deterministic replies of the simulator. Every reply comes from a PRNG keyed by a hash of
@@ -13,17 +14,7 @@ import type { ChatCompletionRequest, JsonSchema } from '../types.js';
 
 /** 32-bit FNV-1a over UTF-16 code units, then a murmur3-style finaliser so similar keys spread over all bits. */
 export function hash32(text: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i += 1) {
-    h ^= text.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(fnv1a32(text));
 }
 
 /** mulberry32: 32 bits of state, fast, statistically fine for sampling (not for anything secret). */

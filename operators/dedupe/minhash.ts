@@ -1,5 +1,6 @@
 import { textAt, type PackedTexts } from '../../pipeline/pool/packed-texts.js';
-import { fmix32, normalizeText } from './normalize.js';
+import { fmix32 } from '../../pipeline/hash.js';
+import { normalizeText } from './normalize.js';
 
 export interface MinHashOptions {
   /** Words per shingle. */

@@ -12,6 +12,8 @@
  *    with one space, and trim.
  * Steps 2-4 are expressible in DuckDB SQL (lower, regexp_replace with the same classes); NFKC is not.
  */
+
+import { fmix32 } from '../../pipeline/hash.js';
 const DELETED = /[\p{P}\p{Cf}]+/gu;
 const SEPARATORS = /[\p{Z}\p{Cc}]+/gu;
 
@@ -55,16 +57,6 @@ export class ExactDeduper {
   get size(): number {
     return this.seen.size;
   }
-}
-
-/** murmur3's 32-bit finaliser: every input bit affects every output bit. */
-export function fmix32(h: number): number {
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
 }
 
 function hex8(h: number): string {

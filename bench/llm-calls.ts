@@ -186,5 +186,7 @@ async function saturation(): Promise<void> {
 }
 
 console.log(`machine: ${os.cpus()[0]?.model} · ${os.cpus().length} cores · node ${process.version}`);
-await overhead();
-await saturation();
+// `--only overhead` or `--only saturation` runs one part.
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
+if (only === undefined || only === 'overhead') await overhead();
+if (only === undefined || only === 'saturation') await saturation();

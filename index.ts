@@ -1,0 +1,53 @@
+/**
+ * air's library API: the engine, Parquet I/O, the default job, the LLM layer and the operators, for programs
+ * that build their own graphs instead of calling `air run`.
+ */
+export { pipeline, Pipeline, PipelineRun } from './pipeline/run.js';
+export type { PipelineOptions, ProgressSnapshot, RunReport, RunStatus } from './pipeline/run.js';
+export { emit, drop, fail } from './pipeline/operator.js';
+export type {
+  BatchOperator,
+  BlockingOperator,
+  Operator,
+  OperatorContext,
+  Outcome,
+  RecordOperator,
+  Selection,
+} from './pipeline/operator.js';
+export type { Envelope, Sink, Source } from './pipeline/source.js';
+export { Ledger } from './pipeline/ledger.js';
+export type { ShardTally, Ticket } from './pipeline/ledger.js';
+export { BoundedQueue } from './pipeline/queue.js';
+export { WorkerPool } from './pipeline/pool/worker-pool.js';
+export { packTexts, unpackTexts, textAt, bytesAt, transferablesOf } from './pipeline/pool/packed-texts.js';
+export {
+  AirError,
+  ConfigError,
+  ParquetInputError,
+  LedgerError,
+  errorKind,
+  isFatal,
+} from './pipeline/errors.js';
+export { openDuckDB } from './pipeline/io/duckdb.js';
+export { ParquetSource } from './pipeline/io/parquet-source.js';
+export { ParquetSink } from './pipeline/io/parquet-sink.js';
+export { resolveShards } from './pipeline/io/shards.js';
+export { defineTable, t } from './schemas/types.js';
+export type { ColumnType, RowOf, TableSchema } from './schemas/types.js';
+export { documentsTable, documentRow } from './schemas/documents.js';
+export type { Document } from './schemas/documents.js';
+export { parseRunConfig, runConfigSchema } from './job/config.js';
+export type { RunConfig, RunConfigInput } from './job/config.js';
+export { runJob } from './job/run-job.js';
+export { setUpLlm } from './job/llm.js';
+export { HttpLlmClient } from './llm/client.js';
+export { endpointSchema, resolveEndpoint } from './llm/endpoint.js';
+export { LlmError } from './llm/errors.js';
+export { Accounting } from './llm/accounting.js';
+export { openResponseCache } from './llm/cache.js';
+export { startSimulator } from './llm/simulator/index.js';
+export { loadTest } from './llm/load-test.js';
+export type { ChatMessage, ChatOptions, ChatResult, LlmClient, Role } from './llm/types.js';
+export { lengthFilter, countWords } from './operators/length-filter.js';
+export { tagConstraints, summarizeConstraints, CONSTRAINT_TYPES } from './operators/constraint-tagger.js';
+export { measureInstruction } from './operators/instruction-metrics.js';

@@ -40,9 +40,13 @@ async function startSim(
   return { child, url: `http://127.0.0.1:${port}/v1`, banner: banner.trim() };
 }
 
-function stop(child: ChildProcess): Promise<void> {
+/** Stops the simulator and returns what it printed on the way out (its own counters). */
+function stop(child: ChildProcess): Promise<string> {
+  let said = '';
+  child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (said += d.toString()));
   return new Promise((resolve) => {
-    child.on('exit', () => resolve());
+    child.on('exit', () => resolve(said.trim()));
     child.kill('SIGTERM');
   });
 }
@@ -165,7 +169,7 @@ async function saturation(): Promise<void> {
   const r = await drive((i) => c.chat('guidance', messages(i + 2000)), callers, 12_000);
   const after = accounting.snapshot().entries[0]!;
   await c.close();
-  await stop(sim.child);
+  const simStats = await stop(sim.child);
   // Busy fraction of the server: the service time of what it produced, over the slot-time it had.
   const serviceS =
     (after.completionTokens - before.completionTokens) / decodePerS +
@@ -183,6 +187,7 @@ async function saturation(): Promise<void> {
   console.log(
     `| ${r.callsPerS.toFixed(0)} | ${busy.toFixed(3)} | ${c.admission('guidance')!.limit} | ${refused} of ${12_000 + refused} (${((100 * refused) / (12_000 + refused)).toFixed(2)}%) |`,
   );
+  console.log(`\nthe simulator's own account, over its whole life (warm-up included):\n${simStats}`);
 }
 
 console.log(`machine: ${os.cpus()[0]?.model} · ${os.cpus().length} cores · node ${process.version}`);

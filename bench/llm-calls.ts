@@ -10,46 +10,8 @@
  * 2. Saturation: against a capacity-limited simulator (known ceiling), the fraction of the ceiling air keeps
  *    busy at steady state, and the share of calls answered 429/503.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import os from 'node:os';
-import path from 'node:path';
-import { Accounting } from '../llm/accounting.js';
-import { HttpLlmClient } from '../llm/client.js';
-import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
-
-const ROOT = path.resolve(import.meta.dirname, '..');
-const AIR = path.join(ROOT, 'dist/cli/air.js');
-
-async function startSim(
-  port: number,
-  args: string[],
-): Promise<{ child: ChildProcess; url: string; banner: string }> {
-  const child = spawn(process.execPath, [AIR, 'sim', '--port', String(port), '--model', 'bench', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let banner = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer): void => {
-      banner += d.toString();
-      if (banner.includes('http://')) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`air sim exited with ${code}: ${banner}`)));
-  });
-  return { child, url: `http://127.0.0.1:${port}/v1`, banner: banner.trim() };
-}
-
-/** Stops the simulator and returns what it printed on the way out (its own counters). */
-function stop(child: ChildProcess): Promise<string> {
-  let said = '';
-  child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
-  child.stderr?.on('data', (d: Buffer) => (said += d.toString()));
-  return new Promise((resolve) => {
-    child.on('exit', () => resolve(said.trim()));
-    child.kill('SIGTERM');
-  });
-}
+import { benchClient, startSimProcess, stopSimProcess } from './sim-process.js';
 
 const messages = (i: number) => [
   { role: 'user' as const, content: `Bench call ${i}: write one sentence about sourdough.` },
@@ -70,33 +32,12 @@ async function drive(call: (i: number) => Promise<unknown>, concurrency: number,
   return { callsPerS: total / wallS, cpuMsPerCall: (cpu.user + cpu.system) / 1000 / total, wallS };
 }
 
-function client(url: string, maxConcurrency: number, initial = maxConcurrency) {
-  const accounting = new Accounting();
-  const c = new HttpLlmClient({
-    endpoints: [
-      resolveEndpoint(
-        'guidance',
-        endpointSchema.parse({
-          baseUrl: url,
-          model: 'bench',
-          maxConcurrency,
-          initialConcurrency: initial,
-          maxAttempts: 20,
-          sampling: { max_tokens: 4096, temperature: 0.2 },
-        }),
-      ),
-    ],
-    recorder: accounting,
-  });
-  return { c, accounting };
-}
-
 async function overhead(): Promise<void> {
-  const sim = await startSim(18_431, ['--zero-latency', '--mean-reply-tokens', '30']);
+  const sim = await startSimProcess(['--zero-latency', '--mean-reply-tokens', '30']);
   console.log(`\n## 1. Client overhead against a zero-latency simulator (separate process)\n${sim.banner}\n`);
   console.log('| client | in flight | calls/s | client CPU ms/call |\n| --- | ---: | ---: | ---: |');
   for (const concurrency of [64, 256, 1024]) {
-    const { c } = client(sim.url, concurrency);
+    const { client: c } = benchClient(sim.url, { maxConcurrency: concurrency, maxTokens: 4096 });
     await drive((i) => c.chat('guidance', messages(i)), concurrency, 2000); // warm-up
     const r = await drive((i) => c.chat('guidance', messages(i)), concurrency, 20_000);
     console.log(
@@ -140,13 +81,13 @@ async function overhead(): Promise<void> {
   } else {
     console.log('| openai SDK | - | not installed (npm i -D openai@6 to compare) | - |');
   }
-  await stop(sim.child);
+  await stopSimProcess(sim.child);
 }
 
 async function saturation(): Promise<void> {
   // 32 sequences, 1,000 decode tokens/s each, heavy-tailed replies of 50 tokens on average: 50 ms per call on
   // average, ceiling 640 calls/s; a queue of 64 beyond the slots, then 503 (as vLLM behaves).
-  const sim = await startSim(18_432, [
+  const sim = await startSimProcess([
     '--max-concurrency',
     '32',
     '--decode-tps',
@@ -162,14 +103,18 @@ async function saturation(): Promise<void> {
   const slots = 32;
   const decodePerS = 1000;
   const prefillPerS = 1_000_000;
-  const { c, accounting } = client(sim.url, 256, 8);
+  const { client: c, accounting } = benchClient(sim.url, {
+    maxConcurrency: 256,
+    initialConcurrency: 8,
+    maxTokens: 4096,
+  });
   const callers = 512; // more callers than the server can take: air's admission decides what is sent
   await drive((i) => c.chat('guidance', messages(i)), callers, 2000); // let AIMD settle
   const before = accounting.snapshot().entries[0]!;
   const r = await drive((i) => c.chat('guidance', messages(i + 2000)), callers, 12_000);
   const after = accounting.snapshot().entries[0]!;
   await c.close();
-  const simStats = await stop(sim.child);
+  const simStats = await stopSimProcess(sim.child);
   // Busy fraction of the server: the service time of what it produced, over the slot-time it had.
   const serviceS =
     (after.completionTokens - before.completionTokens) / decodePerS +

@@ -21,17 +21,13 @@
  * runs a warm-up, then a measured window; calls started in the window are waited for (drain) so the latency
  * percentiles include the slow ones.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import { appendFileSync, readFileSync } from 'node:fs';
 import os from 'node:os';
-import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { isMainThread, parentPort, Worker, workerData } from 'node:worker_threads';
-import { HttpLlmClient } from '../llm/client.js';
-import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
+import type { HttpLlmClient } from '../llm/client.js';
+import { benchClient, startSimProcess, stopSimProcess } from './sim-process.js';
 
-const ROOT = path.resolve(import.meta.dirname, '..');
-const AIR = path.join(ROOT, 'dist/cli/air.js');
 const CAP = Number(process.env.LW_CAP ?? 1024); // global in-flight cap of the open loops (closed loops: cap = C)
 const MAX_TOKENS = 4096; // far above the lognormal tail of 30-token mean replies: no 'length' retries
 
@@ -128,24 +124,6 @@ const absNow = (): number => performance.timeOrigin + performance.now();
 const sleepUntil = (t: number): Promise<void> =>
   new Promise((resolve) => setTimeout(resolve, Math.max(0, t - absNow())));
 
-function makeClient(url: string, maxConcurrency: number): HttpLlmClient {
-  return new HttpLlmClient({
-    endpoints: [
-      resolveEndpoint(
-        'guidance',
-        endpointSchema.parse({
-          baseUrl: url,
-          model: 'bench',
-          maxConcurrency,
-          initialConcurrency: maxConcurrency,
-          maxAttempts: 20,
-          sampling: { max_tokens: MAX_TOKENS, temperature: 0.2 },
-        }),
-      ),
-    ],
-  });
-}
-
 function spin(us: number): void {
   if (us <= 0) return;
   const until = performance.now() + us / 1000;
@@ -161,7 +139,7 @@ const PREWARM_CALLS = 800;
  * returns the measured run, started at `startAt`: the same code on the main thread (A) and in each worker (B).
  */
 async function prepareShare(config: ShareConfig): Promise<(startAt: number) => Promise<ShareResult>> {
-  const client = makeClient(config.url, config.clientCap);
+  const { client } = benchClient(config.url, { maxConcurrency: config.clientCap, maxTokens: MAX_TOKENS });
   let warm = 0;
   await Promise.all(
     Array.from({ length: 64 }, async () => {
@@ -511,33 +489,6 @@ function label(cell: Cell): string {
   return `${cell.series} ${design} ${load}${cell.heavyUs > 0 ? ` +${cell.heavyUs}us` : ''}`;
 }
 
-async function startSim(args: string[]): Promise<{ child: ChildProcess; url: string; banner: string }> {
-  const child = spawn(process.execPath, [AIR, 'sim', '--port', '0', '--model', 'bench', ...args], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let banner = '';
-  await new Promise<void>((resolve, reject) => {
-    const onData = (d: Buffer): void => {
-      banner += d.toString();
-      if (/http:\/\/[\d.]+:\d+/.test(banner)) resolve();
-    };
-    child.stdout!.on('data', onData);
-    child.stderr!.on('data', onData);
-    child.on('exit', (code) => reject(new Error(`air sim exited with ${code}: ${banner}`)));
-  });
-  const origin = /http:\/\/[\d.]+:\d+/.exec(banner)![0];
-  return { child, url: `${origin}/v1`, banner: banner.trim() };
-}
-
-function stopSim(child: ChildProcess): Promise<string> {
-  let tail = '';
-  child.stdout!.on('data', (d: Buffer) => (tail += d.toString()));
-  return new Promise((resolve) => {
-    child.on('exit', () => resolve(tail.trim()));
-    child.kill('SIGTERM');
-  });
-}
-
 const SIM_ARGS = {
   zero: ['--zero-latency', '--mean-reply-tokens', '30'],
   latency: ['--max-concurrency', '1024', '--decode-tps', '300', '--mean-reply-tokens', '30'],
@@ -653,7 +604,7 @@ async function main(): Promise<void> {
       .join(' ')}`,
   );
   for (const s of series) {
-    const sim = await startSim([...SIM_ARGS[s]]);
+    const sim = await startSimProcess([...SIM_ARGS[s]]);
     console.log(`\n## series ${s}: air sim ${SIM_ARGS[s].join(' ')}\n${sim.banner}\n`);
     const results: CellResult[] = [];
     const only = arg('--cells'); // run only the cells whose label contains this text
@@ -681,7 +632,7 @@ async function main(): Promise<void> {
     console.log(`\n### medians of ${reps} (series ${s})\n\n${table(results)}\n`);
     const json = arg('--json');
     if (json !== undefined) appendFileSync(json, results.map((r) => JSON.stringify(r)).join('\n') + '\n');
-    console.log(await stopSim(sim.child));
+    console.log(await stopSimProcess(sim.child));
   }
 }
 

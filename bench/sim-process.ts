@@ -1,0 +1,73 @@
+/**
+ * Shared by the LLM benchmarks: `air sim` in its own process (so the CPU a benchmark measures is the client's
+ * alone) and the client configuration they drive it with.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { Accounting } from '../llm/accounting.js';
+import { HttpLlmClient } from '../llm/client.js';
+import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
+
+const AIR = path.resolve(import.meta.dirname, '../dist/cli/air.js');
+
+export interface SimProcess {
+  readonly child: ChildProcess;
+  readonly url: string;
+  /** The start-up line: URL, models and stated ceiling. */
+  readonly banner: string;
+}
+
+/** Starts `air sim` (port 0 picks a free one) and resolves once it prints its URL. */
+export async function startSimProcess(args: readonly string[], port = 0): Promise<SimProcess> {
+  const child = spawn(process.execPath, [AIR, 'sim', '--port', String(port), '--model', 'bench', ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let banner = '';
+  await new Promise<void>((resolve, reject) => {
+    const onData = (d: Buffer): void => {
+      banner += d.toString();
+      if (/http:\/\/[\d.]+:\d+/.test(banner)) resolve();
+    };
+    child.stdout!.on('data', onData);
+    child.stderr!.on('data', onData);
+    child.on('exit', (code) => reject(new Error(`air sim exited with ${code}: ${banner}`)));
+  });
+  const origin = /http:\/\/[\d.]+:\d+/.exec(banner)![0];
+  return { child, url: `${origin}/v1`, banner: banner.trim() };
+}
+
+/** Stops the simulator and returns what it printed on the way out (its own counters). */
+export function stopSimProcess(child: ChildProcess): Promise<string> {
+  let said = '';
+  child.stdout?.on('data', (d: Buffer) => (said += d.toString()));
+  child.stderr?.on('data', (d: Buffer) => (said += d.toString()));
+  return new Promise((resolve) => {
+    child.on('exit', () => resolve(said.trim()));
+    child.kill('SIGTERM');
+  });
+}
+
+/** air's client for one `guidance` role on the benchmark simulator, with its accounting. */
+export function benchClient(
+  url: string,
+  options: { maxConcurrency: number; initialConcurrency?: number; maxTokens: number },
+): { client: HttpLlmClient; accounting: Accounting } {
+  const accounting = new Accounting();
+  const client = new HttpLlmClient({
+    endpoints: [
+      resolveEndpoint(
+        'guidance',
+        endpointSchema.parse({
+          baseUrl: url,
+          model: 'bench',
+          maxConcurrency: options.maxConcurrency,
+          initialConcurrency: options.initialConcurrency ?? options.maxConcurrency,
+          maxAttempts: 20,
+          sampling: { max_tokens: options.maxTokens, temperature: 0.2 },
+        }),
+      ),
+    ],
+    recorder: accounting,
+  });
+  return { client, accounting };
+}

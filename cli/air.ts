@@ -101,7 +101,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       'time in-flight records get after Ctrl-C/SIGTERM (default: 30)',
       nonNegativeArg,
     )
-    .option('--duckdb-threads <n>', 'threads for Parquet decoding/encoding (default: 2)', countArg)
+    .option('--duckdb-threads <n>', 'threads for decoding input Parquet (default: 2)', countArg)
     .option('--duckdb-memory-mb <n>', 'memory limit of the Parquet engine (default: 512)', countArg)
     .addOption(
       new Option('--progress <mode>', 'progress display (default: auto)').choices([

@@ -41,7 +41,7 @@ export const engineConfigSchema = z.strictObject({
   queueCapacity: positiveInt.default(256),
   /** After Ctrl-C or SIGTERM, how long in-flight records may take to finish. */
   graceSeconds: z.number().nonnegative().default(30),
-  /** DuckDB threads for Parquet decoding and encoding. */
+  /** DuckDB threads for decoding input Parquet (the writer has its own thread). */
   duckdbThreads: positiveInt.default(2),
   /** DuckDB's buffer memory limit. */
   duckdbMemoryMB: positiveInt.default(512),

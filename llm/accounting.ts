@@ -47,9 +47,8 @@ export interface CallRecord {
   readonly attempts: number;
 }
 
-export interface RoleModelSnapshot {
-  readonly role: Role;
-  readonly model: string;
+/** The counters every level of accounting keeps (one role and model, or the whole run). */
+export interface CallCounts {
   /** Answered calls, cache hits included. */
   readonly calls: number;
   readonly cacheHits: number;
@@ -63,6 +62,11 @@ export interface RoleModelSnapshot {
   readonly retries: number;
   /** Failed calls by error code, keys sorted. */
   readonly errors: Readonly<Record<string, number>>;
+}
+
+export interface RoleModelSnapshot extends CallCounts {
+  readonly role: Role;
+  readonly model: string;
   /** Latency of calls that reached the server, in ms. */
   readonly latency: Summary;
   readonly latencyHistogram: HistogramSnapshot;
@@ -77,15 +81,7 @@ export interface RoleModelSnapshot {
   readonly unpriced: boolean;
 }
 
-export interface AccountingTotals {
-  readonly calls: number;
-  readonly cacheHits: number;
-  readonly promptTokens: number;
-  readonly completionTokens: number;
-  readonly cachedPromptTokens: number;
-  readonly cachedCompletionTokens: number;
-  readonly retries: number;
-  readonly errors: Readonly<Record<string, number>>;
+export interface AccountingTotals extends CallCounts {
   /** Cost of the priced entries, by currency. Incomplete when `unpricedModels` is not empty. */
   readonly cost: Readonly<Record<string, number>>;
   /** Models whose cost is unknown, sorted. */

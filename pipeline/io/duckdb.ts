@@ -1,11 +1,11 @@
 import { DuckDBInstance } from '@duckdb/node-api';
 
 /**
- * DuckDB is air's Parquet reader and writer (measured choice: see bench/RESULTS.md). It streams a row
- * group in bounded memory and does its decompression and encoding on its own threads, off the event loop.
+ * DuckDB is air's Parquet reader (measured choice: see bench/RESULTS.md; the writer is hyparquet-writer). It
+ * streams a row group in bounded memory and decompresses on its own threads, off the event loop.
  */
 export interface DuckDBOptions {
-  /** DuckDB worker threads (decompression, encoding). */
+  /** DuckDB worker threads (decompression and decoding). */
   threads?: number;
   /** Upper bound of DuckDB's own buffer memory, e.g. "512MB". */
   memoryLimit?: string;

@@ -51,3 +51,24 @@ export type { ChatMessage, ChatOptions, ChatResult, LlmClient, Role } from './ll
 export { lengthFilter, countWords } from './operators/length-filter.js';
 export { tagConstraints, summarizeConstraints, CONSTRAINT_TYPES } from './operators/constraint-tagger.js';
 export { measureInstruction } from './operators/instruction-metrics.js';
+export { generate } from './operators/air/generate.js';
+export { refine, composeInstruction } from './operators/air/refine.js';
+export { merge } from './operators/air/merge.js';
+export { validityFilter } from './operators/air/validity-filter.js';
+export { score } from './operators/air/score.js';
+export { StepRunner } from './operators/air/steps.js';
+export { loadPromptSet } from './operators/air/prompts.js';
+export { readJudge, matchConstraintType } from './operators/air/replies.js';
+export type {
+  AcceptedConstraint,
+  CallRecord as AirCallRecord,
+  Example,
+  IterationRecord,
+  Refined,
+  ScoredExample,
+  Seeded,
+  StopReason,
+} from './operators/air/types.js';
+export { airTable, airRow, airFields } from './schemas/air.js';
+export { appendAirStages } from './job/air-graph.js';
+export { configFingerprint } from './job/fingerprint.js';

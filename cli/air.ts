@@ -7,7 +7,7 @@ import { runJob } from '../job/run-job.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
-import { commaList, countArg, nonNegativeArg } from './args.js';
+import { commaList, countArg, integerArg, nonNegativeArg, positiveIntArg } from './args.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
@@ -56,6 +56,11 @@ interface RunFlags {
   studentUrl?: string;
   studentModel?: string;
   apiKeyEnv?: string;
+  method?: string;
+  maxIterations?: number;
+  depths?: string;
+  seed?: number;
+  documentsInFlight?: number;
 }
 
 /** Runs the CLI; resolves to the process exit code instead of exiting, so tests can call it. */
@@ -80,6 +85,12 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
       'input column with the document id (default: id if present, else <shard>#<row>)',
     )
     .option('--meta <columns>', 'comma-separated columns to pass through, a.b for struct fields', commaList)
+    .addOption(
+      new Option(
+        '--method <name>',
+        'air: the AIR method (needs LLMs; --llm sim for the simulator); documents: filtered documents only (default: air)',
+      ).choices(['air', 'documents']),
+    )
     .option('--min-words <n>', 'drop documents with fewer words (default: 50)', countArg)
     .option('--max-words <n>', 'drop documents with more words (default: 2048)', countArg)
     .option('--part-rows <n>', 'rows per output part file (default: 100000)', countArg)
@@ -122,6 +133,19 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         'endpoints: the servers below; sim: a built-in simulator (default: endpoints)',
       ).choices(['endpoints', 'sim']),
     )
+    .option(
+      '--max-iterations <n>',
+      'most judge rounds (constraints) per document (default: 5)',
+      positiveIntArg,
+    )
+    .addOption(
+      new Option(
+        '--depths <which>',
+        'rows per document: deepest depth reached, or all depths (default: deepest)',
+      ).choices(['deepest', 'all']),
+    )
+    .option('--seed <n>', 'seed of every sampling decision (default: 0)', integerArg)
+    .option('--documents-in-flight <n>', 'documents in flight per LLM stage (default: 64)', positiveIntArg)
     .option('--guidance-url <url>', 'base URL of the guidance (large) model server, up to /v1')
     .option('--guidance-model <name>', 'guidance model name, or local:<path.gguf> to run it inside air')
     .option('--student-url <url>', 'base URL of the student (small) model server, up to /v1')
@@ -232,6 +256,13 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
   const fromFlags = {
     input: flags.input,
     output: flags.output,
+    method: flags.method,
+    air: {
+      seed: flags.seed,
+      depths: flags.depths,
+      documentsInFlight: flags.documentsInFlight,
+      refine: flags.maxIterations === undefined ? undefined : { maxIterations: flags.maxIterations },
+    },
     source: { textColumn: flags.textColumn, idColumn: flags.idColumn, metaColumns: flags.meta },
     filter: { minWords: flags.minWords, maxWords: flags.maxWords },
     writer: {

@@ -47,6 +47,32 @@ export const engineConfigSchema = z.strictObject({
   duckdbMemoryMB: positiveInt.default(512),
 });
 
+const faultRate = z.number().min(0).max(1).optional();
+
+/** The in-process simulator of `llm.mode: sim`: a fast server by default, so demos and tests finish quickly. */
+export const simulatorConfigSchema = z.strictObject({
+  seed: z.number().int().default(0),
+  maxConcurrentSequences: positiveInt.default(64),
+  prefillTokensPerS: z.number().positive().default(50_000),
+  /** 400 tokens/s per sequence is a fast server; 30-60 models a 70B model on one node. */
+  decodeTokensPerSPerSequence: z.number().positive().default(400),
+  meanReplyTokens: z.number().positive().default(200),
+  contextTokens: positiveInt.default(32_768),
+  /** Fault injection, each a fraction of chat requests (see `air sim --help`). */
+  faults: z
+    .strictObject({
+      rate429: faultRate,
+      rate500: faultRate,
+      rate503: faultRate,
+      rateReset: faultRate,
+      rateStall: faultRate,
+      stallMs: z.number().nonnegative().optional(),
+      rateMalformed: faultRate,
+      rateTruncated: faultRate,
+    })
+    .default({}),
+});
+
 export const llmConfigSchema = z.strictObject({
   /**
    * `endpoints`: the roles below (vLLM, SGLang, llama.cpp, OpenAI, any OpenAI-compatible server, or local:<gguf>);
@@ -63,9 +89,78 @@ export const llmConfigSchema = z.strictObject({
   cache: z.boolean().default(true),
   /** Where the default local model is downloaded to and found again (node-llama-cpp's default when unset). */
   modelsDir: z.string().min(1).optional(),
+  simulator: simulatorConfigSchema.default(simulatorConfigSchema.parse({})),
 });
 
 export type LlmConfig = z.output<typeof llmConfigSchema>;
+
+const stepNames = [
+  'instruction',
+  'instruction-score',
+  'polish',
+  'student',
+  'judge',
+  'duplicate',
+  'check',
+  'merge',
+  'answer',
+  'score',
+] as const;
+
+/** The AIR method's settings; every default is the method's (../shared/air-method.md) unless noted. */
+export const airConfigSchema = z.strictObject({
+  /** Mixed with each document id, step and iteration into every call's sampling seed. */
+  seed: z.number().int().default(0),
+  /** Prompt template set under operators/air/prompts/. */
+  promptSet: z.string().min(1).default('v1'),
+  /** Documents in flight in each LLM stage (refine gets twice this: its calls are sequential per document). */
+  documentsInFlight: positiveInt.default(64),
+  generate: z
+    .strictObject({
+      minScore: z.number().int().min(0).max(5).default(4),
+      minWords: z.number().int().nonnegative().default(3),
+      maxWords: positiveInt.default(50),
+    })
+    .default({ minScore: 4, minWords: 3, maxWords: 50 }),
+  refine: z
+    .strictObject({
+      maxIterations: positiveInt.default(5),
+      /** Grade the student's revised answer against each new constraint (0-3). */
+      studentCheck: z.boolean().default(true),
+      /** Keep constraints only where the student still falls short once asked (check below gateScore). */
+      gateOnStudentCheck: z.boolean().default(true),
+      gateScore: z.number().int().min(0).max(3).default(3),
+      /** Show the judge the refined instruction (the reference code shows the original). */
+      judgeSeesRefined: z.boolean().default(true),
+      constraintMinWords: z.number().int().nonnegative().default(3),
+      constraintMaxWords: positiveInt.default(26),
+    })
+    .default({
+      maxIterations: 5,
+      studentCheck: true,
+      gateOnStudentCheck: true,
+      gateScore: 3,
+      judgeSeesRefined: true,
+      constraintMinWords: 3,
+      constraintMaxWords: 26,
+    }),
+  /** `deepest`: one row per document; `all`: one row per depth reached. */
+  depths: z.enum(['deepest', 'all']).default('deepest'),
+  filter: z
+    .strictObject({
+      minInstructionWords: z.number().int().nonnegative().default(3),
+      maxInstructionWords: positiveInt.default(150),
+      /** The output must have more words than this. */
+      minOutputWordsExclusive: z.number().int().nonnegative().default(3),
+    })
+    .default({ minInstructionWords: 3, maxInstructionWords: 150, minOutputWordsExclusive: 3 }),
+  /** LLM-judged complexity and quality (1-10) per row; model-free metrics are always computed. */
+  llmScores: z.boolean().default(true),
+  /** Completion token budgets per step, over the built-in ones. */
+  maxTokens: z.partialRecord(z.enum(stepNames), positiveInt).default({}),
+});
+
+export type AirConfig = z.output<typeof airConfigSchema>;
 
 export const runConfigSchema = z.strictObject({
   /** Parquet files, folders (every *.parquet below) or globs. */
@@ -74,11 +169,14 @@ export const runConfigSchema = z.strictObject({
     .transform((v) => (Array.isArray(v) ? v : [v])),
   /** Output folder for part files and the run report. */
   output: z.string().min(1),
+  /** `air`: the AIR method (needs LLMs, `--llm sim` for the simulator); `documents`: filtered documents only. */
+  method: z.enum(['air', 'documents']).default('air'),
   source: sourceConfigSchema.default(sourceConfigSchema.parse({})),
   filter: filterConfigSchema.default(filterConfigSchema.parse({})),
   writer: writerConfigSchema.default(writerConfigSchema.parse({})),
   engine: engineConfigSchema.default(engineConfigSchema.parse({})),
   llm: llmConfigSchema.default(llmConfigSchema.parse({})),
+  air: airConfigSchema.default(airConfigSchema.parse({})),
   /** Progress display: a live table on a terminal, log lines otherwise; `off` for none. */
   progress: z.enum(['auto', 'tty', 'log', 'off']).default('auto'),
   /** Seconds between progress log lines when not on a terminal. */
@@ -94,6 +192,10 @@ export function parseRunConfig(raw: unknown, origin = 'config'): RunConfig {
   if (result.success) {
     if (result.data.filter.minWords > result.data.filter.maxWords) {
       throw new ConfigError(`${origin}: filter.minWords is greater than filter.maxWords`);
+    }
+    const refine = result.data.air.refine;
+    if (refine.gateOnStudentCheck && !refine.studentCheck) {
+      throw new ConfigError(`${origin}: air.refine.gateOnStudentCheck needs air.refine.studentCheck`);
     }
     return result.data;
   }

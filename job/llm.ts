@@ -15,6 +15,8 @@ export interface LlmSetup {
   readonly client: HttpLlmClient;
   readonly accounting: Accounting;
   readonly cache: ResponseCache;
+  /** The model name of each role, as configured (written with every row). */
+  readonly models: Readonly<Record<(typeof LLM_ROLES)[number], string>>;
   /** The in-process simulator in `sim` mode. */
   readonly simulator: Simulator | undefined;
   close(): Promise<void>;
@@ -35,7 +37,12 @@ export async function setUpLlm(
   let simulator: Simulator | undefined;
   const endpoints: ResolvedEndpoint[] = [];
   if (config.mode === 'sim') {
-    simulator = await startSimulator({ models: ['air-sim-guidance', 'air-sim-student'] });
+    const { faults, ...capacity } = config.simulator;
+    simulator = await startSimulator({
+      ...capacity,
+      ...faults,
+      models: ['air-sim-guidance', 'air-sim-student'],
+    });
     for (const role of LLM_ROLES) {
       const given = config[role];
       endpoints.push(
@@ -81,8 +88,10 @@ export async function setUpLlm(
   );
   const accounting = new Accounting(config.prices);
   const client = new HttpLlmClient({ endpoints, cache, recorder: accounting });
+  const models = { guidance: endpoints[0]!.model, student: endpoints[1]!.model };
   return {
     client,
+    models,
     accounting,
     cache,
     simulator,

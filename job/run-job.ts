@@ -1,5 +1,7 @@
 import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import type { AccountingSnapshot } from '../llm/accounting.js';
+import type { ScoredExample } from '../operators/air/types.js';
 import { lengthFilter } from '../operators/length-filter.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { peakRssMB } from '../pipeline/memory.js';
@@ -7,8 +9,12 @@ import { ParquetSink, type CommittedPart } from '../pipeline/io/parquet-sink.js'
 import { ParquetSource } from '../pipeline/io/parquet-source.js';
 import { resolveShards } from '../pipeline/io/shards.js';
 import { pipeline, type PipelineRun, type RunReport } from '../pipeline/run.js';
+import { airRow, airTable } from '../schemas/air.js';
 import { documentRow, documentsTable, type Document } from '../schemas/documents.js';
+import { appendAirStages } from './air-graph.js';
 import type { RunConfig } from './config.js';
+import { configFingerprint } from './fingerprint.js';
+import { setUpLlm, type LlmSetup } from './llm.js';
 
 export interface JobOptions {
   /** Aborting stops reading input; in-flight records finish within engine.graceSeconds. */
@@ -16,6 +22,8 @@ export interface JobOptions {
   log?: (line: string) => void;
   /** Called once the run is built, before it starts: for progress displays. */
   onStart?: (run: PipelineRun) => void;
+  /** Where API keys are read from (the config names the variables). */
+  env?: NodeJS.ProcessEnv;
 }
 
 export interface JobResult {
@@ -23,13 +31,22 @@ export interface JobResult {
   parts: CommittedPart[];
   /** Where the run's ledger and stage counters were written. */
   ledgerFile: string;
+  /** LLM calls, tokens, latency and cost per role and model (method `air` only). */
+  llm?: LlmUsage;
+}
+
+export interface LlmUsage {
+  accounting: AccountingSnapshot;
+  cache: { hits: number; misses: number };
+  promptVersion: string;
 }
 
 export const LEDGER_FILE = 'ledger.json';
 
 /**
- * The default job: read Parquet shards → length filter → write Parquet parts. Writes `ledger.json` beside
- * the parts whatever the outcome, so a failed or interrupted run still says where every row went.
+ * The job: read Parquet shards → length filter → (method `air`) generate → refine → merge → filter → score →
+ * write Parquet parts. Writes `ledger.json` beside the parts whatever the outcome, so a failed or interrupted run
+ * still says where every row went.
  */
 export async function runJob(config: RunConfig, options: JobOptions = {}): Promise<JobResult> {
   const shards = await resolveShards(config.input);
@@ -37,6 +54,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     threads: config.engine.duckdbThreads,
     memoryLimit: `${config.engine.duckdbMemoryMB}MB`,
   });
+  let llm: LlmSetup | undefined;
   try {
     const source = new ParquetSource(db, {
       shards,
@@ -45,34 +63,72 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       metaColumns: config.source.metaColumns,
       binaryAsString: config.source.binaryAsString,
     });
-    const sink = new ParquetSink<Document>({
+    const meta = await source.metaColumnTypes();
+    const writer = {
       dir: config.output,
-      schema: documentsTable(await source.metaColumnTypes()),
-      toRow: documentRow,
       partRows: config.writer.partRows,
       partBytes: config.writer.partMB * 1024 * 1024,
       rowGroupRows: config.writer.rowGroupRows,
       rowGroupBytes: config.writer.rowGroupMB * 1024 * 1024,
       compression: config.writer.compression,
-    });
-    const run = pipeline(source)
-      .pipe(lengthFilter<Document>(config.filter))
-      .into(sink, {
-        queueCapacity: config.engine.queueCapacity,
-        graceMs: config.engine.graceSeconds * 1000,
-        signal: options.signal,
-        log: options.log,
+    };
+    const runOptions = {
+      queueCapacity: config.engine.queueCapacity,
+      graceMs: config.engine.graceSeconds * 1000,
+      signal: options.signal,
+      log: options.log,
+    };
+    const documents = pipeline(source).pipe(lengthFilter<Document>(config.filter));
+
+    let run: PipelineRun;
+    let sink: ParquetSink<Document> | ParquetSink<ScoredExample>;
+    let promptVersion = '';
+    if (config.method === 'documents') {
+      const documentSink = new ParquetSink<Document>({
+        ...writer,
+        schema: documentsTable(meta),
+        toRow: documentRow,
       });
+      sink = documentSink;
+      run = documents.into(documentSink, runOptions);
+    } else {
+      llm = await setUpLlm(config.llm, config.output, options.env, options.log);
+      const air = appendAirStages(documents, llm.client, config.air);
+      promptVersion = air.promptVersion;
+      const provenance = {
+        guidanceModel: llm.models.guidance,
+        studentModel: llm.models.student,
+        promptVersion,
+        configFingerprint: configFingerprint(config),
+      };
+      const airSink = new ParquetSink<ScoredExample>({
+        ...writer,
+        schema: airTable(meta),
+        toRow: (example) => airRow(example, provenance),
+      });
+      sink = airSink;
+      run = air.pipeline.into(airSink, runOptions);
+    }
     options.onStart?.(run);
     const report = await run.run();
-    const ledgerFile = await writeLedger(config, report, sink.parts);
-    return { report, parts: sink.parts, ledgerFile };
+    const usage: LlmUsage | undefined =
+      llm === undefined
+        ? undefined
+        : { accounting: llm.accounting.snapshot(), cache: llm.cache.stats(), promptVersion };
+    const ledgerFile = await writeLedger(config, report, sink.parts, usage);
+    return { report, parts: sink.parts, ledgerFile, llm: usage };
   } finally {
+    await llm?.close();
     db.closeSync();
   }
 }
 
-async function writeLedger(config: RunConfig, report: RunReport, parts: CommittedPart[]): Promise<string> {
+async function writeLedger(
+  config: RunConfig,
+  report: RunReport,
+  parts: CommittedPart[],
+  llm: LlmUsage | undefined,
+): Promise<string> {
   await mkdir(config.output, { recursive: true });
   const file = path.join(config.output, LEDGER_FILE);
   const usage = process.resourceUsage();
@@ -88,6 +144,8 @@ async function writeLedger(config: RunConfig, report: RunReport, parts: Committe
       systemCpuMs: Math.round(usage.systemCPUTime / 1000),
     },
     parts: parts.map((p) => ({ file: path.basename(p.file), rows: p.rows })),
+    llm,
+    configFingerprint: configFingerprint(config),
     config,
   };
   const temporary = `${file}.tmp`;

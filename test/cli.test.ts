@@ -81,6 +81,8 @@ describe('air run', () => {
       path.join(SHARED, 'data/web'),
       '--output',
       out,
+      '--method',
+      'documents',
       '--progress',
       'off',
     ]);
@@ -93,12 +95,33 @@ describe('air run', () => {
     expect(result.stderr).toMatch(/total\s+2,428/);
   });
 
+  it('runs the AIR method on the bundled sample against the simulator (the README command)', async () => {
+    const out = path.join(dir, 'air-sim');
+    const result = await runAir([
+      'run',
+      '--input',
+      SAMPLE,
+      '--output',
+      out,
+      '--llm',
+      'sim',
+      '--progress',
+      'off',
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    const ledger = await readLedger(out);
+    expect(ledger.status).toBe('completed');
+    expect(ledger.totals.rowsWritten).toBeGreaterThan(0);
+    expect(await countRows(out)).toBe(ledger.totals.rowsWritten);
+    expect(result.stderr).toMatch(/refine:no_constraint_accepted/);
+  });
+
   it('lets flags override the config file', async () => {
     const out = path.join(dir, 'override');
     const config = path.join(dir, 'air.yaml');
     await writeFile(
       config,
-      `input: ${SAMPLE}\noutput: ${out}\nfilter:\n  minWords: 100000\n  maxWords: 200000\n`,
+      `input: ${SAMPLE}\noutput: ${out}\nmethod: documents\nfilter:\n  minWords: 100000\n  maxWords: 200000\n`,
     );
     const result = await runAir(['run', '--config', config, '--min-words', '50', '--progress', 'off']);
     expect(result.code, result.stderr).toBe(0);
@@ -131,6 +154,8 @@ describe('air run', () => {
       FINEWEB,
       '-o',
       out,
+      '--method',
+      'documents',
       '--progress',
       'log',
       '--progress-interval',
@@ -154,6 +179,8 @@ describe('air run', () => {
       input,
       '-o',
       out,
+      '--method',
+      'documents',
       '--progress',
       'log',
       '--progress-interval',

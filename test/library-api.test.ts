@@ -12,6 +12,9 @@ describe('library API', () => {
       'HttpLlmClient',
       'startSimulator',
       'tagConstraints',
+      'refine',
+      'appendAirStages',
+      'airTable',
     ]) {
       expect(air, name).toHaveProperty(name);
     }

@@ -3,6 +3,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { parseRunConfig, runConfigSchema } from '../job/config.js';
+import { airFields } from '../schemas/air.js';
 import { ROOT } from './helpers/cli.js';
 
 describe('README', () => {
@@ -32,5 +33,10 @@ describe('README', () => {
     const firstBlock = /```bash\n([\s\S]*?)```/.exec(readme)![1]!;
     expect(firstBlock).toMatch(/^npm ci && npm test/m);
     expect(firstBlock).toMatch(/^npx air run --input examples\/data\/sample\.parquet --output \S+/m);
+  });
+
+  it('describes every column of the AIR output', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    for (const column of Object.keys(airFields)) expect(readme, column).toContain(`\`${column}\``);
   });
 });

@@ -1,0 +1,54 @@
+import { generate } from '../operators/air/generate.js';
+import { merge } from '../operators/air/merge.js';
+import { loadPromptSet } from '../operators/air/prompts.js';
+import { refine } from '../operators/air/refine.js';
+import { score } from '../operators/air/score.js';
+import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
+import type { ScoredExample } from '../operators/air/types.js';
+import { validityFilter } from '../operators/air/validity-filter.js';
+import type { LlmClient } from '../llm/types.js';
+import type { Pipeline } from '../pipeline/run.js';
+import type { Document } from '../schemas/documents.js';
+import type { AirConfig } from './config.js';
+
+/** The AIR stages after document selection: generate → refine → merge → filter → score. */
+export function appendAirStages(
+  documents: Pipeline<Document>,
+  llm: LlmClient,
+  config: AirConfig,
+): { pipeline: Pipeline<ScoredExample>; promptVersion: string } {
+  const steps = new StepRunner(llm, loadPromptSet(config.promptSet), {
+    seed: config.seed,
+    maxTokens: { ...DEFAULT_MAX_TOKENS, ...config.maxTokens },
+  });
+  const inFlight = config.documentsInFlight;
+  const pipeline = documents
+    .pipe(generate(steps, { ...config.generate, concurrency: inFlight }))
+    .pipe(
+      refine(steps, {
+        maxIterations: config.refine.maxIterations,
+        studentCheck: config.refine.studentCheck,
+        gateOnStudentCheck: config.refine.gateOnStudentCheck,
+        gateScore: config.refine.gateScore,
+        judgeSeesRefined: config.refine.judgeSeesRefined,
+        constraintWords: {
+          minWords: config.refine.constraintMinWords,
+          maxWords: config.refine.constraintMaxWords,
+        },
+        // A document holds its slot through ~15 sequential calls; twice the slots keep the servers fed.
+        concurrency: inFlight * 2,
+      }),
+    )
+    .pipe(merge(steps, { depths: config.depths, concurrency: inFlight }))
+    .pipe(
+      validityFilter({
+        ...config.filter,
+        constraintWords: {
+          minWords: config.refine.constraintMinWords,
+          maxWords: config.refine.constraintMaxWords,
+        },
+      }),
+    )
+    .pipe(score(steps, { llm: config.llmScores, concurrency: inFlight }));
+  return { pipeline, promptVersion: steps.promptVersion };
+}

@@ -1,0 +1,112 @@
+import type { ChatOptions, ChatResult, JsonSchema, LlmClient } from '../../llm/types.js';
+import { AirError } from '../../pipeline/errors.js';
+import { fmix32, fnv1a32 } from '../../pipeline/hash.js';
+import type { PromptSet, PromptStep } from './prompts.js';
+import type { CallRecord } from './types.js';
+
+/** The model roles of the method: the large model guides, the small one is taught. */
+export const GUIDANCE = 'guidance';
+export const STUDENT = 'student';
+
+/** Completion budgets per step (tokens); the defaults fit an 8K-context model answering in up to 2K. */
+export const DEFAULT_MAX_TOKENS: Readonly<Record<PromptStep, number>> = {
+  instruction: 256,
+  'instruction-score': 256,
+  polish: 2048,
+  student: 1024,
+  judge: 512,
+  duplicate: 256,
+  check: 256,
+  merge: 800,
+  answer: 2048,
+  score: 256,
+};
+
+export interface StepSettings {
+  /** Mixed with the document id, step and iteration into each call's sampling seed. */
+  readonly seed: number;
+  readonly maxTokens: Readonly<Record<PromptStep, number>>;
+}
+
+/** Where a call is made from: which document, which iteration, and the row's call log to append to. */
+export interface CallSite {
+  readonly docId: string;
+  readonly iteration: number;
+  readonly calls: CallRecord[];
+  readonly signal: AbortSignal;
+}
+
+/** A reply the method cannot use although the LLM layer accepted it (an empty answer). */
+export class EmptyReplyError extends AirError<'AIR_EMPTY_REPLY'> {
+  constructor(step: string, docId: string) {
+    super('AIR_EMPTY_REPLY', `${step}: the model's reply for document ${docId} is empty`);
+    this.name = 'EmptyReplyError';
+  }
+}
+
+/**
+ * Runs one AIR step: renders its prompt, derives a per-call seed (so reruns are reproducible and documents
+ * still differ), calls the step's role, and records tokens and latency on the row.
+ */
+export class StepRunner {
+  constructor(
+    private readonly llm: LlmClient,
+    private readonly prompts: PromptSet,
+    private readonly settings: StepSettings,
+  ) {}
+
+  get promptVersion(): string {
+    return this.prompts.version;
+  }
+
+  /** A free-text step; an empty reply is an error (the reference code crashed on those). */
+  async text(step: PromptStep, values: Readonly<Record<string, string>>, at: CallSite): Promise<string> {
+    const result = await this.call(step, values, at);
+    const text = result.text.trim();
+    if (text === '') throw new EmptyReplyError(step, at.docId);
+    return text;
+  }
+
+  /** A structured step: the parsed, schema-valid JSON value. */
+  async json(
+    step: PromptStep,
+    values: Readonly<Record<string, string>>,
+    schema: { readonly name: string; readonly schema: JsonSchema },
+    at: CallSite,
+  ): Promise<unknown> {
+    const result = await this.call(step, values, at, schema);
+    return result.json;
+  }
+
+  mergeExample(depth: number): string {
+    return this.prompts.mergeExample(depth);
+  }
+
+  private async call(
+    step: PromptStep,
+    values: Readonly<Record<string, string>>,
+    at: CallSite,
+    schema?: ChatOptions['schema'],
+  ): Promise<ChatResult> {
+    const role = step === 'student' ? STUDENT : GUIDANCE;
+    const seed = fmix32(fnv1a32(`${this.settings.seed}\0${at.docId}\0${step}\0${at.iteration}`)) & 0x7fffffff;
+    const result = await this.llm.chat(role, this.prompts.render(step, values), {
+      max_tokens: this.settings.maxTokens[step],
+      seed,
+      schema,
+      signal: at.signal,
+    });
+    at.calls.push({
+      step,
+      iteration: at.iteration,
+      role,
+      model: result.model,
+      promptTokens: result.usage.promptTokens,
+      completionTokens: result.usage.completionTokens,
+      latencyMs: Math.round(result.latencyMs),
+      cached: result.cached,
+      attempts: result.attempts,
+    });
+    return result;
+  }
+}

@@ -1,0 +1,383 @@
+import { describe, expect, it } from 'vitest';
+import { parseStructured } from '../llm/structured.js';
+import type { ChatMessage, ChatOptions, ChatResult, LlmClient } from '../llm/types.js';
+import { generate } from '../operators/air/generate.js';
+import { merge } from '../operators/air/merge.js';
+import { loadPromptSet, PROMPT_STEPS } from '../operators/air/prompts.js';
+import { DEFAULT_REFINE, composeInstruction, refine } from '../operators/air/refine.js';
+import {
+  judgeSchema,
+  matchConstraintType,
+  readComplexityQuality,
+  readDuplicate,
+  readInstruction,
+  readJudge,
+  readScore,
+} from '../operators/air/replies.js';
+import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
+import type { Refined, Seeded } from '../operators/air/types.js';
+import { DEFAULT_VALIDITY, firstBrokenRule } from '../operators/air/validity-filter.js';
+import { CONSTRAINT_TYPES, type ConstraintType } from '../operators/constraint-tagger.js';
+import type { OperatorContext, Outcome } from '../pipeline/operator.js';
+
+const ALL_TYPES = CONSTRAINT_TYPES.map((t) => t.id);
+
+describe('AIR reply readers', () => {
+  it('reads a judge proposal and maps type names to the canonical list, not by exact string', () => {
+    const reading = readJudge(
+      {
+        analysis: 'a',
+        type: 'Tone & Style',
+        constraint: 'Write in a warm, encouraging tone suitable for beginners.',
+      },
+      ALL_TYPES,
+    );
+    expect(reading).toMatchObject({ kind: 'constraint', type: 'tone_style' });
+    expect(matchConstraintType('target audience constraint')).toBe('target_audience');
+    expect(matchConstraintType('DATA_FORMAT')).toBe('data_format');
+    expect(matchConstraintType('Inclusion of examples')).toBe('inclusion');
+    expect(matchConstraintType('style')).toBe('tone_style');
+    expect(matchConstraintType('astrology')).toBeNull();
+    expect(matchConstraintType('')).toBeNull();
+  });
+
+  it('treats "none" and an empty proposal as no constraint', () => {
+    expect(readJudge({ analysis: 'same', type: 'none', constraint: '' }, ALL_TYPES).kind).toBe('none');
+    expect(readJudge({ analysis: 'same', type: 'None.', constraint: 'x' }, ALL_TYPES).kind).toBe('none');
+    expect(readJudge({ analysis: 'same', type: '', constraint: '' }, ALL_TYPES).kind).toBe('none');
+  });
+
+  it('rejects constraints outside 3-26 words, leaking references, used types and unknown types', () => {
+    const why = (value: unknown, allowed: readonly ConstraintType[] = ALL_TYPES): string => {
+      const reading = readJudge(value, allowed);
+      return reading.kind === 'invalid' ? reading.why : reading.kind;
+    };
+    expect(why({ analysis: '', type: 'Inclusion', constraint: 'Add examples' })).toMatch(/2 words/);
+    expect(why({ analysis: '', type: 'Inclusion', constraint: 'word '.repeat(27) })).toMatch(/27 words/);
+    expect(
+      why({ analysis: '', type: 'Inclusion', constraint: 'Include the three dates given in Output 1.' }),
+    ).toMatch(/refers to the outputs/);
+    expect(
+      why({
+        analysis: '',
+        type: 'Exclusion',
+        constraint: 'Do not repeat the original instruction in the answer.',
+      }),
+    ).toMatch(/refers to/);
+    expect(
+      why({ analysis: '', type: 'Citation', constraint: 'Cite at least two named sources inline.' }, [
+        'inclusion',
+      ]),
+    ).toMatch(/already used/);
+    expect(
+      why({ analysis: '', type: 'Astrology', constraint: 'Mention the star sign of every person.' }),
+    ).toMatch(/not a constraint type/);
+    expect(why({ analysis: '', type: 'Citation', constraint: '' })).toMatch(/empty/);
+  });
+
+  it('survives replies of the wrong shape without throwing past its own error', () => {
+    expect(readJudge(null, ALL_TYPES).kind).toBe('none');
+    expect(readJudge('text', ALL_TYPES).kind).toBe('none');
+    expect(readJudge({ type: 7, constraint: ['a'] }, ALL_TYPES).kind).toBe('none');
+    expect(() => readInstruction({})).toThrow(/no instruction/);
+    expect(() => readInstruction({ instruction: '   ' })).toThrow(/no instruction/);
+    expect(readInstruction({ instruction: ' "Explain tides to a child." ' })).toBe(
+      'Explain tides to a child.',
+    );
+    expect(() => readScore({ score: 6 }, 0, 5)).toThrow(/0-5/);
+    expect(() => readScore({ score: 2.5 }, 0, 5)).toThrow(/integer/);
+    expect(() => readScore({ score: '4' }, 0, 5)).toThrow();
+    expect(readScore({ score: 0 }, 0, 3)).toBe(0);
+    expect(() => readDuplicate({ duplicate: 'no' })).toThrow(/boolean/);
+    expect(() => readComplexityQuality({ complexity: 0, quality: 5 })).toThrow(/1-10/);
+  });
+
+  it('the structured layer refuses truncated and malformed judge replies, and finds JSON in fences', () => {
+    const schema = judgeSchema(['inclusion', 'citation']).schema;
+    const full = JSON.stringify({ analysis: 'a', type: 'Citation', constraint: 'Cite two sources by name.' });
+    expect(parseStructured(full, schema).ok).toBe(true);
+    expect(parseStructured(full.slice(0, full.length - 5), schema).ok).toBe(false);
+    expect(parseStructured('{"analysis": "a", "type": "Emotion", "constraint": "x"}', schema).ok).toBe(false);
+    expect(parseStructured(`Sure!\n\`\`\`json\n${full}\n\`\`\``, schema).ok).toBe(true);
+    expect(parseStructured('', schema).ok).toBe(false);
+  });
+});
+
+describe('AIR prompt templates', () => {
+  it('render every step with its placeholders filled and carry a content-hashed version', () => {
+    const prompts = loadPromptSet('v1');
+    expect(prompts.version).toMatch(/^v1\+[0-9a-f]{12}$/);
+    const values = {
+      document: 'DOC',
+      instruction: 'INSTR',
+      reference: 'REF',
+      answer: 'ANS',
+      types: '- Inclusion',
+      constraints: '1. C',
+      constraint: 'C',
+      examples: 'EX',
+      response: 'RESP',
+    };
+    for (const step of PROMPT_STEPS) {
+      const messages = prompts.render(step, values);
+      const text = messages.map((m) => m.content).join('\n');
+      expect(text, step).not.toMatch(/\{\{/);
+      expect(messages.at(-1)!.role).toBe('user');
+    }
+    expect(() => prompts.render('judge', { instruction: 'x' })).toThrow(/needs a value for \{\{/);
+    expect(prompts.mergeExample(1)).toContain('Merged:');
+    expect(prompts.mergeExample(3).match(/^\d\./gm)).toHaveLength(3);
+    expect(prompts.mergeExample(9).match(/^\d\./gm)).toHaveLength(5);
+  });
+});
+
+// ---- the refinement loop, driven by a scripted client ---------------------------------------------------
+// A scripted LlmClient answers each step from a plan, so every stop rule can be reached on purpose; the
+// end-to-end test against the simulator (air-run.test.ts) covers the real HTTP path.
+
+interface Plan {
+  judge: Array<{ type: string; constraint: string } | 'none' | 'garbage'>;
+  duplicate?: boolean[];
+  check?: number[];
+  score?: number;
+  instruction?: string;
+}
+
+class ScriptedLlm implements LlmClient {
+  readonly calls: Array<{ role: string; schema: string | undefined; messages: readonly ChatMessage[] }> = [];
+  private judged = 0;
+  private duplicates = 0;
+  private checks = 0;
+
+  constructor(private readonly plan: Plan) {}
+
+  async chat(role: string, messages: readonly ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
+    const schema = options.schema?.name;
+    this.calls.push({ role, schema, messages });
+    let json: unknown;
+    let text = '';
+    switch (schema) {
+      case 'air_instruction':
+        json = { instruction: this.plan.instruction ?? 'Explain how tides form and why they vary.' };
+        break;
+      case 'air_instruction_score':
+        json = { reason: 'r', score: this.plan.score ?? 5 };
+        break;
+      case 'air_judge': {
+        const step = this.plan.judge[this.judged++] ?? 'none';
+        if (step === 'garbage') {
+          const error = Object.assign(new Error('the reply is not JSON (after 2 repairs)'), {
+            code: 'AIR_LLM_INVALID_OUTPUT',
+          });
+          throw error;
+        }
+        json =
+          step === 'none' ? { analysis: 'same', type: 'none', constraint: '' } : { analysis: 'gap', ...step };
+        break;
+      }
+      case 'air_duplicate':
+        json = { duplicate: this.plan.duplicate?.[this.duplicates++] ?? false, reason: 'r' };
+        break;
+      case 'air_check':
+        json = { reason: 'r', score: this.plan.check?.[this.checks++] ?? 1 };
+        break;
+      case 'air_merge':
+        json = { instruction: 'Explain how tides form, for children, in three short paragraphs.' };
+        break;
+      case 'air_score':
+        json = { reason: 'r', complexity: 6, quality: 7 };
+        break;
+      default:
+        text = `${role} answer ${this.calls.length}: tides rise and fall twice a day because of the moon.`;
+    }
+    if (json !== undefined) text = JSON.stringify(json);
+    return {
+      role,
+      text,
+      json,
+      finishReason: 'stop',
+      usage: { promptTokens: 10, completionTokens: 5 },
+      model: `${role}-model`,
+      latencyMs: 1,
+      cached: false,
+      attempts: 1,
+    };
+  }
+}
+
+function runner(llm: LlmClient): StepRunner {
+  return new StepRunner(llm, loadPromptSet('v1'), { seed: 1, maxTokens: DEFAULT_MAX_TOKENS });
+}
+
+function context(): OperatorContext & { counts: Record<string, number> } {
+  const counts: Record<string, number> = {};
+  return {
+    counts,
+    signal: new AbortController().signal,
+    count(name: string, value = 1) {
+      counts[name] = (counts[name] ?? 0) + value;
+    },
+  };
+}
+
+const SEED: Seeded = {
+  doc: { id: 'doc-1', sourceFile: 's.parquet', sourceRow: 3, meta: {} },
+  text: 'Tides are caused by the gravitational pull of the moon and the sun on the oceans.',
+  initialInstruction: 'Explain how tides form.',
+  initialScore: 5,
+  calls: [],
+};
+
+const c = (type: string, words = 'Use at least two concrete numbers from measurements in the answer.') => ({
+  type,
+  constraint: words,
+});
+
+async function refineWith(
+  plan: Plan,
+  options = DEFAULT_REFINE,
+): Promise<{ out: Outcome<Refined>; llm: ScriptedLlm; counts: Record<string, number> }> {
+  const llm = new ScriptedLlm(plan);
+  const ctx = context();
+  const out = await refine(runner(llm), options).process(SEED, ctx);
+  return { out, llm, counts: ctx.counts };
+}
+
+function refined(out: Outcome<Refined>): Refined {
+  if (out.kind !== 'emit') throw new Error(`expected emit, got ${out.kind}`);
+  return out.values[0]!;
+}
+
+describe('refine', () => {
+  it('stops at maxIterations with one constraint per iteration, each type once, and depth = constraints', async () => {
+    const { out, llm } = await refineWith({
+      judge: [c('Inclusion'), c('Target audience'), c('Citation'), c('Emotion'), c('Tone and style')],
+    });
+    const r = refined(out);
+    expect(r.stopReason).toBe('max_iterations');
+    expect(r.constraints.map((x) => x.type)).toEqual([
+      'inclusion',
+      'target_audience',
+      'citation',
+      'emotion',
+      'tone_style',
+    ]);
+    expect(r.constraints.map((x) => x.iteration)).toEqual([1, 2, 3, 4, 5]);
+    expect(new Set(r.constraints.map((x) => x.type)).size).toBe(5);
+    expect(r.history.every((h) => h.verdict === 'accepted')).toBe(true);
+    // polish + first answer, then judge + student + check, plus a duplicate check from iteration 2 on.
+    expect(llm.calls).toHaveLength(2 + 5 * 3 + 4);
+    expect(r.calls).toHaveLength(llm.calls.length);
+    expect(llm.calls.filter((x) => x.role === 'student')).toHaveLength(6);
+  });
+
+  it('stops when the judge finds nothing; a document with no constraint is dropped with a reason', async () => {
+    const { out, counts } = await refineWith({ judge: ['none'] });
+    expect(out).toEqual({ kind: 'drop', reason: 'no_constraint_accepted' });
+    expect(counts['stop:no_constraint']).toBe(1);
+    const two = refined((await refineWith({ judge: [c('Inclusion'), 'none'] })).out);
+    expect(two.stopReason).toBe('no_constraint');
+    expect(two.constraints).toHaveLength(1);
+  });
+
+  it('stops on a duplicate, on an unparseable judge reply and on an invalid constraint', async () => {
+    const dup = refined(
+      (await refineWith({ judge: [c('Inclusion'), c('Exclusion')], duplicate: [true] })).out,
+    );
+    expect(dup.stopReason).toBe('duplicate');
+    expect(dup.history.map((h) => h.verdict)).toEqual(['accepted', 'duplicate']);
+    const garbage = refined((await refineWith({ judge: [c('Inclusion'), 'garbage'] })).out);
+    expect(garbage.stopReason).toBe('invalid_constraint');
+    const short = refined((await refineWith({ judge: [c('Inclusion'), c('Citation', 'Cite sources')] })).out);
+    expect(short.stopReason).toBe('invalid_constraint');
+    expect(short.history[1]!.note).toMatch(/2 words/);
+  });
+
+  it('gates out constraints the student already follows once asked, and keeps going', async () => {
+    const { out, counts } = await refineWith({
+      judge: [c('Inclusion'), c('Citation'), c('Emotion')],
+      check: [3, 1, 2],
+    });
+    const r = refined(out);
+    expect(r.history.map((h) => h.verdict)).toEqual(['gated', 'accepted', 'accepted', 'no_constraint']);
+    expect(r.constraints.map((x) => x.type)).toEqual(['citation', 'emotion']);
+    expect(counts['type_gated:inclusion']).toBe(1);
+    // The gated proposal's type is spent: the judge may not offer it again.
+    const off = refined(
+      (
+        await refineWith(
+          { judge: [c('Inclusion'), c('Citation')], check: [3, 1] },
+          { ...DEFAULT_REFINE, gateOnStudentCheck: false },
+        )
+      ).out,
+    );
+    expect(off.constraints).toHaveLength(2);
+  });
+
+  it('offers the judge only unused types, shows it the refined instruction, and stops when types run out', async () => {
+    const twelve = CONSTRAINT_TYPES.map((t) => c(t.label));
+    const { out, llm } = await refineWith({ judge: twelve }, { ...DEFAULT_REFINE, maxIterations: 20 });
+    const r = refined(out);
+    expect(r.stopReason).toBe('types_exhausted');
+    expect(r.constraints).toHaveLength(12);
+    const judgeCalls = llm.calls.filter((x) => x.schema === 'air_judge');
+    const last = judgeCalls
+      .at(-1)!
+      .messages.map((m) => m.content)
+      .join('\n');
+    expect(last).toContain(composeInstruction(SEED.initialInstruction, r.constraints.slice(0, 11)));
+    expect(last).not.toContain('- Data format\n');
+  });
+});
+
+describe('generate, merge and the validity filter', () => {
+  it('generate drops low scores and instructions outside 3-50 words', async () => {
+    const doc = { id: 'd', text: SEED.text, sourceFile: 's', sourceRow: 0, meta: {} };
+    const low = await generate(runner(new ScriptedLlm({ judge: [], score: 3 }))).process(doc, context());
+    expect(low).toEqual({ kind: 'drop', reason: 'low_score' });
+    const long = await generate(
+      runner(new ScriptedLlm({ judge: [], instruction: 'word '.repeat(51) })),
+    ).process(doc, context());
+    expect(long).toEqual({ kind: 'drop', reason: 'instruction_length' });
+    const ok = await generate(runner(new ScriptedLlm({ judge: [] }))).process(doc, context());
+    expect(ok.kind).toBe('emit');
+  });
+
+  it('merge answers only the depths reached: one row by default, one per depth on request', async () => {
+    const base = refined((await refineWith({ judge: [c('Inclusion'), c('Citation'), c('Emotion')] })).out);
+    const llm = new ScriptedLlm({ judge: [] });
+    const deepest = await merge(runner(llm)).process(base, context());
+    expect(deepest.kind === 'emit' && deepest.values.map((e) => e.depth)).toEqual([3]);
+    expect(llm.calls).toHaveLength(2);
+    const all = await merge(runner(llm), { depths: 'all', concurrency: 1 }).process(base, context());
+    expect(all.kind === 'emit' && all.values.map((e) => [e.depth, e.constraints.length])).toEqual([
+      [1, 1],
+      [2, 2],
+      [3, 3],
+    ]);
+    if (all.kind === 'emit') for (const e of all.values) expect(firstBrokenRule(e)).toBeUndefined();
+  });
+
+  it('the validity filter names the rule each bad example breaks', async () => {
+    const base = refined((await refineWith({ judge: [c('Inclusion')] })).out);
+    const example = {
+      ...base,
+      depth: 1,
+      instruction: 'Explain how tides form for children.',
+      output: 'Tides rise and fall daily.',
+    };
+    expect(firstBrokenRule(example)).toBeUndefined();
+    expect(firstBrokenRule({ ...example, instruction: 'Tides?' })).toBe('instruction_words');
+    expect(firstBrokenRule({ ...example, instruction: 'w '.repeat(151) })).toBe('instruction_words');
+    expect(firstBrokenRule({ ...example, output: 'Yes it does.' })).toBe('output_words');
+    expect(firstBrokenRule({ ...example, depth: 2 })).toBe('depth_mismatch');
+    expect(
+      firstBrokenRule({
+        ...example,
+        constraints: [...example.constraints, example.constraints[0]!],
+        depth: 2,
+      }),
+    ).toBe('type_repeated');
+    expect(DEFAULT_VALIDITY.maxInstructionWords).toBe(150);
+  });
+});

@@ -7,11 +7,16 @@ import path from 'node:path';
 import { Accounting } from '../llm/accounting.js';
 import { HttpLlmClient } from '../llm/client.js';
 import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
+import { parseMetrics, type MetricName } from '../llm/simulator/metrics.js';
 
-const AIR = path.resolve(import.meta.dirname, '../dist/cli/air.js');
+/** The built CLI (`npm run build`); AIR_CLI points at another build, e.g. one made with `tsc --outDir`. */
+const AIR = process.env.AIR_CLI ?? path.resolve(import.meta.dirname, '../dist/cli/air.js');
 
 export interface SimProcess {
   readonly child: ChildProcess;
+  /** `http://127.0.0.1:<port>`: `/metrics` lives here. */
+  readonly origin: string;
+  /** The OpenAI base URL, `<origin>/v1`. */
   readonly url: string;
   /** The start-up line: URL, models and stated ceiling. */
   readonly banner: string;
@@ -33,7 +38,14 @@ export async function startSimProcess(args: readonly string[], port = 0): Promis
     child.on('exit', (code) => reject(new Error(`air sim exited with ${code}: ${banner}`)));
   });
   const origin = /http:\/\/[\d.]+:\d+/.exec(banner)![0];
-  return { child, url: `${origin}/v1`, banner: banner.trim() };
+  return { child, origin, url: `${origin}/v1`, banner: banner.trim() };
+}
+
+/** One scrape of the simulator's `/metrics` (its scheduler gauges, their time integrals and its clock). */
+export async function scrapeSimMetrics(origin: string): Promise<Record<MetricName, number>> {
+  const response = await fetch(`${origin}/metrics`);
+  if (!response.ok) throw new Error(`GET ${origin}/metrics answered ${response.status}`);
+  return parseMetrics(await response.text());
 }
 
 /** Stops the simulator and returns what it printed on the way out (its own counters). */

@@ -1,8 +1,9 @@
 /**
  * Admission control for one endpoint, in two layers:
  *  - an adaptive concurrency limit (AIMD): it grows by one after a window of successes, is halved on the first
- *    429/503 of a burst, pauses for Retry-After, remembers the level that failed and approaches it slowly, and
- *    never exceeds the configured maximum (self-hosted servers need a concurrency cap);
+ *    429/503 of a burst, pauses for Retry-After until the delay passes or a call succeeds (whichever is first),
+ *    remembers the level that failed and approaches it slowly, and never exceeds the configured maximum
+ *    (self-hosted servers need a concurrency cap);
  *  - optional token buckets for requests and tokens per minute (hosted APIs): a call reserves an estimate and
  *    the difference is refunded when the real usage is known.
  * Waiting calls queue in FIFO order; the number of callers is bounded by the engine's stage concurrency, so a
@@ -35,13 +36,17 @@ export class Admission {
   /** The limit at which the endpoint last said it was overloaded. */
   private failedAt: number | undefined;
   private pausedUntil = 0;
+  /** When the current Retry-After pause began (undefined: not paused). */
+  private pausedSince: number | undefined;
   private readonly waiting: Array<{ tokens: number; resolve: (permit: Permit) => void }> = [];
   private readonly requests: TokenBucket | undefined;
   private readonly tokens: TokenBucket | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When `timer` fires, on the `now` clock (Infinity: no timer). */
+  private timerAt = Infinity;
   private readonly now: () => number;
   /** Counters for accounting and tests. */
-  readonly counters = { cuts: 0, peakLimit: 0, peakInFlight: 0, pausedMs: 0 };
+  readonly counters = { cuts: 0, peakLimit: 0, peakInFlight: 0, pauses: 0, pausedMs: 0 };
 
   constructor(private readonly options: AdmissionOptions) {
     this.now = options.now ?? (() => performance.now());
@@ -62,6 +67,11 @@ export class Admission {
 
   get queued(): number {
     return this.waiting.length;
+  }
+
+  /** True while a Retry-After pause holds new calls back. */
+  get paused(): boolean {
+    return this.pausedSince !== undefined && this.now() < this.pausedUntil;
   }
 
   /** Waits for a slot (and budget); `estimatedTokens` is reserved from the TPM bucket. */
@@ -86,9 +96,14 @@ export class Admission {
   close(): void {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
+    this.timerAt = Infinity;
   }
 
   private onSuccess(): void {
+    // A success shows the server is serving: a Retry-After pause ends here, and the limit (cut by the refusal)
+    // decides what is sent. Held to its end, a pause after one refused call drains a server that is still
+    // serving the others and then leaves every slot idle (bench/RESULTS-saturation.md: busy 0.86, not 0.98).
+    if (this.pausedSince !== undefined) this.endPause(this.now());
     this.successes++;
     // One step per window of `limit` successes (additive increase per round of the window); at or above
     // the level that last failed, four windows, so the limit creeps back to it instead of hammering it.
@@ -102,7 +117,12 @@ export class Admission {
 
   private onOverload(permit: Permit, retryAfterS: number | undefined): void {
     if (retryAfterS !== undefined && retryAfterS > 0) {
-      this.pausedUntil = Math.max(this.pausedUntil, this.now() + retryAfterS * 1000);
+      const now = this.now();
+      if (this.pausedSince === undefined) {
+        this.pausedSince = now;
+        this.counters.pauses++;
+      }
+      this.pausedUntil = Math.max(this.pausedUntil, now + retryAfterS * 1000);
     }
     // Calls admitted before the last cut belong to the same burst: one cut per burst.
     if (permit.epoch < this.epoch) return;
@@ -115,7 +135,10 @@ export class Admission {
 
   private pump(): void {
     const now = this.now();
-    if (now < this.pausedUntil) return this.wakeAt(this.pausedUntil - now);
+    if (this.pausedSince !== undefined) {
+      if (now < this.pausedUntil) return this.wakeAt(this.pausedUntil - now);
+      this.endPause(this.pausedUntil);
+    }
     while (this.waiting.length > 0 && this.inFlight < this.limitValue) {
       const next = this.waiting[0]!;
       const wait = Math.max(this.requests?.waitFor(1) ?? 0, this.tokens?.waitFor(next.tokens) ?? 0);
@@ -129,10 +152,23 @@ export class Admission {
     }
   }
 
+  private endPause(at: number): void {
+    if (this.pausedSince !== undefined) this.counters.pausedMs += at - this.pausedSince;
+    this.pausedSince = undefined;
+    this.pausedUntil = 0;
+  }
+
+  /** One timer for the earliest wake-up needed: a later request keeps it, an earlier one replaces it. */
   private wakeAt(ms: number): void {
-    if (this.timer !== undefined) return;
+    const at = this.now() + ms;
+    if (this.timer !== undefined) {
+      if (at >= this.timerAt) return;
+      clearTimeout(this.timer);
+    }
+    this.timerAt = at;
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.timerAt = Infinity;
       this.pump();
     }, Math.ceil(ms));
   }

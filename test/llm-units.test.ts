@@ -1,11 +1,17 @@
-import { describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Admission, TokenBucket } from '../llm/admission.js';
 import { CircuitBreaker } from '../llm/circuit.js';
-import { estimateTokens, shortenLongestMessage } from '../llm/client.js';
+import { estimateTokens, HttpLlmClient, shortenLongestMessage } from '../llm/client.js';
+import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
 import { LlmError } from '../llm/errors.js';
 import { isContextLengthError, parseCompletion, parseRetryAfter } from '../llm/http.js';
 import { backoffMs } from '../llm/retry.js';
+import { startSimulator } from '../llm/simulator/index.js';
 import { parseJsonReply, parseStructured } from '../llm/structured.js';
+
+afterEach(() => {
+  vi.useRealTimers();
+});
 
 describe('Admission (AIMD)', () => {
   it('admits up to the limit and queues the rest in order', async () => {
@@ -64,6 +70,45 @@ describe('Admission (AIMD)', () => {
     expect(admitted).toBe(false);
     now = 2001;
     await new Promise((r) => setTimeout(r, 2100));
+    expect(admitted).toBe(true);
+    a.close();
+  });
+
+  it('a success ends a Retry-After pause at once, and the cut limit decides what is sent', async () => {
+    let now = 0;
+    const a = new Admission({ maxConcurrency: 4, initialConcurrency: 4, now: () => now });
+    const [p1, p2, p3] = await Promise.all([a.acquire(), a.acquire(), a.acquire(), a.acquire()]);
+    // One refusal while the server still serves the other three: cut to 2 and pause for 2 s.
+    a.release(p1!, 'overloaded', 0, 2);
+    expect(a.limit).toBe(2);
+    expect(a.paused).toBe(true);
+    let admitted = false;
+    void a.acquire().then(() => (admitted = true));
+    now = 10;
+    a.release(p2!, 'success');
+    await Promise.resolve();
+    expect(a.paused).toBe(false);
+    expect(a.counters).toMatchObject({ pauses: 1, pausedMs: 10 });
+    // Not paused any more, but 2 calls are still in flight at the limit of 2.
+    expect(admitted).toBe(false);
+    a.release(p3!, 'success');
+    await Promise.resolve();
+    expect(admitted).toBe(true);
+    a.close();
+  });
+
+  it('wakes a waiter at the earliest time it can go, not at a later timer already set', async () => {
+    vi.useFakeTimers();
+    // 60,000 tokens per minute: one token per millisecond.
+    const a = new Admission({ maxConcurrency: 4, initialConcurrency: 4, tpm: 60_000, now: () => Date.now() });
+    const p1 = await a.acquire(0);
+    const p2 = await a.acquire(0);
+    await a.acquire(60_000); // empties the bucket
+    a.release(p1, 'overloaded', 0, 1); // a 1 s pause: a timer for its end
+    let admitted = false;
+    void a.acquire(10).then(() => (admitted = true));
+    a.release(p2, 'success', 0); // ends the pause; the waiter now needs only 10 ms of tokens
+    await vi.advanceTimersByTimeAsync(20);
     expect(admitted).toBe(true);
     a.close();
   });
@@ -212,5 +257,66 @@ describe('request adjustments', () => {
     expect(shorter.messages[1]!.content.length).toBeLessThan(long.length * 0.61);
     expect(shorter.messages[1]!.content.endsWith(' [...]')).toBe(true);
     expect(estimateTokens({ ...request, max_tokens: 100 })).toBe(Math.ceil((8 + long.length) / 4) + 100);
+  });
+});
+
+describe('admission against a capacity-limited simulator', () => {
+  it('AIMD finds the level the server refuses without a 429/503 storm, and no pause runs its full Retry-After', async () => {
+    // 4 slots and a queue of 8: the 13th request in flight is refused with 503 and Retry-After: 1.
+    const simulator = await startSimulator({
+      seed: 3,
+      models: ['sim-model'],
+      maxConcurrentSequences: 4,
+      maxQueue: 8,
+      prefillTokensPerS: 1e9,
+      decodeTokensPerSPerSequence: 1000,
+      meanReplyTokens: 20,
+      replyLength: 'fixed',
+    });
+    const client = new HttpLlmClient({
+      endpoints: [
+        resolveEndpoint(
+          'guidance',
+          endpointSchema.parse({
+            baseUrl: simulator.url,
+            model: 'sim-model',
+            initialConcurrency: 4,
+            maxConcurrency: 64,
+            maxAttempts: 50,
+          }),
+        ),
+      ],
+      backoff: { baseMs: 5, maxMs: 50 },
+    });
+    try {
+      const calls = 400;
+      let next = 0;
+      await Promise.all(
+        Array.from({ length: 32 }, async () => {
+          while (next < calls) {
+            const i = next++;
+            await client.chat('guidance', [{ role: 'user', content: `Call ${i} about bread.` }]);
+          }
+        }),
+      );
+      const stats = simulator.stats();
+      const refused = (stats.byStatus['429'] ?? 0) + (stats.byStatus['503'] ?? 0);
+      const admission = client.admission('guidance')!;
+      expect(stats.completions).toBe(calls);
+      expect(refused).toBeGreaterThanOrEqual(1);
+      expect(refused / (refused + calls)).toBeLessThan(0.05);
+      // Cut to about half of the refused level (13), never down to where slots idle for good.
+      expect(admission.counters.cuts).toBeGreaterThanOrEqual(1);
+      expect(admission.counters.cuts).toBeLessThanOrEqual(refused);
+      expect(admission.limit).toBeGreaterThanOrEqual(4);
+      expect(admission.limit).toBeLessThanOrEqual(13);
+      // Refusals paused admission, and the next success ended each pause long before its 1 s: held for the
+      // whole second, a pause empties the server (bench/RESULTS-saturation.md).
+      expect(admission.counters.pauses).toBeGreaterThanOrEqual(1);
+      expect(admission.counters.pausedMs).toBeLessThan(500 * admission.counters.pauses);
+    } finally {
+      await client.close();
+      await simulator.close();
+    }
   });
 });

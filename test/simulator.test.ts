@@ -3,7 +3,9 @@ import { Ajv2020 } from 'ajv/dist/2020.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { registerSimCommand } from '../cli/sim-command.js';
 import {
+  Capacity,
   countTokens,
+  parseMetrics,
   resolveCapacity,
   serviceTimeMs,
   startSimulator,
@@ -480,6 +482,65 @@ describe('simulator: capacity', () => {
     expect(stats.sequenceMs).toBeGreaterThan(16 * serviceMs * 0.98);
     expect(stats.busyMs).toBeGreaterThan(4 * serviceMs * 0.98);
     expect(stats).toMatchObject({ completions: 16, inService: 0, queued: 0, queueFull: 0 });
+  });
+
+  it('hands a freed slot to the next queued request at once: every slot stays busy while requests wait', async () => {
+    const capacity = new Capacity({ maxConcurrentSequences: 4, maxQueue: 64 });
+    const never = new AbortController().signal;
+    const violations: string[] = [];
+    // Observed as each request ends: a slot handed over later (a timer, the next tick) shows up as an idle
+    // slot with requests still queued.
+    const check = (): void => {
+      const { inService, queued } = capacity.stats();
+      if (queued > 0 && inService < 4) violations.push(`${inService} in service, ${queued} queued`);
+    };
+    const outcomes = await Promise.all(
+      Array.from({ length: 16 }, (_, i) =>
+        capacity.serve(10 + (i % 5), never).then((outcome) => (check(), outcome)),
+      ),
+    );
+    expect(outcomes.every((o) => o === 'served')).toBe(true);
+    expect(violations).toEqual([]);
+    const stats = capacity.stats();
+    expect(stats).toMatchObject({ inService: 0, queued: 0, maxConcurrent: 4, maxQueue: 12 });
+    // Slot-time held is at least the service time asked for; requests did wait.
+    expect(stats.sequenceMs).toBeGreaterThanOrEqual(16 * 10 + 3 * (1 + 2 + 3 + 4) - 16);
+    expect(stats.queuedMs).toBeGreaterThan(0);
+  });
+
+  it('serves /metrics as vLLM does: running and waiting gauges, and their time integrals', async () => {
+    const options = {
+      zeroLatency: false,
+      maxConcurrentSequences: 4,
+      prefillTokensPerS: 1e9,
+      decodeTokensPerSPerSequence: 500,
+      replyLength: 'fixed',
+      meanReplyTokens: 50,
+    } as const;
+    const simulator = await sim(options);
+    const scrape = async () => {
+      const response = await fetch(simulator.url.replace(/\/v1$/, '/metrics'));
+      expect(response.headers.get('content-type')).toContain('text/plain');
+      return parseMetrics(await response.text());
+    };
+    const before = await scrape();
+    expect(before).toMatchObject({ requests_running: 0, requests_waiting: 0, sequence_seconds_total: 0 });
+    const replies = Promise.all(Array.from({ length: 12 }, () => chat(simulator, { messages: PROMPT })));
+    while (simulator.stats().inService + simulator.stats().queued < 12) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+    expect(await scrape()).toMatchObject({ requests_running: 4, requests_waiting: 8 });
+    await replies;
+    const after = await scrape();
+    const serviceS = serviceTimeMs(resolveCapacity(options), countTokens(PROMPT[0]!.content), 50) / 1000;
+    expect(after).toMatchObject({ requests_running: 0, requests_waiting: 0, completions_total: 12 });
+    expect(after.completion_tokens_total).toBe(12 * 50);
+    // Node's timers may fire up to a millisecond early against performance.now(): 2% of slack.
+    expect(after.sequence_seconds_total).toBeGreaterThanOrEqual(12 * serviceS * 0.98);
+    // 12 requests on 4 slots: 8 wait about one service time, 4 of them a second one (less the few ms between
+    // their arrivals, plus any timer lateness).
+    expect(after.waiting_seconds_total).toBeGreaterThan(4 * serviceS);
+    expect(after.uptime_seconds).toBeGreaterThan(before.uptime_seconds + 3 * serviceS * 0.98);
   });
 
   it('refuses with 503 and Retry-After when the queue is full', async () => {

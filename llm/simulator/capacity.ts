@@ -51,8 +51,10 @@ export interface CapacityStats {
   readonly queueFull: number;
   /** Wall time during which at least one sequence was in service. */
   readonly busyMs: number;
-  /** Sum over sequences of their time in a slot (busyMs × mean occupancy). */
+  /** Slot-time held so far: the time integral of `inService` (busyMs × mean occupancy), running sequences included. */
   readonly sequenceMs: number;
+  /** The time integral of `queued`: request-time spent waiting for a slot. */
+  readonly queuedMs: number;
 }
 
 /** How `Capacity.serve` ended: served in full, refused for a full queue, or abandoned by the caller. */
@@ -110,7 +112,10 @@ export class Capacity {
   private queueFull = 0;
   private busySince = 0;
   private busyMs = 0;
+  /** Integrals of `inService` and `queue.length` over time, advanced before every change to either. */
   private sequenceMs = 0;
+  private queuedMs = 0;
+  private integratedTo = performance.now();
 
   constructor(options: CapacityOptions = {}) {
     this.config = resolveCapacity(options);
@@ -131,20 +136,18 @@ export class Capacity {
     } else {
       this.occupy();
     }
-    const started = performance.now();
     try {
       if (serviceMs > 0) await sleep(serviceMs, undefined, { signal });
       return 'served';
     } catch {
       return 'aborted';
     } finally {
-      this.sequenceMs += performance.now() - started;
       this.release();
     }
   }
 
   stats(): CapacityStats {
-    const now = performance.now();
+    const now = this.integrate();
     return {
       inService: this.inService,
       queued: this.queue.length,
@@ -153,6 +156,7 @@ export class Capacity {
       queueFull: this.queueFull,
       busyMs: this.busyMs + (this.inService > 0 ? now - this.busySince : 0),
       sequenceMs: this.sequenceMs,
+      queuedMs: this.queuedMs,
     };
   }
 
@@ -167,29 +171,46 @@ export class Capacity {
       };
       const onAbort = (): void => {
         const index = this.queue.indexOf(waiter);
-        if (index >= 0) this.queue.splice(index, 1);
+        if (index >= 0) {
+          this.integrate();
+          this.queue.splice(index, 1);
+        }
         resolve(false);
       };
       signal.addEventListener('abort', onAbort, { once: true });
+      this.integrate();
       this.queue.push(waiter);
       this.maxQueued = Math.max(this.maxQueued, this.queue.length);
     });
   }
 
   private occupy(): void {
-    if (this.inService === 0) this.busySince = performance.now();
+    const now = this.integrate();
+    if (this.inService === 0) this.busySince = now;
     this.inService += 1;
     this.maxConcurrent = Math.max(this.maxConcurrent, this.inService);
   }
 
   private release(): void {
-    // Hand the slot straight to the next waiter, so a request arriving now cannot jump the queue.
+    const now = this.integrate();
+    // Hand the slot straight to the next waiter (synchronously, so the slot never idles while a request waits),
+    // and a request arriving now cannot jump the queue.
     const next = this.queue.shift();
     if (next !== undefined) {
       next.start();
       return;
     }
     this.inService -= 1;
-    if (this.inService === 0) this.busyMs += performance.now() - this.busySince;
+    if (this.inService === 0) this.busyMs += now - this.busySince;
+  }
+
+  /** Advances the integrals to now (call before `inService` or the queue changes); returns now. */
+  private integrate(): number {
+    const now = performance.now();
+    const dt = now - this.integratedTo;
+    this.sequenceMs += this.inService * dt;
+    this.queuedMs += this.queue.length * dt;
+    this.integratedTo = now;
+    return now;
   }
 }

@@ -9,6 +9,8 @@ export type {
   ServeOutcome,
   ThroughputCeiling,
 } from './capacity.js';
+export { metricsText, parseMetrics } from './metrics.js';
+export type { MetricName, MetricsSource } from './metrics.js';
 export { describeFaults, FAULT_KINDS, FaultInjector, Outage, resolveFaults } from './faults.js';
 export type { DownMode, FaultConfig, FaultKind, FaultOptions } from './faults.js';
 export {

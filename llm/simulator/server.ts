@@ -5,6 +5,7 @@ import { z } from 'zod';
 import { ConfigError } from '../../pipeline/errors.js';
 import { Capacity, serviceTimeMs, type CapacityOptions, type CapacityStats } from './capacity.js';
 import { FaultInjector, Outage, type FaultKind, type FaultOptions } from './faults.js';
+import { metricsText } from './metrics.js';
 import {
   countPromptTokens,
   countTokens,
@@ -20,9 +21,10 @@ import {
 } from './replies.js';
 
 /**
- * The OpenAI-compatible simulator: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models` and
- * `GET /health`, on 127.0.0.1 only. Chat completions go through the capacity model (slots, FIFO queue, service
- * time) and fault injection; embeddings and model lists answer at once and never fault.
+ * The OpenAI-compatible simulator: `POST /v1/chat/completions`, `POST /v1/embeddings`, `GET /v1/models`,
+ * `GET /health` and `GET /metrics` (Prometheus text, as vLLM), on 127.0.0.1 only. Chat completions go through the
+ * capacity model (slots, FIFO queue, service time) and fault injection; the other routes answer at once and never
+ * fault.
  */
 export const serverOptionsSchema = z.object({
   /** 0 picks a free port. */
@@ -145,6 +147,7 @@ class SimulatorServer {
   private readonly faults: FaultInjector;
   private readonly outage: Outage;
   private readonly createdS = Math.floor(Date.now() / 1000);
+  private readonly startedMs = performance.now();
   private readonly counters = {
     requests: 0,
     completions: 0,
@@ -159,6 +162,7 @@ class SimulatorServer {
   private readonly byStatus = new Map<number, number>();
   private readonly routes = new Map<string, Route>([
     ['/health', { method: 'GET', run: (ex) => this.send(ex, 200, '') }],
+    ['/metrics', { method: 'GET', run: (ex) => this.metrics(ex) }],
     ['/v1/models', { method: 'GET', run: (ex) => this.models(ex) }],
     ['/v1/chat/completions', { method: 'POST', run: (ex) => this.chat(ex) }],
     ['/v1/embeddings', { method: 'POST', run: (ex) => this.embeddings(ex) }],
@@ -252,6 +256,15 @@ class SimulatorServer {
 
   private authorized(req: http.IncomingMessage): boolean {
     return this.config.apiKey === undefined || req.headers.authorization === `Bearer ${this.config.apiKey}`;
+  }
+
+  private metrics(ex: Exchange): void {
+    const body = metricsText({
+      ...this.capacity.stats(),
+      ...this.counters,
+      uptimeMs: performance.now() - this.startedMs,
+    });
+    this.send(ex, 200, body, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
   }
 
   private models(ex: Exchange): void {

@@ -57,6 +57,7 @@ interface RunFlags {
   studentModel?: string;
   apiKeyEnv?: string;
   method?: string;
+  limit?: number;
   maxIterations?: number;
   depths?: string;
   seed?: number;
@@ -83,6 +84,11 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     .option(
       '--id-column <name>',
       'input column with the document id (default: id if present, else <shard>#<row>)',
+    )
+    .option(
+      '--limit <n>',
+      'read at most this many documents in all, shards in order (trial runs)',
+      positiveIntArg,
     )
     .option('--meta <columns>', 'comma-separated columns to pass through, a.b for struct fields', commaList)
     .addOption(
@@ -263,7 +269,12 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
       documentsInFlight: flags.documentsInFlight,
       refine: flags.maxIterations === undefined ? undefined : { maxIterations: flags.maxIterations },
     },
-    source: { textColumn: flags.textColumn, idColumn: flags.idColumn, metaColumns: flags.meta },
+    source: {
+      textColumn: flags.textColumn,
+      idColumn: flags.idColumn,
+      metaColumns: flags.meta,
+      limit: flags.limit,
+    },
     filter: { minWords: flags.minWords, maxWords: flags.maxWords },
     writer: {
       partRows: flags.partRows,

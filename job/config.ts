@@ -18,6 +18,8 @@ export const sourceConfigSchema = z.strictObject({
   metaColumns: z.array(z.string().min(1)).default(['url', 'metadata.url', 'language']),
   /** Read BINARY columns without a UTF-8 annotation as text. */
   binaryAsString: z.boolean().default(false),
+  /** Read at most this many documents in all (shards in order): for trial runs and `air bench --pipeline`. */
+  limit: positiveInt.optional(),
 });
 
 export const filterConfigSchema = z.strictObject({

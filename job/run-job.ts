@@ -62,6 +62,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       idColumn: config.source.idColumn,
       metaColumns: config.source.metaColumns,
       binaryAsString: config.source.binaryAsString,
+      limit: config.source.limit,
     });
     const meta = await source.metaColumnTypes();
     const writer = {

@@ -255,6 +255,38 @@ describe('air bench', () => {
     }
   });
 
+  it('--pipeline runs the AIR method on N documents and reports documents/s, calls and tokens per document', async () => {
+    const out = path.join(dir, 'bench-pipeline');
+    const result = await runAir([
+      'bench',
+      '--pipeline',
+      '--input',
+      SAMPLE,
+      '--docs',
+      '80',
+      '--llm',
+      'sim',
+      '--out',
+      out,
+    ]);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toMatch(/documents\/s\s+\d/);
+    expect(result.stdout).toMatch(/calls per document\s+\d/);
+    const report = JSON.parse(await readFile(path.join(out, 'bench-pipeline.json'), 'utf8')) as {
+      documents: number;
+      calls: number;
+      byRole: Array<{ role: string; calls: number }>;
+      callsPerDocument: number;
+      documentsToLlm: number;
+    };
+    expect(report.documents).toBe(80);
+    expect(report.byRole.map((r) => r.role).sort()).toEqual(['guidance', 'student']);
+    expect(report.byRole.reduce((s, r) => s + r.calls, 0)).toBe(report.calls);
+    // Every document that reaches the LLM stages costs at least the instruction call; no cache hides calls.
+    expect(report.calls).toBeGreaterThanOrEqual(report.documentsToLlm);
+    expect(report.callsPerDocument).toBeCloseTo(report.calls / report.documentsToLlm, 6);
+  });
+
   it('exits 2 with a clear message for a malformed URL', async () => {
     const result = await runAir(['bench', '--url', 'not a url', '--model', 'm']);
     expect(result.code).toBe(2);

@@ -43,12 +43,46 @@ export interface FailureSample {
   message: string;
 }
 
+/** One dropped record that duplicates another: which input row it came from and whose duplicate it is. */
+export interface DropNote {
+  readonly shard: string;
+  readonly row: number;
+  readonly stage: string;
+  readonly reason: string;
+  readonly duplicateOf: string;
+}
+
+/**
+ * Where drop notes go as they happen (runs drop millions of rows, so they are streamed, never held). `write`
+ * is synchronous because the ledger's bookkeeping is; a sink buffers and writes in blocks. `close` makes
+ * everything written durable.
+ */
+export interface DropNoteSink {
+  write(note: DropNote): void;
+  close(): Promise<void>;
+}
+
+export interface LedgerOptions {
+  /** Receives a note for every drop that names the record it duplicates. */
+  readonly notes?: DropNoteSink;
+}
+
 const MAX_FAILURE_SAMPLES = 50;
 
 export class Ledger {
   private readonly shards = new Map<string, ShardTally>();
   private readonly open = new Set<Ticket>();
+  private readonly notes: DropNoteSink | undefined;
   readonly failureSamples: FailureSample[] = [];
+  /**
+   * Drops that named a duplicated record (one per dropped record, so a row that fanned out can have several
+   * while being settled as written).
+   */
+  dropNotes = 0;
+
+  constructor(options: LedgerOptions = {}) {
+    this.notes = options.notes;
+  }
 
   shard(shard: string): ShardTally {
     let tally = this.shards.get(shard);
@@ -75,9 +109,13 @@ export class Ledger {
     ticket.live += count - 1;
   }
 
-  dropped(ticket: Ticket, stage: string, reason: string): void {
+  /** One record derived from the ticket's row was dropped; `duplicateOf` also writes a DropNote. */
+  dropped(ticket: Ticket, stage: string, reason: string, duplicateOf?: string): void {
     ticket.lastDrop = `${stage}:${reason}`;
     this.end(ticket, 'drop');
+    if (duplicateOf === undefined) return;
+    this.dropNotes += 1;
+    this.notes?.write({ shard: ticket.tally.shard, row: ticket.row, stage, reason, duplicateOf });
   }
 
   failed(ticket: Ticket, stage: string, kind: string, message: string): void {

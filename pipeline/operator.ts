@@ -6,15 +6,26 @@
  */
 export type Outcome<O> =
   | { readonly kind: 'emit'; readonly values: readonly O[] }
-  | { readonly kind: 'drop'; readonly reason: string }
+  | { readonly kind: 'drop'; readonly reason: string; readonly duplicateOf?: string }
   | { readonly kind: 'fail'; readonly error: unknown };
+
+/** What a drop may say beyond its reason. */
+export interface DropDetail {
+  /**
+   * The id of the record this one duplicates. The engine streams every such drop to the run's drop-notes
+   * sink as {shard, row, stage, reason, duplicateOf}.
+   */
+  readonly duplicateOf?: string;
+}
 
 export function emit<O>(...values: O[]): Outcome<O> {
   return { kind: 'emit', values };
 }
 
-export function drop(reason: string): Outcome<never> {
-  return { kind: 'drop', reason };
+export function drop(reason: string, detail: DropDetail = {}): Outcome<never> {
+  return detail.duplicateOf === undefined
+    ? { kind: 'drop', reason }
+    : { kind: 'drop', reason, duplicateOf: detail.duplicateOf };
 }
 
 export function fail(error: unknown): Outcome<never> {
@@ -33,6 +44,13 @@ interface OperatorBase {
   readonly name: string;
   /** How many calls of process/processBatch may be in flight at once (default 1). */
   readonly concurrency?: number;
+  /**
+   * Pass outputs on in input order even when calls finish out of order (concurrency > 1). Costs head-of-line
+   * waiting (a finished call holds its slot until every earlier one has passed its outputs on); buys
+   * downstream stages an input order that does not depend on timing, which order-sensitive stages such as
+   * dedupe (first seen is kept) need for repeatable decisions. Default false.
+   */
+  readonly ordered?: boolean;
   /** Releases resources (worker pools, connections) when the run ends, successfully or not. */
   close?(): Promise<void> | void;
 }
@@ -44,7 +62,8 @@ export interface RecordOperator<I, O> extends OperatorBase {
 
 /**
  * Handles records in batches of up to `batchSize` (for work shipped to a worker pool); must return one
- * Outcome per input, in input order.
+ * Outcome per input, in input order. The engine calls process/processBatch in input order (the synchronous
+ * part of call k runs before call k+1 starts), whatever the concurrency; only completions may reorder.
  */
 export interface BatchOperator<I, O> extends OperatorBase {
   readonly batchSize: number;

@@ -1,5 +1,6 @@
+import { setMaxListeners } from 'node:events';
 import { AirError, LedgerError, errorKind, errorMessage, isFatal } from './errors.js';
-import { Ledger, type FailureSample, type ShardTally, type Ticket } from './ledger.js';
+import { Ledger, type DropNoteSink, type FailureSample, type ShardTally, type Ticket } from './ledger.js';
 import {
   isBatchOperator,
   isBlockingOperator,
@@ -26,6 +27,12 @@ export interface PipelineOptions {
   spillDir?: string;
   /** One line per noteworthy event (failed records, interruption); defaults to silence. */
   log?: (line: string) => void;
+  /**
+   * Receives a note for every drop that names the record it duplicates (see `drop(reason, { duplicateOf })`);
+   * the run closes it (flush, fsync) when it ends, whatever the outcome. Without it, such drops are only
+   * counted.
+   */
+  dropNotes?: DropNoteSink;
 }
 
 export type RunStatus = 'completed' | 'interrupted' | 'failed';
@@ -40,6 +47,8 @@ export interface RunReport {
   shards: ShardTally[];
   totals: Omit<ShardTally, 'shard'>;
   failureSamples: FailureSample[];
+  /** Drops that named the record they duplicate (each one a line in the drop-notes sink, if any). */
+  dropNotes: number;
 }
 
 export interface ProgressSnapshot {
@@ -58,6 +67,8 @@ type AnyOperator = Operator<unknown, unknown>;
 const LOGGED_FAILURES = 20;
 
 class Cancelled extends Error {}
+
+const noop = (): void => {};
 
 /**
  * Source → operators → sink, each pair joined by a BoundedQueue. Build it with `pipeline(source)`.
@@ -90,16 +101,17 @@ export function pipeline<T>(source: Source<T>): Pipeline<T> {
 
 /** One execution of a pipeline; `snapshot()` may be polled while `run()` is pending. */
 export class PipelineRun {
-  readonly ledger = new Ledger();
+  readonly ledger: Ledger;
   private readonly stats: StageStats[];
   private readonly sourceStats: StageStats;
   private readonly sinkStats: StageStats;
   private readonly queues: Array<BoundedQueue<Envelope<unknown>>>;
   private readonly stop = new AbortController();
   private readonly hardStop = new AbortController();
-  private readonly options: Required<Omit<PipelineOptions, 'signal' | 'spillDir'>> & {
+  private readonly options: Required<Omit<PipelineOptions, 'signal' | 'spillDir' | 'dropNotes'>> & {
     signal?: AbortSignal;
     spillDir?: string;
+    dropNotes?: DropNoteSink;
   };
   private startedAt = 0;
   private expected: number | undefined;
@@ -117,7 +129,12 @@ export class PipelineRun {
       log: options.log ?? (() => {}),
       signal: options.signal,
       spillDir: options.spillDir,
+      dropNotes: options.dropNotes,
     };
+    this.ledger = new Ledger({ notes: options.dropNotes });
+    // Every in-flight call of every stage listens to the hard-stop signal (hundreds of LLM calls at once):
+    // Node's warning at 11 listeners is meant for leaks, and these are removed when each call ends.
+    setMaxListeners(0, this.hardStop.signal);
     this.stats = steps.map((s) => newStageStats(s.name));
     this.sourceStats = newStageStats(source.name);
     this.sinkStats = newStageStats(sink.name);
@@ -189,6 +206,14 @@ export class PipelineRun {
       }
     }
     await Promise.allSettled([this.source.close?.(), ...this.steps.map((s) => s.close?.())]);
+    // The notes of the drops the ledger recorded are kept like its counts, on failure too.
+    if (this.options.dropNotes !== undefined) {
+      try {
+        await this.options.dropNotes.close();
+      } catch (error) {
+        if (failure === undefined) failure = error;
+      }
+    }
 
     const interrupted = this.stop.signal.aborted && failure === undefined;
     const abandoned = this.ledger.abandonOpen();
@@ -210,6 +235,7 @@ export class PipelineRun {
       shards: this.ledger.tallies(),
       totals: this.ledger.totals(),
       failureSamples: this.ledger.failureSamples,
+      dropNotes: this.ledger.dropNotes,
     };
     if (failure !== undefined) {
       report.error = errorMessage(failure);
@@ -257,13 +283,18 @@ export class PipelineRun {
     const batchSize = isBatchOperator(op) ? Math.max(1, op.batchSize) : 1;
     const ctx = this.contextFor(stats);
     const inflight = new Set<Promise<void>>();
+    const ordered = op.ordered === true && limit > 1;
+    // Ordered stages chain their calls: each passes its outputs on once the previous one has.
+    let previous: Promise<void> = Promise.resolve();
     try {
       for (;;) {
         while (inflight.size >= limit) await Promise.race(inflight);
         const batch = await input.take(batchSize);
         if (batch === null) break;
-        const task = this.handle(op, stats, ctx, batch, output).finally(() => inflight.delete(task));
+        const turn = ordered ? previous : undefined;
+        const task = this.handle(op, stats, ctx, batch, output, turn).finally(() => inflight.delete(task));
         inflight.add(task);
+        if (ordered) previous = task.then(noop, noop);
       }
       await Promise.all(inflight);
       output.close();
@@ -336,9 +367,11 @@ export class PipelineRun {
     ctx: OperatorContext,
     batch: ReadonlyArray<Envelope<unknown>>,
     output: BoundedQueue<Envelope<unknown>>,
+    turn: Promise<void> | undefined,
   ): Promise<void> {
     stats.in += batch.length;
     const started = performance.now();
+    // The operator is called before the first await, so calls start in input order (operators rely on it).
     const outcomes = await this.callOperator(op, ctx, batch);
     stats.busyMs += performance.now() - started;
     if (this.hardStop.signal.aborted) throw new Cancelled();
@@ -347,6 +380,8 @@ export class PipelineRun {
         `stage ${op.name} returned ${outcomes.length} outcomes for ${batch.length} records`,
       );
     }
+    if (turn !== undefined) await turn;
+    if (this.hardStop.signal.aborted) throw new Cancelled();
     for (let i = 0; i < batch.length; i++) {
       const { ticket } = batch[i]!;
       const outcome = outcomes[i]!;
@@ -361,7 +396,12 @@ export class PipelineRun {
       } else {
         const reason = outcome.kind === 'drop' ? outcome.reason : 'no_output';
         increment(stats.dropped, reason);
-        this.ledger.dropped(ticket, op.name, reason);
+        this.ledger.dropped(
+          ticket,
+          op.name,
+          reason,
+          outcome.kind === 'drop' ? outcome.duplicateOf : undefined,
+        );
       }
     }
   }

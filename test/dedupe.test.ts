@@ -1,11 +1,23 @@
 import { afterAll, describe, expect, it } from 'vitest';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { IdStore } from '../operators/dedupe/id-store.js';
+import { KeyTable } from '../operators/dedupe/key-table.js';
 import { LshIndex } from '../operators/dedupe/lsh.js';
+import { DropNotesFile } from '../pipeline/io/drop-notes.js';
 import { jaccardEstimate, MinHasher, mulAddModP, signatureAt } from '../operators/dedupe/minhash.js';
 import type { MinHashResult } from '../operators/dedupe/minhash-worker.js';
-import { ExactDeduper, exactKey, normalizeText } from '../operators/dedupe/normalize.js';
+import {
+  ExactDeduper,
+  exactKey,
+  exactKeyInto,
+  hash64,
+  hash64Into,
+  normalizeText,
+} from '../operators/dedupe/normalize.js';
 import { packTexts, transferablesOf } from '../pipeline/pool/packed-texts.js';
 import { WorkerPool } from '../pipeline/pool/worker-pool.js';
-import { FINEWEB, query } from './helpers/duckdb.js';
+import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
 
 /** Deterministic PRNG (mulberry32) so generated corpora are the same on every run. */
 function rng(seed: number): () => number {
@@ -73,6 +85,33 @@ describe('exact dedupe keys', () => {
       '',
     ].map(exactKey);
     expect(new Set(keys).size).toBe(keys.length);
+  });
+
+  it('normalizeText equals its definition (NFKC, lower case, two Unicode-class replacements, trim) on real text', async () => {
+    const definition = (text: string): string =>
+      text
+        .normalize('NFKC')
+        .toLowerCase()
+        .replace(/[\p{P}\p{Cf}]+/gu, '')
+        .replace(/[\p{Z}\p{Cc}]+/gu, ' ')
+        .trim();
+    const texts = [
+      ...(await finewebTexts()),
+      ...(await query(`SELECT text FROM '${DOLMA}' WHERE text IS NOT NULL`)).map((r) => r[0] as string),
+      '',
+      ' \t\n ',
+      '-',
+      'a - b',
+      'a\u00ad \u200b b',
+      ' «quoted» — dash… ',
+      'x\u2028y\u2029z',
+      'astral: 𐎟 (U+1039F, punctuation) 𝅳 (U+1D173, format) 🧪 (symbol) 𝐀 (NFKC: a)',
+      'lone \ud800 high and \udc00 low surrogates',
+      'ends with a high surrogate \ud83d',
+    ];
+    const differing = texts.filter((t) => normalizeText(t) !== definition(t));
+    expect(differing).toEqual([]);
+    expect(texts.length).toBeGreaterThan(2_400);
   });
 
   it('ExactDeduper flags the second and later occurrences only', () => {
@@ -178,13 +217,16 @@ describe('LSH index', () => {
     const signatures = hasher.signPacked(packTexts(docs));
     const index = new LshIndex(128);
     const found = new Map<number, number>();
+    const docOf: number[] = []; // index ordinal -> document number
     let probeCandidates = 0;
     docs.forEach((_, id) => {
       const signature = signatureAt(signatures, 128, id);
-      if (probes.has(id) && index.query(signature).includes(probes.get(id)!)) probeCandidates++;
+      if (probes.has(id) && index.candidates(signature).some((o) => docOf[o] === probes.get(id))) {
+        probeCandidates++;
+      }
       const duplicate = index.findDuplicate(signature, 0.8);
-      if (duplicate === undefined) index.insert(id, signature);
-      else found.set(id, duplicate);
+      if (duplicate === undefined) docOf[index.add(signature)] = id;
+      else found.set(id, docOf[duplicate.ordinal]!);
     });
 
     let recalled = 0;
@@ -264,5 +306,125 @@ describe('exact dedupe on the FineWeb sample', () => {
     }
     for (const keys of keysByNorm.values()) expect(keys.size).toBe(1);
     expect(keysByNorm.size).toBe(Number(distinct));
+  });
+});
+
+describe('compact stores', () => {
+  it('KeyTable finds every key it holds across several doublings, and no key it does not', () => {
+    const table = new KeyTable();
+    const random = rng(5);
+    const keys: Array<[number, number]> = [];
+    for (let i = 0; i < 200_000; i++) keys.push([(random() * 2 ** 32) >>> 0, (random() * 2 ** 32) >>> 0]);
+    let foundBeforeAdd = 0;
+    keys.forEach(([hi, lo], i) => {
+      if (table.find(hi, lo) !== -1) foundBeforeAdd++;
+      table.add(hi, lo, i);
+    });
+    expect(foundBeforeAdd).toBe(0);
+    expect(table.size).toBe(keys.length);
+    expect(table.bytes).toBe(2 ** 19 * 12); // 200k keys at load <= 0.75: 2^19 slots of 12 bytes
+    expect(keys.filter(([hi, lo], i) => table.find(hi, lo) !== i)).toEqual([]);
+    // Same high half (same home slot), different low half: probed past, not confused.
+    expect(table.find(keys[7]![0], (keys[7]![1] + 1) >>> 0)).toBe(-1);
+    expect(() => table.add(keys[3]![0], keys[3]![1], 9)).toThrow(/already/);
+  });
+
+  it('IdStore returns every id by ordinal across pages, multi-byte text included', () => {
+    const store = new IdStore();
+    const ids = Array.from({ length: 150_000 }, (_, i) =>
+      i % 1000 === 0 ? `ドキュメント-${i}-🧪` : `<urn:uuid:${i.toString(16).padStart(32, '0')}>`,
+    );
+    expect(ids.filter((id, i) => store.add(id) !== i)).toEqual([]);
+    expect(store.size).toBe(ids.length);
+    expect(ids.filter((id, i) => store.get(i) !== id)).toEqual([]);
+    expect(store.get(ids.length - 1)).toBe(ids[ids.length - 1]);
+    expect(store.bytes).toBeLessThan(ids.length * 70); // ~45-byte ids: ~51 bytes each, plus the last page
+    expect(() => store.get(ids.length)).toThrow(RangeError);
+    expect(() => store.add('x'.repeat(70_000))).toThrow(/longer than/);
+  });
+
+  it('hash64Into gives the halves of hash64, and exactKeyInto those of exactKey', () => {
+    const out = new Uint32Array(2);
+    for (const text of ['', 'a', 'Hello, World!', 'naïve café 日本語 🧪']) {
+      hash64Into(text, out);
+      expect(out[0]!.toString(16).padStart(8, '0') + out[1]!.toString(16).padStart(8, '0')).toBe(
+        hash64(text),
+      );
+      exactKeyInto(text, out);
+      expect(out[0]!.toString(16).padStart(8, '0') + out[1]!.toString(16).padStart(8, '0')).toBe(
+        exactKey(text),
+      );
+    }
+  });
+
+  it('the LSH index keeps finding documents after its tables grow, and its 8-bit sketches estimate Jaccard', () => {
+    const random = rng(9);
+    const index = new LshIndex(128);
+    const signatures: Uint32Array[] = [];
+    for (let i = 0; i < 40_000; i++) {
+      const signature = new Uint32Array(128);
+      for (let p = 0; p < 128; p++) signature[p] = Math.floor(random() * 0x7fffffff);
+      signatures.push(signature);
+      if (index.add(signature) !== i) throw new Error(`ordinal of document ${i}`);
+    }
+    expect(index.size).toBe(40_000);
+    // 40k documents: 2^16 slots per band (grown twice from 2^14), one sketch page of 2^16 x 128 bytes.
+    expect(index.bytes).toBe(16 * 2 ** 16 * 8 + 2 ** 16 * 128);
+    for (let i = 0; i < 40_000; i += 1_999) {
+      expect(index.findDuplicate(signatures[i]!, 0.99)).toEqual({ ordinal: i, similarity: 1 });
+    }
+    // A copy of document 123 with the 32 minima of its first 4 bands changed (J estimate 0.75): still a
+    // candidate through the other 12 bands, its sketch estimate within 0.05 of the full one. Unrelated random
+    // signatures estimate ~0.
+    const edited = signatures[123]!.slice();
+    for (let p = 0; p < 32; p++) edited[p] = (edited[p]! + 1) % 0x7fffffff;
+    expect(index.candidates(edited)).toContain(123);
+    expect(Math.abs(index.similarity(edited, 123) - jaccardEstimate(edited, signatures[123]!))).toBeLessThan(
+      0.05,
+    );
+    expect(index.findDuplicate(edited, 0.8)).toBeUndefined();
+    expect(index.findDuplicate(edited, 0.7)?.ordinal).toBe(123);
+    let unrelated = 0;
+    for (let i = 0; i < 100; i++) unrelated = Math.max(unrelated, index.similarity(signatures[i]!, i + 1));
+    expect(unrelated).toBeLessThan(0.1);
+  });
+});
+
+describe('drop notes file', () => {
+  it('writes every note as one JSON line, in order, across many buffered blocks', async () => {
+    const { dir, cleanup } = await tempDir();
+    try {
+      const file = path.join(dir, 'duplicates.jsonl');
+      const notes = new DropNotesFile(file);
+      expect(await readFile(file, 'utf8')).toBe(''); // created up front
+      const n = 30_000; // ~3.5 MB: several 1 MiB blocks
+      for (let row = 0; row < n; row++) {
+        notes.write({
+          shard: 'päge "1".parquet',
+          row,
+          stage: 'near_dedupe',
+          reason: 'near_duplicate',
+          duplicateOf: `id-${row >> 1}`,
+        });
+      }
+      await notes.close();
+      await notes.close(); // idempotent
+      const lines = (await readFile(file, 'utf8')).split('\n');
+      expect(lines.pop()).toBe('');
+      expect(lines).toHaveLength(n);
+      expect(JSON.parse(lines[12_345]!)).toEqual({
+        shard: 'päge "1".parquet',
+        row: 12_345,
+        stage: 'near_dedupe',
+        reason: 'near_duplicate',
+        duplicateOf: 'id-6172',
+      });
+      lines.forEach((line, row) => expect((JSON.parse(line) as { row: number }).row).toBe(row));
+      expect(() => notes.write({ shard: 's', row: 0, stage: 'x', reason: 'y', duplicateOf: 'z' })).toThrow(
+        /closed/,
+      );
+    } finally {
+      await cleanup();
+    }
   });
 });

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { LedgerError } from '../pipeline/errors.js';
-import { Ledger } from '../pipeline/ledger.js';
+import { Ledger, type DropNote } from '../pipeline/ledger.js';
 
 describe('Ledger', () => {
   it('settles a row once all records derived from it have ended', () => {
@@ -51,6 +51,30 @@ describe('Ledger', () => {
     expect(() => ledger.assertBalanced()).toThrow(/still in flight/);
     expect(ledger.abandonOpen()).toBe(2);
     expect(ledger.tallies()[0]!.abandoned).toBe(2);
+    ledger.assertBalanced();
+  });
+
+  it('writes a note for each dropped record that names a duplicate, including one of a row that was written', () => {
+    const notes: DropNote[] = [];
+    const ledger = new Ledger({ notes: { write: (n) => void notes.push(n), close: async () => {} } });
+    const a = ledger.read('s.parquet', 4);
+    ledger.dropped(a, 'exact_dedupe', 'exact_duplicate', 'doc-1');
+    const b = ledger.read('s.parquet', 5);
+    ledger.fanOut(b, 2);
+    ledger.dropped(b, 'near_dedupe', 'near_duplicate', 'doc-2');
+    ledger.written(b);
+    const c = ledger.read('s.parquet', 6);
+    ledger.dropped(c, 'filter', 'too_short');
+    expect(notes).toEqual([
+      { shard: 's.parquet', row: 4, stage: 'exact_dedupe', reason: 'exact_duplicate', duplicateOf: 'doc-1' },
+      { shard: 's.parquet', row: 5, stage: 'near_dedupe', reason: 'near_duplicate', duplicateOf: 'doc-2' },
+    ]);
+    expect(ledger.dropNotes).toBe(2);
+    expect(ledger.totals()).toMatchObject({
+      read: 3,
+      written: 1,
+      dropped: { 'exact_dedupe:exact_duplicate': 1, 'filter:too_short': 1 },
+    });
     ledger.assertBalanced();
   });
 });

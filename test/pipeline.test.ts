@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { drop, emit, fail, type BatchOperator, type RecordOperator } from '../pipeline/operator.js';
+import type { DropNote, DropNoteSink } from '../pipeline/ledger.js';
 import { pipeline } from '../pipeline/run.js';
 import { CollectingSink, CountingSource, sleep } from './helpers/memory.js';
 
@@ -193,6 +194,81 @@ describe('pipeline engine', () => {
     expect(report.totals.read).toBeLessThan(100);
     expect(report.totals.failed).toEqual({});
     expect(report.totals.read).toBe(report.totals.written + report.totals.abandoned);
+  });
+
+  it('streams drops that name a duplicated record to the drop-notes sink and counts them', async () => {
+    const notes: DropNote[] = [];
+    let closed = 0;
+    const sink: DropNoteSink = {
+      write: (note) => void notes.push(note),
+      close: async () => void closed++,
+    };
+    const op: RecordOperator<number, number> = {
+      name: 'dedupe',
+      process(n) {
+        if (n % 10 === 3) return drop('copy', { duplicateOf: `doc-${n - 1}` });
+        if (n % 10 === 7) return drop('plain'); // no duplicateOf: counted, not noted
+        return emit(n);
+      },
+    };
+    const report = await pipeline(new CountingSource(100, 'shard-x'))
+      .pipe(op)
+      .into(new CollectingSink<number>(), { dropNotes: sink })
+      .run();
+    expect(report.status).toBe('completed');
+    expect(report.totals.dropped).toEqual({ 'dedupe:copy': 10, 'dedupe:plain': 10 });
+    expect(report.dropNotes).toBe(10);
+    expect(closed).toBe(1);
+    expect(notes).toEqual(
+      Array.from({ length: 10 }, (_, k) => ({
+        shard: 'shard-x',
+        row: k * 10 + 3,
+        stage: 'dedupe',
+        reason: 'copy',
+        duplicateOf: `doc-${k * 10 + 2}`,
+      })),
+    );
+  });
+
+  it('a drop-notes sink that cannot be closed fails the run', async () => {
+    const sink: DropNoteSink = {
+      write: () => {},
+      close: async () => {
+        throw new Error('disk full');
+      },
+    };
+    const report = await pipeline(new CountingSource(10))
+      .pipe(passThrough)
+      .into(new CollectingSink<number>(), { dropNotes: sink })
+      .run();
+    expect(report.status).toBe('failed');
+    expect(report.error).toBe('disk full');
+  });
+
+  it('calls a batch operator in input order whatever its concurrency; `ordered` keeps outputs in it', async () => {
+    for (const ordered of [false, true]) {
+      const firstOfCall: number[] = [];
+      const op: BatchOperator<number, number> = {
+        name: 'shuffle',
+        batchSize: 8,
+        concurrency: 4,
+        ordered,
+        async processBatch(inputs) {
+          firstOfCall.push(inputs[0]!); // before any await: the order calls were made in
+          await sleep(inputs[0]! % 3 === 0 ? 20 : 1); // later calls often finish first
+          return inputs.map((n) => emit(n));
+        },
+      };
+      const sink = new CollectingSink<number>();
+      const source = new CountingSource(400);
+      const report = await pipeline(source).pipe(op).into(sink, { queueCapacity: 32 }).run();
+      expect(report.status).toBe('completed');
+      expect(firstOfCall).toEqual([...firstOfCall].sort((a, b) => a - b));
+      const inOrder = sink.committed.every((n, i) => n === i);
+      expect(sink.committed).toHaveLength(400);
+      // Without `ordered` the slow calls' outputs arrive late; with it, never.
+      expect(inOrder).toBe(ordered);
+    }
   });
 
   it('rejects two stages with the same name', () => {

@@ -58,6 +58,8 @@ interface RunFlags {
   apiKeyEnv?: string;
   method?: string;
   limit?: number;
+  /** False with --no-dedupe (commander's negation), else undefined. */
+  dedupe?: boolean;
   maxIterations?: number;
   depths?: string;
   seed?: number;
@@ -97,6 +99,7 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         'air: the AIR method (needs LLMs; --llm sim for the simulator); documents: filtered documents only (default: air)',
       ).choices(['air', 'documents']),
     )
+    .option('--no-dedupe', 'keep exact and near-duplicate documents and instructions (default: removed)')
     .option('--min-words <n>', 'drop documents with fewer words (default: 50)', countArg)
     .option('--max-words <n>', 'drop documents with more words (default: 2048)', countArg)
     .option('--part-rows <n>', 'rows per output part file (default: 100000)', countArg)
@@ -276,6 +279,10 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
       limit: flags.limit,
     },
     filter: { minWords: flags.minWords, maxWords: flags.maxWords },
+    dedupe:
+      flags.dedupe === false
+        ? { exact: false, near: { enabled: false }, instructions: { enabled: false } }
+        : undefined,
     writer: {
       partRows: flags.partRows,
       partMB: flags.partMb,

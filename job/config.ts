@@ -27,6 +27,37 @@ export const filterConfigSchema = z.strictObject({
   maxWords: positiveInt.default(2048),
 });
 
+const fraction = z.number().gt(0).max(1);
+
+const nearDedupeSchema = z
+  .strictObject({
+    enabled: z.boolean().default(true),
+    /** Words per shingle. */
+    shingle: positiveInt.max(64).default(5),
+    /** MinHash permutations (signature length). */
+    numPerm: positiveInt.max(1024).default(128),
+    /** LSH bands (must divide numPerm); 16 bands of 8 catch ~95% of pairs at Jaccard 0.8, ~6% at 0.5. */
+    bands: positiveInt.default(16),
+    /** Estimated Jaccard similarity at which a document is a near duplicate of an earlier one. */
+    threshold: fraction.default(0.8),
+  })
+  .refine((n) => n.numPerm % n.bands === 0, { message: 'bands must divide numPerm', path: ['bands'] });
+
+const instructionDedupeSchema = z.strictObject({
+  enabled: z.boolean().default(true),
+  threshold: fraction.default(0.8),
+});
+
+/** Across all shards of the run; every removed record names the one it duplicates in duplicates.jsonl. */
+export const dedupeConfigSchema = z.strictObject({
+  /** Drop documents whose normalised text equals an earlier one's. */
+  exact: z.boolean().default(true),
+  /** MinHash + LSH near-duplicate documents (signatures in worker threads). */
+  near: nearDedupeSchema.default(nearDedupeSchema.parse({})),
+  /** Near-duplicate final instructions (method `air`). */
+  instructions: instructionDedupeSchema.default(instructionDedupeSchema.parse({})),
+});
+
 export const writerConfigSchema = z.strictObject({
   /** A part file is closed at this many rows... */
   partRows: positiveInt.default(100_000),
@@ -47,6 +78,8 @@ export const engineConfigSchema = z.strictObject({
   duckdbThreads: positiveInt.default(2),
   /** DuckDB's buffer memory limit. */
   duckdbMemoryMB: positiveInt.default(512),
+  /** Worker threads for CPU work (MinHash signatures, vectors); default: one per core. */
+  workerThreads: positiveInt.optional(),
 });
 
 const faultRate = z.number().min(0).max(1).optional();
@@ -175,6 +208,7 @@ export const runConfigSchema = z.strictObject({
   method: z.enum(['air', 'documents']).default('air'),
   source: sourceConfigSchema.default(sourceConfigSchema.parse({})),
   filter: filterConfigSchema.default(filterConfigSchema.parse({})),
+  dedupe: dedupeConfigSchema.default(dedupeConfigSchema.parse({})),
   writer: writerConfigSchema.default(writerConfigSchema.parse({})),
   engine: engineConfigSchema.default(engineConfigSchema.parse({})),
   llm: llmConfigSchema.default(llmConfigSchema.parse({})),

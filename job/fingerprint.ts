@@ -11,6 +11,7 @@ export function resultSettings(config: RunConfig): Record<string, unknown> {
     input: config.input,
     source: config.source,
     filter: config.filter,
+    dedupe: config.dedupe,
     air: { ...config.air, documentsInFlight: undefined },
     llm: {
       mode: config.llm.mode,

@@ -2,7 +2,11 @@ import { mkdir, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AccountingSnapshot } from '../llm/accounting.js';
 import type { ScoredExample } from '../operators/air/types.js';
+import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
+import { createMinHashPool, nearDedupe } from '../operators/dedupe/near-dedupe.js';
 import { lengthFilter } from '../operators/length-filter.js';
+import { DropNotesFile } from '../pipeline/io/drop-notes.js';
+import type { WorkerPool } from '../pipeline/pool/worker-pool.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import { ParquetSink, type CommittedPart } from '../pipeline/io/parquet-sink.js';
@@ -42,6 +46,8 @@ export interface LlmUsage {
 }
 
 export const LEDGER_FILE = 'ledger.json';
+/** One JSON line per record removed as a duplicate, naming the record it duplicates. */
+export const DUPLICATES_FILE = 'duplicates.jsonl';
 
 /**
  * The job: read Parquet shards → length filter → (method `air`) generate → refine → merge → filter → score →
@@ -55,6 +61,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     memoryLimit: `${config.engine.duckdbMemoryMB}MB`,
   });
   let llm: LlmSetup | undefined;
+  let pool: WorkerPool | undefined;
   try {
     const source = new ParquetSource(db, {
       shards,
@@ -73,13 +80,27 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       rowGroupBytes: config.writer.rowGroupMB * 1024 * 1024,
       compression: config.writer.compression,
     };
+    await mkdir(config.output, { recursive: true });
     const runOptions = {
       queueCapacity: config.engine.queueCapacity,
       graceMs: config.engine.graceSeconds * 1000,
       signal: options.signal,
       log: options.log,
+      dropNotes: new DropNotesFile(path.join(config.output, DUPLICATES_FILE)),
     };
-    const documents = pipeline(source).pipe(lengthFilter<Document>(config.filter));
+    const dedupe = config.dedupe;
+    const wantsPool = dedupe.near.enabled || (config.method === 'air' && dedupe.instructions.enabled);
+    if (wantsPool) pool = createMinHashPool(config.engine.workerThreads);
+    let documents = pipeline(source).pipe(lengthFilter<Document>(config.filter));
+    if (dedupe.exact) {
+      documents = documents.pipe(exactDedupe<Document>({ textOf: (d) => d.text, idOf: (d) => d.id }));
+    }
+    if (dedupe.near.enabled) {
+      const { enabled: _enabled, ...near } = dedupe.near;
+      documents = documents.pipe(
+        nearDedupe<Document>({ ...near, textOf: (d) => d.text, idOf: (d) => d.id, pool: pool! }),
+      );
+    }
 
     let run: PipelineRun;
     let sink: ParquetSink<Document> | ParquetSink<ScoredExample>;
@@ -96,6 +117,19 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       llm = await setUpLlm(config.llm, config.output, options.env, options.log);
       const air = appendAirStages(documents, llm.client, config.air);
       promptVersion = air.promptVersion;
+      let examples = air.pipeline;
+      if (dedupe.instructions.enabled) {
+        // First to arrive is kept: which of two near-identical instructions survives depends on timing.
+        examples = examples.pipe(
+          nearDedupe<ScoredExample>({
+            name: 'instruction_dedupe',
+            threshold: dedupe.instructions.threshold,
+            textOf: (e) => e.instruction,
+            idOf: (e) => `${e.doc.id}@${e.depth}`,
+            pool: pool!,
+          }),
+        );
+      }
       const provenance = {
         guidanceModel: llm.models.guidance,
         studentModel: llm.models.student,
@@ -108,7 +142,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
         toRow: (example) => airRow(example, provenance),
       });
       sink = airSink;
-      run = air.pipeline.into(airSink, runOptions);
+      run = examples.into(airSink, runOptions);
     }
     options.onStart?.(run);
     const report = await run.run();
@@ -119,6 +153,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     const ledgerFile = await writeLedger(config, report, sink.parts, usage);
     return { report, parts: sink.parts, ledgerFile, llm: usage };
   } finally {
+    await pool?.close();
     await llm?.close();
     db.closeSync();
   }

@@ -1,7 +1,7 @@
 import { copyFile, mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { FINEWEB, SAMPLE, SHARED, scalar, tempDir, writeParquet } from './helpers/duckdb.js';
+import { FINEWEB, SAMPLE, SHARED, query, scalar, tempDir, writeParquet } from './helpers/duckdb.js';
 import { runAir, startAir } from './helpers/cli.js';
 
 let dir: string;
@@ -93,6 +93,20 @@ describe('air run', () => {
     expect(await countRows(out)).toBe(ledger.totals.rowsWritten);
     expect(ledger.parts.reduce((s, p) => s + p.rows, 0)).toBe(ledger.totals.rowsWritten);
     expect(result.stderr).toMatch(/total\s+2,428/);
+    // The Dolma sample repeats FineWeb documents: each removed one names a kept one in duplicates.jsonl.
+    const notes = (await readFile(path.join(out, 'duplicates.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line) as { stage: string; duplicateOf: string });
+    const removed = Object.entries(ledger.totals.dropped)
+      .filter(([reason]) => /_dedupe:/.test(reason))
+      .reduce((sum, [, n]) => sum + n, 0);
+    expect(removed).toBeGreaterThan(100);
+    expect(notes).toHaveLength(removed);
+    const kept = new Set(
+      (await query(`select id from read_parquet('${out}/*.parquet')`)).map((r) => String(r[0])),
+    );
+    for (const note of notes) expect(kept.has(note.duplicateOf), note.duplicateOf).toBe(true);
   });
 
   it('runs the AIR method on the bundled sample against the simulator (the README command)', async () => {
@@ -181,6 +195,7 @@ describe('air run', () => {
       out,
       '--method',
       'documents',
+      '--no-dedupe', // 24 copies of one shard: dedupe would drop all but the first
       '--progress',
       'log',
       '--progress-interval',

@@ -5,6 +5,7 @@ import { Command, CommanderError, Option } from 'commander';
 import { parseRunConfig, type RunConfig } from '../job/config.js';
 import { runJob } from '../job/run-job.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
+import { MANIFEST_FILE, readManifest } from '../pipeline/io/manifest.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
 import { commaList, countArg, integerArg, nonNegativeArg, positiveIntArg } from './args.js';
@@ -13,6 +14,7 @@ import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
 import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
+import { registerStatsCommand } from './stats-command.js';
 import { summaryLines } from './summary.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, sigint: 130, sigterm: 143 } as const;
@@ -58,6 +60,8 @@ interface RunFlags {
   apiKeyEnv?: string;
   method?: string;
   limit?: number;
+  resume?: string;
+  force?: boolean;
   /** False with --no-dedupe (commander's negation), else undefined. */
   dedupe?: boolean;
   maxIterations?: number;
@@ -99,6 +103,11 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
         'air: the AIR method (needs LLMs; --llm sim for the simulator); documents: filtered documents only (default: air)',
       ).choices(['air', 'documents']),
     )
+    .option(
+      '--resume <dir>',
+      'continue the interrupted run in <dir> with its own config (rerunning the same command does too)',
+    )
+    .option('--force', 'resume although settings that change results differ from the interrupted run')
     .option('--no-dedupe', 'keep exact and near-duplicate documents and instructions (default: removed)')
     .option('--min-words <n>', 'drop documents with fewer words (default: 50)', countArg)
     .option('--max-words <n>', 'drop documents with more words (default: 2048)', countArg)
@@ -179,6 +188,7 @@ Example:
   registerSimCommand(program, { stdout: io.stdout });
   registerBenchCommand(program, io, (code) => (exitCode = code));
   registerScoreCommand(program, io);
+  registerStatsCommand(program, io);
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
@@ -231,6 +241,7 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
   let run: PipelineRun | undefined;
   try {
     const result = await runJob(config, {
+      force: flags.force === true,
       signal: stop.signal,
       log: (line) => io.stderr(`air: ${line}\n`),
       onStart: (started) => {
@@ -261,7 +272,16 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
 
 /** Config file first, then flags on top; validated once, with errors naming the bad key. */
 async function loadConfig(flags: RunFlags): Promise<RunConfig> {
-  const fromFile = flags.config === undefined ? {} : await readConfigFile(flags.config);
+  let fromFile = flags.config === undefined ? {} : await readConfigFile(flags.config);
+  if (flags.resume !== undefined) {
+    // The interrupted run's own config, from its manifest; flags given now still apply on top.
+    const manifest = await readManifest(flags.resume);
+    if (manifest === undefined) {
+      throw new AirError('AIR_USAGE', `${flags.resume}: no ${MANIFEST_FILE} here: nothing to resume`);
+    }
+    fromFile = mergeConfig(manifest.header.config as Record<string, unknown>, fromFile);
+    fromFile.output = flags.resume;
+  }
   const fromFlags = {
     input: flags.input,
     output: flags.output,

@@ -66,6 +66,8 @@ export const writerConfigSchema = z.strictObject({
   /** A row group is written at this many rows or MB of text (the writer holds about two in memory). */
   rowGroupRows: positiveInt.default(50_000),
   rowGroupMB: z.number().positive().default(16),
+  /** ...or once it has been open this many seconds: a crash redoes at most this much written work. */
+  partSeconds: z.number().positive().default(120),
   compression: z.enum(['zstd', 'snappy', 'gzip', 'brotli', 'uncompressed']).default('zstd'),
 });
 
@@ -80,6 +82,12 @@ export const engineConfigSchema = z.strictObject({
   duckdbMemoryMB: positiveInt.default(512),
   /** Worker threads for CPU work (MinHash signatures, vectors); default: one per core. */
   workerThreads: positiveInt.optional(),
+  /** Stop the run once more than this fraction of settled input rows failed (1: never)... */
+  maxFailureRate: z.number().gt(0).max(1).default(0.5),
+  /** ...counted once this many rows have settled. */
+  minRowsForFailureRate: positiveInt.default(200),
+  /** Seconds between checkpoints of dropped and failed rows (written rows are checkpointed with their part). */
+  checkpointSeconds: z.number().positive().default(10),
 });
 
 const faultRate = z.number().min(0).max(1).optional();

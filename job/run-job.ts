@@ -1,4 +1,4 @@
-import { mkdir, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AccountingSnapshot } from '../llm/accounting.js';
 import type { ScoredExample } from '../operators/air/types.js';
@@ -6,13 +6,18 @@ import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
 import { createMinHashPool, nearDedupe } from '../operators/dedupe/near-dedupe.js';
 import { lengthFilter } from '../operators/length-filter.js';
 import { DropNotesFile } from '../pipeline/io/drop-notes.js';
+import { FailureRows } from '../pipeline/io/failure-rows.js';
+import { readManifest } from '../pipeline/io/manifest.js';
+import type { Settlement } from '../pipeline/ledger.js';
+import { countRows } from '../pipeline/row-ranges.js';
+import { Checkpointer, openOutput } from './checkpoint.js';
 import type { WorkerPool } from '../pipeline/pool/worker-pool.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import { ParquetSink, type CommittedPart } from '../pipeline/io/parquet-sink.js';
 import { ParquetSource } from '../pipeline/io/parquet-source.js';
 import { resolveShards } from '../pipeline/io/shards.js';
-import { pipeline, type PipelineRun, type RunReport } from '../pipeline/run.js';
+import { pipeline, type PipelineRun, type RecordFailure, type RunReport } from '../pipeline/run.js';
 import { airRow, airTable } from '../schemas/air.js';
 import { documentRow, documentsTable, type Document } from '../schemas/documents.js';
 import { appendAirStages } from './air-graph.js';
@@ -28,11 +33,14 @@ export interface JobOptions {
   onStart?: (run: PipelineRun) => void;
   /** Where API keys are read from (the config names the variables). */
   env?: NodeJS.ProcessEnv;
+  /** Resume an interrupted run even though settings that decide results differ. */
+  force?: boolean;
 }
 
 export interface JobResult {
   report: RunReport;
-  parts: CommittedPart[];
+  /** Every committed part of the output folder. */
+  parts: readonly PartEntry[];
   /** Where the run's ledger and stage counters were written. */
   ledgerFile: string;
   /** LLM calls, tokens, latency and cost per role and model (method `air` only). */
@@ -63,6 +71,21 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
   let llm: LlmSetup | undefined;
   let pool: WorkerPool | undefined;
   try {
+    await mkdir(config.output, { recursive: true });
+    const start = await openOutput(config, shards, options.force === true);
+    if (start.complete) {
+      options.log?.(`${config.output}: this run is already complete; nothing to do`);
+      return await previousResult(config);
+    }
+    if (start.resumed) {
+      const done = [...start.settled.values()].reduce((n, r) => n + countRows(r), 0);
+      options.log?.(
+        `${config.output}: resuming an interrupted run; ${done.toLocaleString('en-US')} input rows are done`,
+      );
+    }
+    const failures = new FailureRows(config.output, start.nextFailedPart);
+    const notes = new DropNotesFile(path.join(config.output, DUPLICATES_FILE), start.notesBytes);
+    const checkpointer = new Checkpointer(start.log, failures, () => notes.checkpoint());
     const source = new ParquetSource(db, {
       shards,
       textColumn: config.source.textColumn,
@@ -70,6 +93,9 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       metaColumns: config.source.metaColumns,
       binaryAsString: config.source.binaryAsString,
       limit: config.source.limit,
+      settled: start.settled,
+      // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
+      replay: start.resumed,
     });
     const meta = await source.metaColumnTypes();
     const writer = {
@@ -79,14 +105,20 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       rowGroupRows: config.writer.rowGroupRows,
       rowGroupBytes: config.writer.rowGroupMB * 1024 * 1024,
       compression: config.writer.compression,
+      partMs: config.writer.partSeconds * 1000,
+      firstPart: start.resumed ? start.nextPart : undefined,
+      afterCommit: (part: CommittedPart) => checkpointer.commit(part),
     };
-    await mkdir(config.output, { recursive: true });
     const runOptions = {
       queueCapacity: config.engine.queueCapacity,
       graceMs: config.engine.graceSeconds * 1000,
       signal: options.signal,
       log: options.log,
-      dropNotes: new DropNotesFile(path.join(config.output, DUPLICATES_FILE)),
+      dropNotes: notes,
+      onSettle: (settlement: Settlement) => checkpointer.settle(settlement),
+      onFailure: (failure: RecordFailure) => failures.add(failure),
+      maxFailureRate: config.engine.maxFailureRate,
+      minRowsForFailureRate: config.engine.minRowsForFailureRate,
     };
     const dedupe = config.dedupe;
     const wantsPool = dedupe.near.enabled || (config.method === 'air' && dedupe.instructions.enabled);
@@ -103,7 +135,6 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     }
 
     let run: PipelineRun;
-    let sink: ParquetSink<Document> | ParquetSink<ScoredExample>;
     let promptVersion = '';
     if (config.method === 'documents') {
       const documentSink = new ParquetSink<Document>({
@@ -111,7 +142,6 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
         schema: documentsTable(meta),
         toRow: documentRow,
       });
-      sink = documentSink;
       run = documents.into(documentSink, runOptions);
     } else {
       llm = await setUpLlm(config.llm, config.output, options.env, options.log);
@@ -123,6 +153,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
         examples = examples.pipe(
           nearDedupe<ScoredExample>({
             name: 'instruction_dedupe',
+            replay: false,
             threshold: dedupe.instructions.threshold,
             textOf: (e) => e.instruction,
             idOf: (e) => `${e.doc.id}@${e.depth}`,
@@ -141,17 +172,31 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
         schema: airTable(meta),
         toRow: (example) => airRow(example, provenance),
       });
-      sink = airSink;
       run = examples.into(airSink, runOptions);
     }
+    run.ledger.restore(start.tallies);
     options.onStart?.(run);
-    const report = await run.run();
+    const ticker = setInterval(() => {
+      checkpointer
+        .commit(null)
+        .catch((error: unknown) => options.log?.(`checkpoint failed: ${String(error)}`));
+    }, config.engine.checkpointSeconds * 1000);
+    let report: RunReport;
+    try {
+      report = await run.run();
+    } finally {
+      clearInterval(ticker);
+    }
+    // Drops and failures settled after the last part, then (when every row is settled) the end mark.
+    await checkpointer.commit(null);
+    if (report.status === 'completed') await checkpointer.complete();
     const usage: LlmUsage | undefined =
       llm === undefined
         ? undefined
         : { accounting: llm.accounting.snapshot(), cache: llm.cache.stats(), promptVersion };
-    const ledgerFile = await writeLedger(config, report, sink.parts, usage);
-    return { report, parts: sink.parts, ledgerFile, llm: usage };
+    const parts = await committedParts(config.output);
+    const ledgerFile = await writeLedger(config, report, parts, usage, failures.rowsWritten);
+    return { report, parts, ledgerFile, llm: usage };
   } finally {
     await pool?.close();
     await llm?.close();
@@ -162,8 +207,9 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
 async function writeLedger(
   config: RunConfig,
   report: RunReport,
-  parts: CommittedPart[],
+  parts: readonly PartEntry[],
   llm: LlmUsage | undefined,
+  failureRows: number,
 ): Promise<string> {
   await mkdir(config.output, { recursive: true });
   const file = path.join(config.output, LEDGER_FILE);
@@ -179,7 +225,8 @@ async function writeLedger(
       userCpuMs: Math.round(usage.userCPUTime / 1000),
       systemCpuMs: Math.round(usage.systemCPUTime / 1000),
     },
-    parts: parts.map((p) => ({ file: path.basename(p.file), rows: p.rows })),
+    parts,
+    failureRows,
     llm,
     configFingerprint: configFingerprint(config),
     config,
@@ -188,4 +235,36 @@ async function writeLedger(
   await writeFile(temporary, `${JSON.stringify(body, null, 2)}\n`);
   await rename(temporary, file);
   return file;
+}
+
+export interface PartEntry {
+  readonly file: string;
+  readonly rows: number;
+}
+
+/** Every part the folder's manifest records, this run's and those of the runs it continued. */
+async function committedParts(dir: string): Promise<PartEntry[]> {
+  const manifest = await readManifest(dir);
+  return (manifest?.commits ?? [])
+    .filter((c) => c.part !== null)
+    .map((c) => ({ file: c.part!, rows: c.rows }));
+}
+
+/** The result of a run that had already completed, from its ledger. */
+async function previousResult(config: RunConfig): Promise<JobResult> {
+  const ledgerFile = path.join(config.output, LEDGER_FILE);
+  const ledger = JSON.parse(await readFile(ledgerFile, 'utf8')) as RunReport & {
+    parts: PartEntry[];
+    llm?: LlmUsage;
+  };
+  const report: RunReport = {
+    status: ledger.status,
+    wallMs: 0,
+    stages: ledger.stages,
+    shards: ledger.shards,
+    totals: ledger.totals,
+    failureSamples: ledger.failureSamples,
+    dropNotes: ledger.dropNotes,
+  };
+  return { report, parts: ledger.parts, ledgerFile, llm: ledger.llm };
 }

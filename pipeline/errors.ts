@@ -16,7 +16,9 @@ export type AirErrorCode =
   | 'AIR_ROW_INVALID'
   | 'AIR_LEDGER_UNBALANCED'
   | 'AIR_CANCELLED'
-  | 'AIR_OPERATOR_FAILED';
+  | 'AIR_OPERATOR_FAILED'
+  | 'AIR_FAILURE_RATE'
+  | 'AIR_RESUME_MISMATCH';
 
 export class AirError<C extends string = AirErrorCode> extends Error {
   readonly code: C;

@@ -29,6 +29,11 @@ export interface ShardTally {
 export interface Ticket {
   readonly tally: ShardTally;
   readonly row: number;
+  /**
+   * A row settled by an earlier, interrupted run, read again only to rebuild the state of stages that
+   * remember what they saw (dedupe, diversity selection): the ledger ignores everything that happens to it.
+   */
+  readonly replay?: true;
   live: number;
   written: number;
   lastDrop: string | undefined;
@@ -62,9 +67,22 @@ export interface DropNoteSink {
   close(): Promise<void>;
 }
 
+/** How an input row ended, reported once when its last derived record ends. */
+export interface Settlement {
+  readonly shard: string;
+  readonly row: number;
+  readonly outcome: 'written' | 'dropped' | 'failed';
+  /** "stage:reason" or "stage:kind"; empty when written. */
+  readonly reason: string;
+  /** Output rows the input yielded. */
+  readonly rows: number;
+}
+
 export interface LedgerOptions {
   /** Receives a note for every drop that names the record it duplicates. */
   readonly notes?: DropNoteSink;
+  /** Called as each input row settles (for checkpoints that let an interrupted run resume). */
+  readonly onSettle?: (settlement: Settlement) => void;
 }
 
 const MAX_FAILURE_SAMPLES = 50;
@@ -73,6 +91,7 @@ export class Ledger {
   private readonly shards = new Map<string, ShardTally>();
   private readonly open = new Set<Ticket>();
   private readonly notes: DropNoteSink | undefined;
+  private readonly onSettle: ((settlement: Settlement) => void) | undefined;
   readonly failureSamples: FailureSample[] = [];
   /**
    * Drops that named a duplicated record (one per dropped record, so a row that fanned out can have several
@@ -82,6 +101,33 @@ export class Ledger {
 
   constructor(options: LedgerOptions = {}) {
     this.notes = options.notes;
+    this.onSettle = options.onSettle;
+  }
+
+  /** Adds the tallies of rows an earlier run settled (a resumed run starts from them). */
+  restore(tallies: readonly ShardTally[]): void {
+    for (const t of tallies) {
+      const tally = this.shard(t.shard);
+      tally.read += t.read;
+      tally.written += t.written;
+      tally.rowsWritten += t.rowsWritten;
+      tally.abandoned += t.abandoned;
+      for (const [k, v] of Object.entries(t.dropped)) increment(tally.dropped, k, v);
+      for (const [k, v] of Object.entries(t.failed)) increment(tally.failed, k, v);
+    }
+  }
+
+  /** A ticket for a row an earlier run settled, read again for stateful stages; it is never counted. */
+  replay(shard: string, row: number): Ticket {
+    return {
+      tally: this.shard(shard),
+      row,
+      replay: true,
+      live: 1,
+      written: 0,
+      lastDrop: undefined,
+      lastFailure: undefined,
+    };
   }
 
   shard(shard: string): ShardTally {
@@ -104,6 +150,7 @@ export class Ledger {
 
   /** One live record became `count` records (count 0 is a drop and must go through `dropped`). */
   fanOut(ticket: Ticket, count: number): void {
+    if (ticket.replay) return;
     if (count < 1) throw new LedgerError(`fan-out of ${count} records for row ${ticket.row}: use dropped()`);
     this.assertOpen(ticket, 'fan-out');
     ticket.live += count - 1;
@@ -111,6 +158,7 @@ export class Ledger {
 
   /** One record derived from the ticket's row was dropped; `duplicateOf` also writes a DropNote. */
   dropped(ticket: Ticket, stage: string, reason: string, duplicateOf?: string): void {
+    if (ticket.replay) return;
     ticket.lastDrop = `${stage}:${reason}`;
     this.end(ticket, 'drop');
     if (duplicateOf === undefined) return;
@@ -119,6 +167,7 @@ export class Ledger {
   }
 
   failed(ticket: Ticket, stage: string, kind: string, message: string): void {
+    if (ticket.replay) return;
     ticket.lastFailure = `${stage}:${kind}`;
     if (this.failureSamples.length < MAX_FAILURE_SAMPLES) {
       this.failureSamples.push({ shard: ticket.tally.shard, row: ticket.row, stage, kind, message });
@@ -127,6 +176,7 @@ export class Ledger {
   }
 
   written(ticket: Ticket): void {
+    if (ticket.replay) return;
     ticket.written += 1;
     ticket.tally.rowsWritten += 1;
     this.end(ticket, 'write');
@@ -191,9 +241,21 @@ export class Ledger {
     if (ticket.live > 0) return;
     this.open.delete(ticket);
     const tally = ticket.tally;
-    if (ticket.written > 0) tally.written += 1;
-    else if (ticket.lastFailure !== undefined) increment(tally.failed, ticket.lastFailure);
-    else increment(tally.dropped, ticket.lastDrop ?? 'unknown');
+    let outcome: Settlement['outcome'];
+    let reason = '';
+    if (ticket.written > 0) {
+      tally.written += 1;
+      outcome = 'written';
+    } else if (ticket.lastFailure !== undefined) {
+      increment(tally.failed, ticket.lastFailure);
+      outcome = 'failed';
+      reason = ticket.lastFailure;
+    } else {
+      reason = ticket.lastDrop ?? 'unknown';
+      increment(tally.dropped, reason);
+      outcome = 'dropped';
+    }
+    this.onSettle?.({ shard: tally.shard, row: ticket.row, outcome, reason, rows: ticket.written });
   }
 
   private assertOpen(ticket: Ticket, what: string): void {

@@ -51,6 +51,12 @@ interface OperatorBase {
    * dedupe (first seen is kept) need for repeatable decisions. Default false.
    */
   readonly ordered?: boolean;
+  /**
+   * The operator keeps state across records (dedupe, diversity selection): on a resumed run it also sees the
+   * rows an earlier run settled, replayed in their original order, so its state and decisions come out as if
+   * the run had never stopped. Their outcomes are not counted; a stateless operator never sees them.
+   */
+  readonly replay?: boolean;
   /** Releases resources (worker pools, connections) when the run ends, successfully or not. */
   close?(): Promise<void> | void;
 }

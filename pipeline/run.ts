@@ -1,6 +1,13 @@
 import { setMaxListeners } from 'node:events';
 import { AirError, LedgerError, errorKind, errorMessage, isFatal } from './errors.js';
-import { Ledger, type DropNoteSink, type FailureSample, type ShardTally, type Ticket } from './ledger.js';
+import {
+  Ledger,
+  type DropNoteSink,
+  type FailureSample,
+  type Settlement,
+  type ShardTally,
+  type Ticket,
+} from './ledger.js';
 import {
   isBatchOperator,
   isBlockingOperator,
@@ -33,6 +40,26 @@ export interface PipelineOptions {
    * counted.
    */
   dropNotes?: DropNoteSink;
+  /** Called as each input row settles: written, dropped or failed (checkpoints for resuming). */
+  onSettle?: (settlement: Settlement) => void;
+  /** Called for every failed record, with the error (for failure rows: kind, message, raw reply). */
+  onFailure?: (failure: RecordFailure) => void;
+  /**
+   * The run stops (fatal AIR_FAILURE_RATE) once more than this fraction of settled input rows failed,
+   * counted after `minRowsForFailureRate` rows have settled. Default: never.
+   */
+  maxFailureRate?: number;
+  minRowsForFailureRate?: number;
+}
+
+/** A record that failed, for failure rows. */
+export interface RecordFailure {
+  readonly shard: string;
+  readonly row: number;
+  readonly stage: string;
+  readonly kind: string;
+  readonly message: string;
+  readonly error: unknown;
 }
 
 export type RunStatus = 'completed' | 'interrupted' | 'failed';
@@ -108,11 +135,16 @@ export class PipelineRun {
   private readonly queues: Array<BoundedQueue<Envelope<unknown>>>;
   private readonly stop = new AbortController();
   private readonly hardStop = new AbortController();
-  private readonly options: Required<Omit<PipelineOptions, 'signal' | 'spillDir' | 'dropNotes'>> & {
+  private readonly options: Required<
+    Omit<PipelineOptions, 'signal' | 'spillDir' | 'dropNotes' | 'onSettle' | 'onFailure'>
+  > & {
     signal?: AbortSignal;
     spillDir?: string;
     dropNotes?: DropNoteSink;
+    onFailure?: (failure: RecordFailure) => void;
   };
+  /** Index of the last stage that keeps state; replayed rows go no further. */
+  private readonly lastReplayStage: number;
   private startedAt = 0;
   private expected: number | undefined;
   private loggedFailures = 0;
@@ -130,8 +162,12 @@ export class PipelineRun {
       signal: options.signal,
       spillDir: options.spillDir,
       dropNotes: options.dropNotes,
+      onFailure: options.onFailure,
+      maxFailureRate: options.maxFailureRate ?? 1,
+      minRowsForFailureRate: options.minRowsForFailureRate ?? 100,
     };
-    this.ledger = new Ledger({ notes: options.dropNotes });
+    this.ledger = new Ledger({ notes: options.dropNotes, onSettle: options.onSettle });
+    this.lastReplayStage = steps.reduce((last, op, i) => (op.replay === true ? i : last), -1);
     // Every in-flight call of every stage listens to the hard-stop signal (hundreds of LLM calls at once):
     // Node's warning at 11 listeners is meant for leaks, and these are removed when each call ends.
     setMaxListeners(0, this.hardStop.signal);
@@ -289,8 +325,10 @@ export class PipelineRun {
     try {
       for (;;) {
         while (inflight.size >= limit) await Promise.race(inflight);
-        const batch = await input.take(batchSize);
-        if (batch === null) break;
+        const taken = await input.take(batchSize);
+        if (taken === null) break;
+        const batch = index <= this.lastReplayStage ? taken : this.withoutReplays(taken, stats);
+        if (batch.length === 0) continue;
         const turn = ordered ? previous : undefined;
         const task = this.handle(op, stats, ctx, batch, output, turn).finally(() => inflight.delete(task));
         inflight.add(task);
@@ -314,10 +352,13 @@ export class PipelineRun {
     const tickets: Ticket[] = [];
     try {
       for (;;) {
-        const batch = await input.take(1);
-        if (batch === null) break;
+        const taken = await input.take(1);
+        if (taken === null) break;
+        const batch = index <= this.lastReplayStage ? taken : this.withoutReplays(taken, stats);
+        if (batch.length === 0) continue;
         const { ticket, value } = batch[0]!;
-        stats.in += 1;
+        if (ticket.replay) increment(stats.counters, 'replayed');
+        else stats.in += 1;
         const started = performance.now();
         await op.observe(value, tickets.length, ctx);
         stats.busyMs += performance.now() - started;
@@ -336,7 +377,9 @@ export class PipelineRun {
       let i = 0;
       for await (const value of spill.read()) {
         const ticket = tickets[i]!;
-        if (selection.keep[i++]) {
+        if (ticket.replay) {
+          if (selection.keep[i++]) await output.push({ ticket, value });
+        } else if (selection.keep[i++]) {
           stats.passed += 1;
           stats.out += 1;
           await output.push({ ticket, value });
@@ -354,6 +397,38 @@ export class PipelineRun {
     }
   }
 
+  /** A run whose records mostly fail is stopped early, with the counts, instead of failing row by row. */
+  private checkFailureRate(): void {
+    const { maxFailureRate, minRowsForFailureRate } = this.options;
+    if (maxFailureRate >= 1) return;
+    const totals = this.ledger.totals();
+    const failed = sumValues(totals.failed);
+    const settled = totals.written + sumValues(totals.dropped) + failed;
+    if (settled < minRowsForFailureRate || failed <= maxFailureRate * settled) return;
+    const kinds = Object.entries(totals.failed)
+      .sort((a, b) => b[1] - a[1])
+      .slice(0, 3)
+      .map(([k, n]) => `${k} ${n}`)
+      .join(', ');
+    const stop = new AirError(
+      'AIR_FAILURE_RATE',
+      `${failed} of ${settled} settled rows failed (${((100 * failed) / settled).toFixed(1)}%, ceiling ` +
+        `${(100 * maxFailureRate).toFixed(1)}%): ${kinds}`,
+    );
+    throw Object.assign(stop, { fatal: true });
+  }
+
+  /** Replayed rows stop after the last stage that keeps state (they never reach the sink). */
+  private withoutReplays(
+    batch: ReadonlyArray<Envelope<unknown>>,
+    stats: StageStats,
+  ): ReadonlyArray<Envelope<unknown>> {
+    if (!batch.some((e) => e.ticket.replay)) return batch;
+    const kept = batch.filter((e) => !e.ticket.replay);
+    increment(stats.counters, 'replays_ended', batch.length - kept.length);
+    return kept;
+  }
+
   private contextFor(stats: StageStats): OperatorContext {
     return {
       signal: this.hardStop.signal,
@@ -369,7 +444,7 @@ export class PipelineRun {
     output: BoundedQueue<Envelope<unknown>>,
     turn: Promise<void> | undefined,
   ): Promise<void> {
-    stats.in += batch.length;
+    stats.in += batch.reduce((n, e) => (e.ticket.replay ? n : n + 1), 0);
     const started = performance.now();
     // The operator is called before the first await, so calls start in input order (operators rely on it).
     const outcomes = await this.callOperator(op, ctx, batch);
@@ -385,6 +460,12 @@ export class PipelineRun {
     for (let i = 0; i < batch.length; i++) {
       const { ticket } = batch[i]!;
       const outcome = outcomes[i]!;
+      if (ticket.replay) {
+        // Replayed rows only rebuild operator state; what they yield goes on for the next stateful stage.
+        increment(stats.counters, 'replayed');
+        if (outcome.kind === 'emit') for (const value of outcome.values) await output.push({ ticket, value });
+        continue;
+      }
       if (outcome.kind === 'emit' && outcome.values.length > 0) {
         stats.passed += 1;
         stats.out += outcome.values.length;
@@ -432,6 +513,7 @@ export class PipelineRun {
         const batch = await input.take(1);
         if (batch === null) break;
         for (const { ticket, value } of batch) {
+          if (ticket.replay) continue;
           this.sinkStats.in += 1;
           const started = performance.now();
           try {
@@ -467,6 +549,15 @@ export class PipelineRun {
     const kind = errorKind(error);
     increment(stats.failed, kind);
     this.ledger.failed(ticket, stats.name, kind, errorMessage(error));
+    this.options.onFailure?.({
+      shard: ticket.tally.shard,
+      row: ticket.row,
+      stage: stats.name,
+      kind,
+      message: errorMessage(error),
+      error,
+    });
+    this.checkFailureRate();
     if (this.loggedFailures++ < LOGGED_FAILURES) {
       this.options.log(
         `record failed: ${ticket.tally.shard} row ${ticket.row}, stage ${stats.name}: ${kind}: ${errorMessage(error)}`,

@@ -68,7 +68,9 @@ describe('air run --llm sim on real documents', () => {
     expect(t.written).toBeGreaterThan(10);
     expect(firstRows).toHaveLength(t.rowsWritten);
     for (const reason of Object.keys(t.dropped)) {
-      expect(reason).toMatch(/^(read|length_filter|exact_dedupe|near_dedupe|generate|refine|merge|filter|score|instruction_dedupe):[a-z_0-9]+$/);
+      expect(reason).toMatch(
+        /^(read|length_filter|exact_dedupe|near_dedupe|generate|refine|merge|filter|score|instruction_dedupe):[a-z_0-9]+$/,
+      );
     }
     const ledger = JSON.parse(await readFile(first.ledgerFile, 'utf8')) as { llm: { promptVersion: string } };
     expect(ledger.llm.promptVersion).toMatch(/^v1\+/);

@@ -10,6 +10,11 @@ export interface ExactDedupeOptions<T> {
   readonly idOf: (record: T) => string;
   /** Stage name; default "exact_dedupe". */
   readonly name?: string;
+  /**
+   * See the rows an interrupted run settled again on resume, so the index holds what it held (default true).
+   * Off for a dedupe placed after LLM stages: replayed rows must never reach those.
+   */
+  readonly replay?: boolean;
   /** Records expected to be kept, to size the table up front (it grows anyway); default 0. */
   readonly expectedDocs?: number;
 }
@@ -40,6 +45,7 @@ export function exactDedupe<T>(options: ExactDedupeOptions<T>): ExactDedupe<T> {
   const key = new Uint32Array(2);
   return {
     name: options.name ?? 'exact_dedupe',
+    replay: options.replay ?? true,
     get kept() {
       return ids.size;
     },

@@ -42,6 +42,11 @@ export interface NearDedupeOptions<T> extends Partial<NearDedupeParams> {
   readonly pool: SignaturePool;
   /** Stage name; default "near_dedupe". */
   readonly name?: string;
+  /**
+   * See the rows an interrupted run settled again on resume, so the index holds what it held (default true).
+   * Off for a dedupe placed after LLM stages: replayed rows must never reach those.
+   */
+  readonly replay?: boolean;
   /** Records per task sent to the pool (default 256: ~0.75 MB of web text, ~25 ms of one core). */
   readonly batchSize?: number;
   /** Batches in flight (default 4: keeps two workers busy while the main thread decides). */
@@ -129,6 +134,7 @@ export function nearDedupe<T>(options: NearDedupeOptions<T>): NearDedupe<T> {
 
   return {
     name: options.name ?? 'near_dedupe',
+    replay: options.replay ?? true,
     batchSize: options.batchSize ?? 256,
     concurrency: options.concurrency ?? 4,
     ordered: true,

@@ -1,4 +1,4 @@
-import { closeSync, fsyncSync, openSync, writeSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, truncateSync, writeSync } from 'node:fs';
 import type { DropNote, DropNoteSink } from '../ledger.js';
 
 /** Bytes of JSON lines buffered before one write; at ~120 bytes a note, ~8,000 notes per write. */
@@ -20,10 +20,27 @@ export class DropNotesFile implements DropNoteSink {
   private buffered = 0;
   /** Notes written so far (buffered ones included). */
   count = 0;
+  /** Bytes written to the file so far. */
+  private bytes = 0;
 
-  constructor(file: string) {
+  /** `keepBytes`: continue a file an interrupted run wrote, keeping only its first bytes (its committed notes). */
+  constructor(file: string, keepBytes?: number) {
     this.file = file;
-    this.fd = openSync(file, 'w');
+    if (keepBytes === undefined) {
+      this.fd = openSync(file, 'w');
+    } else {
+      truncateSync(file, keepBytes);
+      this.fd = openSync(file, 'a');
+      this.bytes = keepBytes;
+    }
+  }
+
+  /** Writes what is buffered and fsyncs; returns the file's length, every byte of it durable. */
+  checkpoint(): number {
+    if (this.fd === undefined) return this.bytes;
+    this.flush();
+    fsyncSync(this.fd);
+    return this.bytes;
   }
 
   write(note: DropNote): void {
@@ -61,5 +78,6 @@ export class DropNotesFile implements DropNoteSink {
     this.buffered = 0;
     let offset = 0;
     while (offset < bytes.length) offset += writeSync(this.fd, bytes, offset);
+    this.bytes += bytes.length;
   }
 }

@@ -24,12 +24,21 @@ export interface ParquetSinkOptions<T> {
   readonly partRows: number;
   /** ...or this many bytes of string data (a proxy for its uncompressed size), whichever comes first. */
   readonly partBytes: number;
+  /** ...or once it has been open this long (bounds the work a crash can cost; default: no limit). */
+  readonly partMs?: number;
   /** A row group is written once it holds this many rows or bytes of string data. */
   readonly rowGroupRows: number;
   readonly rowGroupBytes: number;
   readonly compression: Compression;
   /** File name prefix: `part` gives part-00000.parquet, part-00001.parquet, ... */
   readonly prefix?: string;
+  /**
+   * Continue an interrupted run: number parts from here and accept the folder's committed parts (the caller
+   * has checked them against its manifest).
+   */
+  readonly firstPart?: number;
+  /** Called after each part is committed and its rows settled in the ledger (to checkpoint the run). */
+  readonly afterCommit?: (part: CommittedPart) => Promise<void>;
 }
 
 export interface CommittedPart {
@@ -62,7 +71,10 @@ export class ParquetSink<T> implements Sink<T> {
   private onCommit: (tickets: readonly Ticket[]) => void = () => {};
   private partOpen = false;
   private partTickets: Ticket[] = [];
+  /** Rows of each input row in the open part: a part closes only when it holds all of an input's rows. */
+  private rowsPerTicket = new Map<Ticket, number>();
   private partBytes = 0;
+  private partOpenedAt = 0;
   private groupValues: unknown[][] = [];
   private groupRows = 0;
   private groupBytes = 0;
@@ -81,7 +93,7 @@ export class ParquetSink<T> implements Sink<T> {
     const existing = (await readdir(this.options.dir)).filter(
       (f) => f.startsWith(`${prefix}-`) && f.endsWith('.parquet'),
     );
-    if (existing.length > 0) {
+    if (existing.length > 0 && this.options.firstPart === undefined) {
       throw new AirError(
         'AIR_USAGE',
         `${this.options.dir}: already holds ${existing.length} part files; write to an empty folder`,
@@ -107,7 +119,12 @@ export class ParquetSink<T> implements Sink<T> {
     }
     this.groupRows += 1;
     this.partTickets.push(ticket);
-    if (this.partTickets.length >= this.options.partRows || this.partBytes >= this.options.partBytes) {
+    this.rowsPerTicket.set(ticket, (this.rowsPerTicket.get(ticket) ?? 0) + 1);
+    const full =
+      this.partTickets.length >= this.options.partRows ||
+      this.partBytes >= this.options.partBytes ||
+      performance.now() - this.partOpenedAt >= (this.options.partMs ?? Infinity);
+    if (full && this.holdsWholeInputs()) {
       await this.commitPart();
     } else if (this.groupRows >= this.options.rowGroupRows || this.groupBytes >= this.options.rowGroupBytes) {
       await this.flushGroup();
@@ -132,12 +149,26 @@ export class ParquetSink<T> implements Sink<T> {
     this.thread = undefined;
   }
 
+  /**
+   * True when every input row with a row in the open part has no other record still in flight, so that a
+   * committed part settles each of its inputs completely (an input's depths never straddle two parts, and
+   * a resumed run never writes one of them twice). Siblings arrive close together, so the overshoot is small.
+   */
+  private holdsWholeInputs(): boolean {
+    for (const [ticket, rows] of this.rowsPerTicket) if (ticket.live !== rows) return false;
+    return true;
+  }
+
+  private get partIndex(): number {
+    return (this.options.firstPart ?? 0) + this.parts.length;
+  }
+
   private partName(index: number): string {
     return `${this.options.prefix ?? 'part'}-${String(index).padStart(5, '0')}.parquet`;
   }
 
   private temporaryPath(): string {
-    return path.join(this.options.dir, `.${this.partName(this.parts.length)}.tmp`);
+    return path.join(this.options.dir, `.${this.partName(this.partIndex)}.tmp`);
   }
 
   private async openPart(): Promise<void> {
@@ -148,6 +179,7 @@ export class ParquetSink<T> implements Sink<T> {
       codec: CODECS[this.options.compression],
     });
     this.partOpen = true;
+    this.partOpenedAt = performance.now();
   }
 
   /** Hands the filled row group to the writer thread; waits only for the previous one. */
@@ -170,21 +202,24 @@ export class ParquetSink<T> implements Sink<T> {
   private async commitPart(): Promise<void> {
     await this.flushGroup();
     await this.inflight;
-    const final = path.join(this.options.dir, this.partName(this.parts.length));
+    const final = path.join(this.options.dir, this.partName(this.partIndex));
     const bytes = await this.call({ op: 'finish', final });
     this.partOpen = false;
-    this.parts.push({ file: final, rows: this.partTickets.length, bytes });
+    const part = { file: final, rows: this.partTickets.length, bytes };
+    this.parts.push(part);
     const committed = this.partTickets;
     this.partTickets = [];
+    this.rowsPerTicket = new Map();
     this.partBytes = 0;
     this.onCommit(committed);
+    await this.options.afterCommit?.(part);
   }
 
   private async call(request: WriterRequest, transfer?: Transferable[]): Promise<number> {
     try {
       return await this.thread!.run<number>(request, { transferList: transfer });
     } catch (error) {
-      const file = path.join(this.options.dir, this.partName(this.parts.length));
+      const file = path.join(this.options.dir, this.partName(this.partIndex));
       throw new AirError('AIR_PARQUET_WRITE', `${file}: could not write part file: ${errorMessage(error)}`, {
         cause: error,
       });

@@ -2,6 +2,7 @@ import { JSDuckDBValueConverter, type DuckDBConnection, type DuckDBInstance } fr
 import type { Document, MetaColumnType, MetaValue } from '../../schemas/documents.js';
 import { t } from '../../schemas/types.js';
 import { ParquetInputError } from '../errors.js';
+import { countRows, RangeCursor, type RowRanges } from '../row-ranges.js';
 import { GarbageBudget } from '../memory.js';
 import type { Ledger } from '../ledger.js';
 import type { Envelope, Source } from '../source.js';
@@ -24,6 +25,12 @@ export interface ParquetSourceOptions {
   readonly binaryAsString?: boolean;
   /** Read at most this many rows in all, shards in order (for trial runs and benchmarks). */
   readonly limit?: number;
+  /**
+   * Rows an earlier, interrupted run settled, by shard label: they are not counted again. With `replay`
+   * they are still read and sent as replay records (for stages that keep state); without it, skipped.
+   */
+  readonly settled?: ReadonlyMap<string, RowRanges>;
+  readonly replay?: boolean;
 }
 
 interface PlannedShard {
@@ -89,7 +96,9 @@ export class ParquetSource implements Source<Document> {
   async expectedRows(): Promise<number> {
     await this.prepare();
     const rows = this.plan!.reduce((sum, p) => sum + p.footer.rows, 0);
-    return Math.min(rows, this.options.limit ?? Infinity);
+    let done = 0;
+    for (const ranges of this.options.settled?.values() ?? []) done += countRows(ranges);
+    return Math.min(rows, this.options.limit ?? Infinity) - done;
   }
 
   async *read(ledger: Ledger, signal: AbortSignal): AsyncIterable<Envelope<Document>> {
@@ -125,6 +134,8 @@ export class ParquetSource implements Source<Document> {
       `binary_as_string=${this.options.binaryAsString ?? false})`;
     let nextRow = 0;
     let rowsSeen = 0;
+    const ranges = this.options.settled?.get(shard.label);
+    const settled = ranges === undefined ? undefined : new RangeCursor(ranges);
     try {
       const result = await this.conn!.stream(sql);
       for (;;) {
@@ -141,8 +152,11 @@ export class ParquetSource implements Source<Document> {
           if (row !== rowsSeen) throw gap(shard.path, rowsSeen, row);
           rowsSeen++;
           nextRow = row + 1;
-          const ticket = ledger.read(shard.label, row);
+          const done = settled?.has(row) ?? false;
+          if (done && !this.options.replay) continue;
+          const ticket = done ? ledger.replay(shard.label, row) : ledger.read(shard.label, row);
           const text = texts[i];
+          if (done && (typeof text !== 'string' || text.trim().length === 0)) continue;
           if (typeof text !== 'string') {
             ledger.dropped(ticket, this.name, 'null_text');
             continue;

@@ -72,3 +72,7 @@ export type {
 export { airTable, airRow, airFields } from './schemas/air.js';
 export { appendAirStages } from './job/air-graph.js';
 export { configFingerprint } from './job/fingerprint.js';
+export { StatsCollector } from './report/stats/collector.js';
+export { mergeStats } from './report/stats/collector.js';
+export { writeRunStats } from './report/run-stats.js';
+export type { RunStats } from './schemas/stats.js';

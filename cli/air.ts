@@ -14,6 +14,7 @@ import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
 import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
+import { registerStatsCommand } from './stats-command.js';
 import { summaryLines } from './summary.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, sigint: 130, sigterm: 143 } as const;

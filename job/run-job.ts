@@ -11,6 +11,10 @@ import { readManifest } from '../pipeline/io/manifest.js';
 import type { Settlement } from '../pipeline/ledger.js';
 import { countRows } from '../pipeline/row-ranges.js';
 import { Checkpointer, openOutput } from './checkpoint.js';
+import { writeRunStats } from '../report/run-stats.js';
+import { StatsCollector } from '../report/stats/collector.js';
+import type { TableSchema } from '../schemas/types.js';
+import { errorMessage } from '../pipeline/errors.js';
 import type { WorkerPool } from '../pipeline/pool/worker-pool.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { peakRssMB } from '../pipeline/memory.js';
@@ -98,6 +102,9 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       replay: start.resumed,
     });
     const meta = await source.metaColumnTypes();
+    // Statistics are collected from each row as it is written: no second pass over the output.
+    const stats = new StatsCollector({ kind: config.method });
+    let table: TableSchema;
     const writer = {
       dir: config.output,
       partRows: config.writer.partRows,
@@ -139,8 +146,8 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     if (config.method === 'documents') {
       const documentSink = new ParquetSink<Document>({
         ...writer,
-        schema: documentsTable(meta),
-        toRow: documentRow,
+        schema: (table = documentsTable(meta)),
+        toRow: (doc) => stats.row(documentRow(doc)),
       });
       run = documents.into(documentSink, runOptions);
     } else {
@@ -169,8 +176,8 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       };
       const airSink = new ParquetSink<ScoredExample>({
         ...writer,
-        schema: airTable(meta),
-        toRow: (example) => airRow(example, provenance),
+        schema: (table = airTable(meta)),
+        toRow: (example) => stats.row(airRow(example, provenance)),
       });
       run = examples.into(airSink, runOptions);
     }
@@ -196,6 +203,20 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
         : { accounting: llm.accounting.snapshot(), cache: llm.cache.stats(), promptVersion };
     const parts = await committedParts(config.output);
     const ledgerFile = await writeLedger(config, report, parts, usage, failures.rowsWritten);
+    try {
+      await writeRunStats(config.output, {
+        stats,
+        report,
+        llm: usage,
+        schema: table!,
+        config,
+        configFingerprint: configFingerprint(config),
+        resumed: start.resumed,
+      });
+    } catch (error) {
+      // The report describes the run; failing to write it must not fail a run whose rows are committed.
+      options.log?.(`stats: ${errorMessage(error)}`);
+    }
     return { report, parts, ledgerFile, llm: usage };
   } finally {
     await pool?.close();

@@ -1,6 +1,10 @@
+import { color, esc, formatTick, niceTicks } from './svg.js';
+
+export { esc } from './svg.js';
+
 /**
  * A small, dependency-free SVG line chart: labelled axes with units, a legend, one polyline and dots per
- * series. Enough for benchmark curves in self-contained HTML files that open without a network.
+ * series. Enough for benchmark curves and timelines in self-contained HTML files that open without a network.
  */
 export interface Series {
   readonly name: string;
@@ -18,9 +22,12 @@ export interface LineChartOptions {
   readonly height?: number;
   /** A vertical marker, e.g. the recommended concurrency. */
   readonly markX?: { readonly x: number; readonly label: string };
+  /**
+   * At most this many x tick labels (default 12): with more distinct x values (a timeline), ticks are evenly
+   * spaced round numbers instead of one per point.
+   */
+  readonly maxXTicks?: number;
 }
-
-const COLORS = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#ff7f0e', '#8c564b'];
 
 export function lineChartSvg(options: LineChartOptions): string {
   const width = options.width ?? 640;
@@ -34,7 +41,8 @@ export function lineChartSvg(options: LineChartOptions): string {
   const ys = all.map(([, y]) => y);
   const xMin = Math.min(...xs, 0);
   const xMax = Math.max(...xs, xMin + 1);
-  const yMax = niceCeil(Math.max(...ys, 1e-9));
+  const yTicks = niceTicks(Math.max(...ys, 1e-9), 4);
+  const yMax = yTicks[yTicks.length - 1]!;
   const px = (x: number): number =>
     margin.left + ((fx(x) - xMin) / (xMax - xMin)) * (width - margin.left - margin.right);
   const py = (y: number): number =>
@@ -44,15 +52,13 @@ export function lineChartSvg(options: LineChartOptions): string {
     `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 ${width} ${height}" width="${width}" height="${height}" role="img" aria-label="${esc(options.title)}">`,
     `<text x="${width / 2}" y="20" text-anchor="middle" font-size="15" font-weight="600">${esc(options.title)}</text>`,
   );
-  for (let i = 0; i <= 4; i++) {
-    const y = (yMax * i) / 4;
+  for (const y of yTicks) {
     parts.push(
       `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(y)}" y2="${py(y)}" stroke="#ddd"/>`,
       `<text x="${margin.left - 6}" y="${py(y) + 4}" text-anchor="end" font-size="11">${formatTick(y)}</text>`,
     );
   }
-  const xTicks = [...new Set(all.map(([x]) => x))].sort((a, b) => a - b);
-  for (const x of xTicks) {
+  for (const x of xTicks(all, options.maxXTicks ?? 12, options.logX === true)) {
     parts.push(
       `<text x="${px(x)}" y="${height - margin.bottom + 16}" text-anchor="middle" font-size="11">${formatTick(x)}</text>`,
     );
@@ -71,16 +77,17 @@ export function lineChartSvg(options: LineChartOptions): string {
     );
   }
   options.series.forEach((series, i) => {
-    const color = COLORS[i % COLORS.length]!;
+    const stroke = color(i);
     const points = series.points.filter(([x, y]) => Number.isFinite(x) && Number.isFinite(y));
     parts.push(
-      `<polyline class="series" data-series="${esc(series.name)}" fill="none" stroke="${color}" stroke-width="2" points="${points
+      `<polyline class="series" data-series="${esc(series.name)}" fill="none" stroke="${stroke}" stroke-width="2" points="${points
         .map(([x, y]) => `${px(x).toFixed(1)},${py(y).toFixed(1)}`)
         .join(' ')}"/>`,
       ...points.map(
-        ([x, y]) => `<circle cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${color}"/>`,
+        ([x, y]) =>
+          `<circle class="mark" cx="${px(x).toFixed(1)}" cy="${py(y).toFixed(1)}" r="3" fill="${stroke}"><title>${esc(series.name)}: ${formatTick(x)}, ${formatTick(y)}</title></circle>`,
       ),
-      `<rect x="${width - margin.right - 150}" y="${margin.top + i * 16}" width="10" height="10" fill="${color}"/>`,
+      `<rect x="${width - margin.right - 150}" y="${margin.top + i * 16}" width="10" height="10" fill="${stroke}"/>`,
       `<text x="${width - margin.right - 135}" y="${margin.top + 9 + i * 16}" font-size="11">${esc(series.name)}</text>`,
     );
   });
@@ -88,18 +95,11 @@ export function lineChartSvg(options: LineChartOptions): string {
   return parts.join('\n');
 }
 
-function niceCeil(v: number): number {
-  const magnitude = 10 ** Math.floor(Math.log10(v));
-  for (const step of [1, 2, 2.5, 5, 10]) if (step * magnitude >= v) return step * magnitude;
-  return 10 * magnitude;
-}
-
-function formatTick(v: number): string {
-  if (v >= 10_000) return `${Math.round(v / 1000)}k`;
-  if (v >= 100 || Number.isInteger(v)) return String(Math.round(v));
-  return v.toFixed(1);
-}
-
-export function esc(text: string): string {
-  return text.replace(/[&<>"]/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;' })[c]!);
+/** One tick per distinct x while they are few (concurrency levels); evenly spaced round values beyond. */
+function xTicks(points: ReadonlyArray<readonly [number, number]>, max: number, logX: boolean): number[] {
+  const distinct = [...new Set(points.map(([x]) => x))].sort((a, b) => a - b);
+  if (distinct.length <= max || logX) return distinct;
+  return niceTicks(distinct[distinct.length - 1]!, Math.max(2, max - 2)).filter(
+    (x) => x >= distinct[0]! || x === 0,
+  );
 }

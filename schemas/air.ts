@@ -13,6 +13,7 @@ export const airFields = {
   document_id: t.string(),
   source_file: t.string(),
   source_row: t.int64(),
+  document_words: t.int32(),
   initial_instruction: t.string(),
   initial_score: t.int32(),
   reference: t.string(),
@@ -71,6 +72,7 @@ export const AIR_DESCRIPTIONS: Readonly<Record<keyof typeof airFields, string>> 
   document_id: 'id of the source document',
   source_file: 'input shard of the source document',
   source_row: 'row of the source document in its shard (0-based)',
+  document_words: 'whitespace-separated words of the source document',
   initial_instruction: 'the back-translated instruction the refinement started from',
   initial_score: "the initial instruction's 0-5 quality score",
   reference:
@@ -119,6 +121,7 @@ export function airRow(example: ScoredExample, provenance: RowProvenance): Recor
     document_id: example.doc.id,
     source_file: example.doc.sourceFile,
     source_row: example.doc.sourceRow,
+    document_words: example.doc.words,
     initial_instruction: example.initialInstruction,
     initial_score: example.initialScore,
     reference: example.reference,

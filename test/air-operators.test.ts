@@ -221,7 +221,7 @@ function context(): OperatorContext & { counts: Record<string, number> } {
 }
 
 const SEED: Seeded = {
-  doc: { id: 'doc-1', sourceFile: 's.parquet', sourceRow: 3, meta: {} },
+  doc: { id: 'doc-1', sourceFile: 's.parquet', sourceRow: 3, meta: {}, words: 16 },
   text: 'Tides are caused by the gravitational pull of the moon and the sun on the oceans.',
   initialInstruction: 'Explain how tides form.',
   initialScore: 5,

@@ -48,7 +48,13 @@ export function generate(
       ctx.count(`score_${score}`);
       if (score < options.minScore) return drop('low_score');
       const { text, ...ref } = doc;
-      return emit({ doc: ref, text, initialInstruction: instruction, initialScore: score, calls });
+      return emit({
+        doc: { ...ref, words: countWords(text) },
+        text,
+        initialInstruction: instruction,
+        initialScore: score,
+        calls,
+      });
     },
   };
 }

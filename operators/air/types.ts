@@ -26,6 +26,8 @@ export interface DocumentRef {
   readonly sourceFile: string;
   readonly sourceRow: number;
   readonly meta: Readonly<Record<string, MetaValue>>;
+  /** Whitespace-separated words of the document (for length statistics; the text itself is not kept). */
+  readonly words: number;
 }
 
 /** After `generate`: the back-translated instruction that passed the quality gate. */

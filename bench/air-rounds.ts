@@ -1,0 +1,354 @@
+/**
+ * air's streaming AIR loop against a baseline that runs the same steps in global rounds, as the reference code
+ * does (every document finishes step k before any starts step k+1, and merge + answer run at all five depths).
+ * Both sides: the same documents, the same in-flight budget of LLM calls, and each its own fresh simulator
+ * process with the same capacity (slots, decode rate) and heavy-tailed reply lengths; no response cache.
+ *
+ *   npx tsx bench/air-rounds.ts [--docs 600] [--in-flight 64] [--slots 32] [--decode-tps 300]
+ *                               [--reply-length lognormal|pareto] [--sigma 1.2] [--alpha 2.5]
+ *                               [--mean-reply-tokens 200] [--depths deepest|all] [--only rounds|streaming]
+ *
+ * Prints markdown tables and writes bench/data/air-rounds.json.
+ */
+import type { DuckDBInstance } from '@duckdb/node-api';
+import { execFileSync } from 'node:child_process';
+import { mkdir, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { airConfigSchema, type AirConfig } from '../job/config.js';
+import type { SimulatorOptions } from '../llm/simulator/index.js';
+import { loadPromptSet } from '../operators/air/prompts.js';
+import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
+import { DEFAULT_VALIDITY } from '../operators/air/validity-filter.js';
+import { openDuckDB } from '../pipeline/io/duckdb.js';
+import { resolveShards } from '../pipeline/io/shards.js';
+import { benchLlm, type BenchClient } from './air-rounds/client.js';
+import { chooseDocuments, readDocuments, type DocumentSet } from './air-rounds/documents.js';
+import { runRounds } from './air-rounds/rounds.js';
+import {
+  scrape,
+  serverWindow,
+  startBenchSim,
+  stopBenchSim,
+  type ServerWindow,
+  type SimMetrics,
+} from './air-rounds/sim.js';
+import { runStreaming } from './air-rounds/streaming.js';
+import { callsByStage, tally, yieldsFromRows, type Yield } from './air-rounds/tally.js';
+
+function arg(flag: string, fallback: string): string {
+  const at = process.argv.indexOf(flag);
+  return at < 0 ? fallback : (process.argv[at + 1] ?? fallback);
+}
+const num = (flag: string, fallback: number): number => Number(arg(flag, String(fallback)));
+
+const DOCS = num('--docs', 600);
+const IN_FLIGHT = num('--in-flight', 64);
+const INPUT = arg('--input', path.resolve(import.meta.dirname, '../../shared/data/web'));
+const OUT = arg('--out', path.resolve(import.meta.dirname, 'data/air-rounds.json'));
+const ONLY = arg('--only', 'both');
+const DEPTHS_MODE = arg('--depths', 'deepest') as AirConfig['depths'];
+
+/** The one simulator configuration both sides get (each in a fresh process). */
+const SIM: SimulatorOptions = {
+  seed: num('--seed', 0),
+  models: ['air-sim-guidance', 'air-sim-student'],
+  maxConcurrentSequences: num('--slots', 32),
+  decodeTokensPerSPerSequence: num('--decode-tps', 300),
+  prefillTokensPerS: num('--prefill-tps', 20_000),
+  maxQueue: 1024,
+  contextTokens: 32_768,
+  meanReplyTokens: num('--mean-reply-tokens', 200),
+  replyLength: arg('--reply-length', 'lognormal') as 'lognormal' | 'pareto',
+  replyLengthSigma: num('--sigma', 1.2),
+  replyLengthAlpha: num('--alpha', 2.5),
+};
+const SLOTS = SIM.maxConcurrentSequences!;
+
+/** air's defaults, less the final LLM quality score (the reference has no such call). */
+const AIR: AirConfig = airConfigSchema.parse({ llmScores: false, depths: DEPTHS_MODE });
+
+interface SideSummary {
+  readonly side: 'rounds' | 'streaming';
+  readonly wallS: number;
+  readonly documents: number;
+  readonly documentsPerS: number;
+  readonly acceptedPerS: number;
+  readonly yield: Yield;
+  /** Logical calls (one per step call; HTTP retries and JSON repairs inside it). */
+  readonly calls: number;
+  readonly callsByRole: Record<string, number>;
+  readonly callsByStage: Record<string, number>;
+  readonly failedCalls: number;
+  readonly callsPerAccepted: number;
+  readonly callsPerDocumentWithInstruction: number;
+  readonly peakInFlight: number;
+  readonly retries: number;
+  readonly server: ServerWindow;
+  /** Where the documents went: passed generate, dropped by reason, failed by kind. */
+  readonly outcomes: Record<string, number>;
+  readonly rounds?: readonly { name: string; units: number; wallS: number; busy: number }[];
+  /** Per second: the server's mean running and waiting requests. */
+  readonly timeline: readonly { t: number; running: number; waiting: number }[];
+}
+
+/** Samples the simulator every second while `work` runs; the timeline and the whole window. */
+async function measured<T>(
+  origin: string,
+  work: (now: () => Promise<SimMetrics>) => Promise<T>,
+): Promise<{ value: T; wallS: number; server: ServerWindow; timeline: SideSummary['timeline'] }> {
+  const first = await scrape(origin);
+  const samples: SimMetrics[] = [first];
+  let done = false;
+  const sampler = (async () => {
+    while (!done) {
+      await sleep(1000);
+      if (!done) samples.push(await scrape(origin));
+    }
+  })();
+  const started = performance.now();
+  const value = await work(() => scrape(origin));
+  const wallS = (performance.now() - started) / 1000;
+  done = true;
+  await sampler;
+  const last = await scrape(origin);
+  samples.push(last);
+  const timeline = samples.slice(1).map((s, i) => {
+    const w = serverWindow(samples[i]!, s, SLOTS);
+    return { t: s.uptime_seconds - first.uptime_seconds, running: w.meanRunning, waiting: w.meanWaiting };
+  });
+  return { value, wallS, server: serverWindow(first, last, SLOTS), timeline };
+}
+
+function steps(llm: BenchClient): StepRunner {
+  return new StepRunner(llm.client, loadPromptSet(AIR.promptSet), {
+    seed: AIR.seed,
+    maxTokens: { ...DEFAULT_MAX_TOKENS, ...AIR.maxTokens },
+  });
+}
+
+function common(llm: BenchClient, documents: number, wallS: number, result: Yield) {
+  const calls = llm.client.totalCalls;
+  let failedCalls = 0;
+  for (const n of llm.client.failures.values()) failedCalls += n;
+  return {
+    wallS,
+    documents,
+    documentsPerS: documents / wallS,
+    acceptedPerS: result.accepted / wallS,
+    yield: result,
+    calls,
+    callsByRole: Object.fromEntries(llm.client.calls),
+    failedCalls,
+    callsPerAccepted: calls / result.accepted,
+    callsPerDocumentWithInstruction: calls / result.documentsWithInstruction,
+    peakInFlight: llm.client.peakInFlight,
+    retries: llm.accounting.snapshot().totals.retries,
+  };
+}
+
+async function roundsSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSummary> {
+  const sim = await startBenchSim(SIM);
+  const llm = benchLlm(sim.url, IN_FLIGHT);
+  try {
+    const rounds: { name: string; units: number; wallS: number; busy: number }[] = [];
+    const run = await measured(sim.origin, async (now) => {
+      // Reading is inside the timed window, as the streaming side reads while it runs.
+      const { documents } = await readDocuments(db, set);
+      let previous = await now();
+      return runRounds(steps(llm), documents, {
+        inFlight: IN_FLIGHT,
+        generate: AIR.generate,
+        maxIterations: AIR.refine.maxIterations,
+        constraintWords: { minWords: AIR.refine.constraintMinWords, maxWords: AIR.refine.constraintMaxWords },
+        validity: DEFAULT_VALIDITY,
+        mergeDepths: 5,
+        async onRound(round) {
+          const current = await now();
+          rounds.push({
+            name: round.name,
+            units: round.units,
+            wallS: round.wallMs / 1000,
+            busy: serverWindow(previous, current, SLOTS).busy,
+          });
+          previous = current;
+        },
+      });
+    });
+    const { items } = run.value;
+    const result = tally(
+      items.map((i) => ({ calls: i.calls.length, depths: i.examples.map((e) => e.depth) })),
+    );
+    const outcomes: Record<string, number> = {};
+    const add = (key: string): void => void (outcomes[key] = (outcomes[key] ?? 0) + 1);
+    for (const item of items) {
+      if (item.state === 'dropped') add(`dropped:${item.reason}`);
+      else if (item.state === 'failed') add(`failed:${item.reason}`);
+      else {
+        add('passed_generate');
+        add(`stop:${item.stopReason}`);
+        add(`reached_depth:${item.constraints.length}`);
+        if (item.examples.length === 0) add('no_valid_row');
+        for (const [rule, n] of item.rejected)
+          outcomes[`row_rejected:${rule}`] = (outcomes[`row_rejected:${rule}`] ?? 0) + n;
+      }
+    }
+    return {
+      side: 'rounds',
+      ...common(llm, items.length, run.wallS, result),
+      callsByStage: callsByStage(items.flatMap((i) => i.calls)),
+      server: run.server,
+      outcomes,
+      rounds,
+      timeline: run.timeline,
+    };
+  } finally {
+    await llm.close();
+    await stopBenchSim(sim);
+  }
+}
+
+async function streamingSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSummary> {
+  const sim = await startBenchSim(SIM);
+  const llm = benchLlm(sim.url, IN_FLIGHT);
+  try {
+    const run = await measured(sim.origin, () =>
+      runStreaming(db, set, llm.client, AIR, (l) => console.error(l)),
+    );
+    const { report, rows } = run.value;
+    const result = tally(yieldsFromRows(rows));
+    const outcomes: Record<string, number> = {};
+    const stage = (name: string) => report.stages.find((s) => s.name === name);
+    outcomes.passed_generate = stage('generate')?.passed ?? 0;
+    for (const [key, n] of Object.entries(report.totals.dropped)) outcomes[`dropped:${key}`] = n;
+    for (const [key, n] of Object.entries(report.totals.failed)) outcomes[`failed:${key}`] = n;
+    for (const [key, n] of Object.entries(stage('refine')?.counters ?? {})) {
+      if (key.startsWith('stop:') || key.startsWith('depth:'))
+        outcomes[key.replace(/^depth:/, 'reached_depth:')] = n;
+    }
+    const byStage: Record<string, number> = {};
+    for (const s of report.stages) if (s.counters.calls !== undefined) byStage[s.name] = s.counters.calls;
+    return {
+      side: 'streaming',
+      ...common(llm, stage('length_filter')?.passed ?? 0, run.wallS, result),
+      callsByStage: byStage,
+      server: run.server,
+      outcomes,
+      timeline: run.timeline,
+    };
+  } finally {
+    await llm.close();
+    await stopBenchSim(sim);
+  }
+}
+
+// ---- report ---------------------------------------------------------------------------------------------
+
+const f = (x: number | null | undefined, digits = 2): string =>
+  x === null || x === undefined || !Number.isFinite(x) ? '-' : x.toFixed(digits);
+const ratio = (a: number | null | undefined, b: number | null | undefined): string =>
+  a === null || a === undefined || b === null || b === undefined || b === 0 ? '-' : `${(a / b).toFixed(2)}x`;
+
+function mainTable(r: SideSummary | undefined, s: SideSummary | undefined): string {
+  const row = (label: string, pick: (x: SideSummary) => number, digits = 2, showRatio = true): string =>
+    `| ${label} | ${f(r && pick(r), digits)} | ${f(s && pick(s), digits)} | ${showRatio ? ratio(s && pick(s), r && pick(r)) : ''} |`;
+  return [
+    '| | rounds (reference schedule) | streaming (air) | streaming / rounds |',
+    '| --- | ---: | ---: | ---: |',
+    row('documents (passed the length filter)', (x) => x.documents, 0, false),
+    row('wall time (s)', (x) => x.wallS, 1),
+    row('documents/s', (x) => x.documentsPerS),
+    row('accepted instructions', (x) => x.yield.accepted, 0),
+    row('accepted instructions/s', (x) => x.acceptedPerS),
+    row('documents with an accepted instruction', (x) => x.yield.documentsWithInstruction, 0),
+    row('documents with an accepted instruction/s', (x) => x.yield.documentsWithInstruction / x.wallS),
+    row('LLM calls', (x) => x.calls, 0),
+    row('calls per accepted instruction', (x) => x.callsPerAccepted),
+    row('calls per document with an accepted instruction', (x) => x.callsPerDocumentWithInstruction),
+    row('server busy (slot-time used / slots × time)', (x) => x.server.busy, 3),
+    row('mean requests running on the server', (x) => x.server.meanRunning, 1),
+    row('mean requests waiting on the server', (x) => x.server.meanWaiting, 1),
+    row('completion tokens served', (x) => x.server.completionTokens, 0),
+    row(
+      'server slot-seconds used per document',
+      (x) => (x.server.meanRunning * x.server.seconds) / x.documents,
+    ),
+    row('peak calls in flight (client)', (x) => x.peakInFlight, 0, false),
+    row('failed calls', (x) => x.failedCalls, 0, false),
+  ].join('\n');
+}
+
+function depthTable(r: SideSummary | undefined, s: SideSummary | undefined): string {
+  const lines = [
+    '| depth | rounds: documents | rounds: calls per document | rounds: instructions at this depth | ' +
+      'streaming: documents | streaming: calls per document | streaming / rounds |',
+    '| ---: | ---: | ---: | ---: | ---: | ---: | ---: |',
+  ];
+  for (let d = 0; d < 5; d++) {
+    const a = r?.yield.byDepth[d];
+    const b = s?.yield.byDepth[d];
+    lines.push(
+      `| ${d + 1} | ${a?.documents ?? '-'} | ${f(a?.callsPerDocument)} | ${a?.instructions ?? '-'} | ` +
+        `${b?.documents ?? '-'} | ${f(b?.callsPerDocument)} | ${ratio(b?.callsPerDocument, a?.callsPerDocument)} |`,
+    );
+  }
+  return lines.join('\n');
+}
+
+function roundsTable(r: SideSummary): string {
+  const lines = ['| round | calls | wall (s) | server busy |', '| --- | ---: | ---: | ---: |'];
+  for (const x of r.rounds ?? []) lines.push(`| ${x.name} | ${x.units} | ${f(x.wallS)} | ${f(x.busy, 3)} |`);
+  return lines.join('\n');
+}
+
+function machine(): string {
+  let model = os.cpus()[0]?.model ?? 'unknown';
+  try {
+    const lscpu = execFileSync('lscpu', { encoding: 'utf8' });
+    model = /^Model name:\s*(.+)$/m.exec(lscpu)?.[1]?.trim() ?? model;
+  } catch {
+    // lscpu is missing on some systems; Node's CPU model is close enough.
+  }
+  return `${model} · nproc ${os.availableParallelism()} · node ${process.version} · ${os.platform()} ${os.release()}`;
+}
+
+// ---- main -----------------------------------------------------------------------------------------------
+
+const db = await openDuckDB({ threads: 2, memoryLimit: '512MB' });
+const shards = await resolveShards([INPUT]);
+const set = await chooseDocuments(db, shards, DOCS);
+console.log(`machine: ${machine()}`);
+console.log(
+  `documents: the first ${set.documents} in the length window (${set.rowLimit} rows of ${shards.map((s) => s.label).join(', ')})`,
+);
+console.log(`simulator (fresh process per side): ${JSON.stringify(SIM)}`);
+console.log(
+  `in-flight budget per side: ${IN_FLIGHT} calls · air: documentsInFlight ${AIR.documentsInFlight}, depths ${AIR.depths}, llmScores off\n`,
+);
+
+const rounds = ONLY === 'streaming' ? undefined : await roundsSide(db, set);
+if (rounds !== undefined) console.log(`rounds: ${f(rounds.wallS, 1)} s`);
+const streaming = ONLY === 'rounds' ? undefined : await streamingSide(db, set);
+if (streaming !== undefined) console.log(`streaming: ${f(streaming.wallS, 1)} s`);
+db.closeSync();
+
+console.log(`\n${mainTable(rounds, streaming)}\n`);
+console.log(
+  `Calls per document, by the depth of its deepest accepted instruction:\n\n${depthTable(rounds, streaming)}\n`,
+);
+for (const side of [rounds, streaming]) {
+  if (side === undefined) continue;
+  console.log(
+    `${side.side}: calls by stage ${JSON.stringify(side.callsByStage)} · by role ${JSON.stringify(side.callsByRole)}`,
+  );
+  console.log(`${side.side}: outcomes ${JSON.stringify(side.outcomes)}`);
+}
+if (rounds !== undefined) console.log(`\nRounds of the baseline:\n\n${roundsTable(rounds)}`);
+
+await mkdir(path.dirname(OUT), { recursive: true });
+await writeFile(
+  OUT,
+  `${JSON.stringify({ machine: machine(), documents: set, simulator: SIM, inFlight: IN_FLIGHT, air: AIR, rounds, streaming }, null, 2)}\n`,
+);
+console.log(`\nwritten: ${OUT}`);

@@ -1,0 +1,63 @@
+/**
+ * The benchmark's documents: the first N rows of the input shards that pass AIR's length filter, read the way
+ * the job reads them (ParquetSource → lengthFilter). Both sides read the same rows through the same source.
+ */
+import type { DuckDBInstance } from '@duckdb/node-api';
+import { lengthFilter, type LengthFilterOptions } from '../../operators/length-filter.js';
+import { ParquetSource } from '../../pipeline/io/parquet-source.js';
+import type { Shard } from '../../pipeline/io/shards.js';
+import { pipeline, type Pipeline } from '../../pipeline/run.js';
+import type { Document } from '../../schemas/documents.js';
+import { CollectSink } from './collect-sink.js';
+
+export const FILTER: LengthFilterOptions = { minWords: 50, maxWords: 2048 };
+
+export interface DocumentSet {
+  readonly shards: readonly Shard[];
+  /** Rows to read, shards in order, so that exactly `documents` pass the length filter. */
+  readonly rowLimit: number;
+  readonly documents: number;
+}
+
+/** The filtered documents of the first `rowLimit` rows, as a pipeline to extend. */
+export function documentPipeline(db: DuckDBInstance, set: DocumentSet): Pipeline<Document> {
+  const source = new ParquetSource(db, {
+    shards: set.shards,
+    textColumn: 'text',
+    metaColumns: ['url', 'metadata.url'],
+    limit: set.rowLimit,
+  });
+  return pipeline(source).pipe(lengthFilter<Document>(FILTER));
+}
+
+/** Reads the documents into memory (the baseline's barrier needs them all), with the rows read per shard. */
+export async function readDocuments(
+  db: DuckDBInstance,
+  set: DocumentSet,
+): Promise<{ documents: Document[]; rowsRead: ReadonlyMap<string, number> }> {
+  const sink = new CollectSink<Document>();
+  const report = await documentPipeline(db, set).into(sink).run();
+  if (report.status !== 'completed') throw new Error(`reading documents: ${report.error ?? report.status}`);
+  return { documents: sink.rows, rowsRead: new Map(report.shards.map((s) => [s.shard, s.read])) };
+}
+
+/** Finds how many rows hold the first `documents` that pass the filter. */
+export async function chooseDocuments(
+  db: DuckDBInstance,
+  shards: readonly Shard[],
+  documents: number,
+): Promise<DocumentSet> {
+  const all = await readDocuments(db, { shards, rowLimit: Number.MAX_SAFE_INTEGER, documents: 0 });
+  if (all.documents.length < documents) {
+    throw new Error(
+      `the input has ${all.documents.length} documents in the length window, fewer than ${documents}`,
+    );
+  }
+  const last = all.documents[documents - 1]!;
+  let rows = 0;
+  for (const shard of shards) {
+    if (shard.label === last.sourceFile) return { shards, rowLimit: rows + last.sourceRow + 1, documents };
+    rows += all.rowsRead.get(shard.label) ?? 0;
+  }
+  throw new Error(`document ${last.id} names an unknown shard ${last.sourceFile}`);
+}

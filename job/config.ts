@@ -100,6 +100,10 @@ export const simulatorConfigSchema = z.strictObject({
   /** 400 tokens/s per sequence is a fast server; 30-60 models a 70B model on one node. */
   decodeTokensPerSPerSequence: z.number().positive().default(400),
   meanReplyTokens: z.number().positive().default(200),
+  /** Reply length distribution: lognormal (shape replyLengthSigma), pareto (tail replyLengthAlpha) or fixed. */
+  replyLength: z.enum(['lognormal', 'pareto', 'fixed']).default('lognormal'),
+  replyLengthSigma: z.number().positive().default(1),
+  replyLengthAlpha: z.number().gt(1).default(2.5),
   contextTokens: positiveInt.default(32_768),
   /** Fault injection, each a fraction of chat requests (see `air sim --help`). */
   faults: z

@@ -190,7 +190,7 @@ export class HttpLlmClient implements LlmClient {
         cached: false,
         attempts,
       });
-      if (completion.finishReason === 'length') {
+      if (completion.finishReason === 'length' && options.acceptTruncated !== true) {
         // Sending the same request again would be cut the same way: retry once with twice the budget.
         if (!lengthened) {
           lengthened = true;

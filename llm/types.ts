@@ -27,6 +27,11 @@ export interface ChatOptions extends Sampling {
   readonly schema?: { readonly name: string; readonly schema: JsonSchema };
   /** Distinguishes deliberate re-samples of the same prompt in the cache key (0 for the first). */
   readonly attempt?: number;
+  /**
+   * Keep a reply cut at max_tokens (finish_reason "length") instead of retrying with twice the budget and
+   * then failing: for free text whose end does not matter, such as a student's answer that is only judged.
+   */
+  readonly acceptTruncated?: boolean;
   readonly signal?: AbortSignal;
 }
 

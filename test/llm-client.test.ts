@@ -133,6 +133,14 @@ describe('HttpLlmClient against the simulator', () => {
     expect(simulator.stats().completions).toBe(2);
   });
 
+  it('keeps a cut reply when the caller accepts truncation (one call, finish_reason length)', async () => {
+    const { simulator, client } = await setup({ zeroLatency: true, rateTruncated: 1 });
+    const result = await client.chat('guidance', ask(1), { max_tokens: 64, acceptTruncated: true });
+    expect(result.finishReason).toBe('length');
+    expect(result.text.length).toBeGreaterThan(0);
+    expect(simulator.stats().completions).toBe(1);
+  });
+
   it('returns schema-valid JSON for structured calls', async () => {
     const { client } = await setup({ zeroLatency: true });
     const schema = {

@@ -301,7 +301,7 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
     filter: { minWords: flags.minWords, maxWords: flags.maxWords },
     dedupe:
       flags.dedupe === false
-        ? { exact: false, near: { enabled: false }, instructions: { enabled: false } }
+        ? { ids: false, exact: false, near: { enabled: false }, instructions: { enabled: false } }
         : undefined,
     writer: {
       partRows: flags.partRows,

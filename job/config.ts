@@ -18,6 +18,8 @@ export const sourceConfigSchema = z.strictObject({
   metaColumns: z.array(z.string().min(1)).default(['url', 'metadata.url', 'language']),
   /** Read BINARY columns without a UTF-8 annotation as text. */
   binaryAsString: z.boolean().default(false),
+  /** Longer documents are dropped as read:too_large, never loaded (a decompression bomb stays in DuckDB's limit). */
+  maxDocumentMB: z.number().positive().default(8),
   /** Read at most this many documents in all (shards in order): for trial runs and `air bench --pipeline`. */
   limit: positiveInt.optional(),
 });
@@ -50,6 +52,8 @@ const instructionDedupeSchema = z.strictObject({
 
 /** Across all shards of the run; every removed record names the one it duplicates in duplicates.jsonl. */
 export const dedupeConfigSchema = z.strictObject({
+  /** Drop later documents whose id repeats an earlier one's (ids key rows, seeds and notes). */
+  ids: z.boolean().default(true),
   /** Drop documents whose normalised text equals an earlier one's. */
   exact: z.boolean().default(true),
   /** MinHash + LSH near-duplicate documents (signatures in worker threads). */

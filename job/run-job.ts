@@ -3,6 +3,7 @@ import path from 'node:path';
 import type { AccountingSnapshot } from '../llm/accounting.js';
 import type { ScoredExample } from '../operators/air/types.js';
 import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
+import { uniqueIds } from '../operators/dedupe/unique-ids.js';
 import { createMinHashPool, nearDedupe } from '../operators/dedupe/near-dedupe.js';
 import { lengthFilter } from '../operators/length-filter.js';
 import { DropNotesFile } from '../pipeline/io/drop-notes.js';
@@ -97,6 +98,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       metaColumns: config.source.metaColumns,
       binaryAsString: config.source.binaryAsString,
       limit: config.source.limit,
+      maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
       settled: start.settled,
       // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
       replay: start.resumed,
@@ -131,6 +133,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     const wantsPool = dedupe.near.enabled || (config.method === 'air' && dedupe.instructions.enabled);
     if (wantsPool) pool = createMinHashPool(config.engine.workerThreads);
     let documents = pipeline(source).pipe(lengthFilter<Document>(config.filter));
+    if (dedupe.ids) documents = documents.pipe(uniqueIds<Document>((d) => d.id));
     if (dedupe.exact) {
       documents = documents.pipe(exactDedupe<Document>({ textOf: (d) => d.text, idOf: (d) => d.id }));
     }

@@ -99,7 +99,7 @@ describe('air run', () => {
       .split('\n')
       .map((line) => JSON.parse(line) as { stage: string; duplicateOf: string });
     const removed = Object.entries(ledger.totals.dropped)
-      .filter(([reason]) => /_dedupe:/.test(reason))
+      .filter(([reason]) => /(_dedupe|unique_ids):/.test(reason))
       .reduce((sum, [, n]) => sum + n, 0);
     expect(removed).toBeGreaterThan(100);
     expect(notes).toHaveLength(removed);

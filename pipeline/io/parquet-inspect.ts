@@ -90,6 +90,15 @@ export function classifyReadError(file: string, error: unknown, rowGroup?: numbe
   if (/encrypted/i.test(message)) {
     code = 'AIR_PARQUET_ENCRYPTED';
     detail = ENCRYPTED_DETAIL;
+  } else if (/Invalid string encoding/i.test(message)) {
+    const value = /value "(.{0,80})/.exec(message)?.[1] ?? '';
+    detail =
+      `text that is not valid UTF-8 (${value.replace(/" is not valid UTF8!?$/, '')}...); DuckDB cannot read ` +
+      'past it, so the shard stops here: re-encode the shard or leave it out';
+  } else if (/out of memory|memory limit|failed to allocate/i.test(message)) {
+    detail =
+      `a page too large for the Parquet reader's memory limit (${stripPath(message, file)}); ` +
+      'raise engine.duckdbMemoryMB if the file is trusted';
   } else if (/magic bytes|too small to be a Parquet/i.test(message)) {
     code = 'AIR_PARQUET_NOT_PARQUET';
     detail = `not a readable Parquet file (${stripPath(message, file)})`;

@@ -31,6 +31,8 @@ export interface ParquetSourceOptions {
    */
   readonly settled?: ReadonlyMap<string, RowRanges>;
   readonly replay?: boolean;
+  /** Documents longer than this (UTF-8 bytes) are dropped as `too_large` without being loaded into JS. */
+  readonly maxDocumentBytes?: number;
 }
 
 interface PlannedShard {
@@ -123,11 +125,17 @@ export class ParquetSource implements Source<Document> {
   ): AsyncIterable<Envelope<Document>> {
     const { shard, footer } = planned;
     const metaNames = metaOutputNames(this.options.metaColumns);
+    const textColumn = sqlIdent(this.options.textColumn);
+    const maxBytes = this.options.maxDocumentBytes;
     const select = [
-      `${sqlIdent(this.options.textColumn)} AS __text`,
+      // An oversized document is never turned into a JS string: only its length crosses over.
+      maxBytes === undefined
+        ? `${textColumn} AS __text`
+        : `CASE WHEN strlen(${textColumn}) <= ${maxBytes} THEN ${textColumn} END AS __text`,
       planned.idExpr === undefined ? 'NULL::VARCHAR AS __id' : `${planned.idExpr}::VARCHAR AS __id`,
       'file_row_number AS __row',
       ...planned.metaExprs.map((expr, i) => `${expr ?? 'NULL'} AS ${sqlIdent(`__meta_${i}`)}`),
+      `strlen(${textColumn}) AS __bytes`,
     ];
     const sql =
       `SELECT ${select.join(', ')} FROM read_parquet(${sqlString(shard.path)}, file_row_number=true, ` +
@@ -145,6 +153,7 @@ export class ParquetSource implements Source<Document> {
         const columns = chunk.convertColumns(JSDuckDBValueConverter);
         this.garbage.track(chunkBytes(columns[0]!));
         const [texts, ids, rows] = columns as [unknown[], unknown[], unknown[]];
+        const sizes = columns[columns.length - 1]!;
         for (let i = 0; i < chunk.rowCount; i++) {
           if (this.remaining <= 0) return; // the limit: a deliberate partial read, not checked against the footer
           this.remaining--;
@@ -157,6 +166,10 @@ export class ParquetSource implements Source<Document> {
           const ticket = done ? ledger.replay(shard.label, row) : ledger.read(shard.label, row);
           const text = texts[i];
           if (done && (typeof text !== 'string' || text.trim().length === 0)) continue;
+          if (typeof text !== 'string' && sizes[i] !== null && sizes[i] !== undefined) {
+            ledger.dropped(ticket, this.name, 'too_large');
+            continue;
+          }
           if (typeof text !== 'string') {
             ledger.dropped(ticket, this.name, 'null_text');
             continue;

@@ -23,7 +23,18 @@ export async function resolveShards(inputs: readonly string[]): Promise<Shard[]>
       if (!found.has(real)) found.set(real, shard);
     }
   }
-  return [...found.values()].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+  const shards = [...found.values()].sort((a, b) => (a.label < b.label ? -1 : a.label > b.label ? 1 : 0));
+  // Labels key the ledger, default ids and resumes: two files under one label would be confused.
+  for (let i = 1; i < shards.length; i++) {
+    if (shards[i]!.label === shards[i - 1]!.label) {
+      throw new AirError(
+        'AIR_USAGE',
+        `two input files are both named "${shards[i]!.label}" (${shards[i - 1]!.path}, ${shards[i]!.path}): ` +
+          'pass their common parent folder as --input, so that their names differ',
+      );
+    }
+  }
+  return shards;
 }
 
 async function resolveOne(input: string): Promise<Shard[]> {

@@ -1,0 +1,147 @@
+import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { parseRunConfig, type RunConfigInput } from '../job/config.js';
+import { runJob } from '../job/run-job.js';
+import { FINEWEB, tempDir, writeParquet } from './helpers/duckdb.js';
+
+// Bad inputs made inside the tests: each gives one clear line naming the file (and row group), and the run
+// either skips the record with a ledger entry or stops, never losing what it accepted.
+
+let dir: string;
+let cleanup: () => Promise<void>;
+beforeAll(async () => ({ dir, cleanup } = await tempDir('air-hostile-')));
+afterAll(() => cleanup());
+
+const documents = (input: string | string[], output: string, extra: Partial<RunConfigInput> = {}) =>
+  parseRunConfig({
+    input,
+    output,
+    method: 'documents',
+    progress: 'off',
+    filter: { minWords: 1, maxWords: 10_000_000 },
+    ...extra,
+  });
+
+const words = (n: number, seed: string) => Array.from({ length: n }, (_, i) => `${seed}${i % 97}`).join(' ');
+
+describe('hostile inputs', () => {
+  it('text that is not valid UTF-8: one line naming the file, the row group and the bytes', async () => {
+    const file = path.join(dir, 'bad-utf8.parquet');
+    const good = new TextEncoder().encode('a perfectly fine document');
+    const bad = new Uint8Array([0x68, 0x69, 0xff, 0xfe, 0x20, 0x6f, 0x6b]);
+    const buffer = parquetWriteBuffer({
+      columnData: [{ name: 'text', data: [good, bad, good], type: 'STRING' }],
+    });
+    await writeFile(file, new Uint8Array(buffer));
+    const result = await runJob(documents(file, path.join(dir, 'bad-utf8-out')));
+    expect(result.report.status).toBe('failed');
+    expect(result.report.error).toMatch(
+      /bad-utf8\.parquet: text that is not valid UTF-8 \(hi\\xFF\\xFE ok.*in row group 0$/,
+    );
+    expect(result.report.error!.split('\n')).toHaveLength(1);
+  });
+
+  it('a 50 MB document is dropped as too large without being loaded; the others are written', async () => {
+    const file = await writeParquet(
+      path.join(dir, 'huge.parquet'),
+      `select * from (values ('a', '${words(300, 'w')}'), ('b', repeat('long text ', 5 * 1024 * 1024)), ('c', '${words(200, 'v')}')) t(id, text)`,
+    );
+    const result = await runJob(documents(file, path.join(dir, 'huge-out')));
+    expect(result.report.status).toBe('completed');
+    expect(result.report.totals.dropped).toEqual({ 'read:too_large': 1 });
+    expect(result.report.totals.written).toBe(2);
+  });
+
+  it('a decompression bomb (a small file whose page inflates past the reader memory limit) stops the run with one line', async () => {
+    const file = await writeParquet(
+      path.join(dir, 'bomb.parquet'),
+      `select 'ok' as id, '${words(100, 'u')}' as text union all select 'bomb', repeat('z', 300 * 1024 * 1024)`,
+      "FORMAT parquet, COMPRESSION 'zstd'",
+    );
+    expect((await stat(file)).size).toBeLessThan(1024 * 1024);
+    // DuckDB decompresses a page whole; with a 256 MB limit the 300 MB page cannot be allocated, so memory stays
+    // bounded and the run stops, naming the file, the row group and the setting that would admit a trusted file.
+    const result = await runJob(
+      documents(file, path.join(dir, 'bomb-out'), { engine: { duckdbMemoryMB: 256 } }),
+    );
+    expect(result.report.status).toBe('failed');
+    expect(result.report.error).toMatch(
+      /bomb\.parquet: a page too large for the Parquet reader's memory limit .*raise engine\.duckdbMemoryMB.* in row group 0$/,
+    );
+    const ledger = JSON.parse(await readFile(result.ledgerFile, 'utf8')) as {
+      resources: { peakRssMB: number };
+    };
+    expect(ledger.resources.peakRssMB).toBeGreaterThan(0);
+  });
+
+  it('a document over source.maxDocumentMB whose page fits is dropped, not loaded', async () => {
+    const file = await writeParquet(
+      path.join(dir, 'big.parquet'),
+      `select 'ok' as id, '${words(100, 'u')}' as text union all select 'big', repeat('z', 20 * 1024 * 1024)`,
+      "FORMAT parquet, COMPRESSION 'zstd'",
+    );
+    const result = await runJob(documents(file, path.join(dir, 'big-out')));
+    expect(result.report.status, result.report.error).toBe('completed');
+    expect(result.report.totals.dropped).toEqual({ 'read:too_large': 1 });
+  });
+
+  it('duplicate ids across shards: later ones are dropped, each note naming the id', async () => {
+    const shards = path.join(dir, 'dup-ids');
+    await mkdir(shards);
+    await writeParquet(
+      path.join(shards, 'a.parquet'),
+      `select 'x' || i as id, '${words(80, 'a')} ' || i as text from range(5) t(i)`,
+    );
+    await writeParquet(
+      path.join(shards, 'b.parquet'),
+      `select 'x' || i as id, '${words(80, 'b')} ' || i as text from range(3, 8) t(i)`,
+    );
+    const out = path.join(dir, 'dup-ids-out');
+    // Near dedupe off: these made-up texts are near duplicates of one another.
+    const result = await runJob(documents(shards, out, { dedupe: { near: { enabled: false } } }));
+    expect(result.report.totals.dropped).toEqual({ 'unique_ids:duplicate_id': 2 });
+    const notes = (await readFile(path.join(out, 'duplicates.jsonl'), 'utf8'))
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
+    expect(notes.map((n: { duplicateOf: string; shard: string }) => [n.shard, n.duplicateOf])).toEqual([
+      ['b.parquet', 'x3'],
+      ['b.parquet', 'x4'],
+    ]);
+  });
+
+  it('a shard listed twice is read once; an empty shard is read as zero rows', async () => {
+    const empty = await writeParquet(
+      path.join(dir, 'empty.parquet'),
+      `select 'x' as id, 'y' as text where false`,
+    );
+    const copy = path.join(dir, 'fineweb.parquet');
+    await copyFile(FINEWEB, copy);
+    const result = await runJob(
+      documents([copy, copy, dir + '/fineweb.parquet', empty], path.join(dir, 'twice-out')),
+    );
+    expect(result.report.status).toBe('completed');
+    expect(result.report.shards.map((s) => [s.shard, s.read])).toEqual([
+      ['empty.parquet', 0],
+      ['fineweb.parquet', 1701],
+    ]);
+  });
+
+  it('two files with one name in different folders are refused, naming both', async () => {
+    const a = path.join(dir, 'x', 'same.parquet');
+    const b = path.join(dir, 'y', 'same.parquet');
+    await mkdir(path.dirname(a), { recursive: true });
+    await mkdir(path.dirname(b), { recursive: true });
+    await copyFile(FINEWEB, a);
+    await copyFile(FINEWEB, b);
+    const error = await runJob(documents([a, b], path.join(dir, 'same-out'))).then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    );
+    expect(error?.message).toMatch(
+      /two input files are both named "same\.parquet" \(.*x\/same\.parquet, .*y\/same\.parquet\)/,
+    );
+  });
+});

@@ -3,6 +3,7 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { Command, CommanderError, Option } from 'commander';
 import { parseRunConfig, type RunConfig } from '../job/config.js';
+import { prepareRetry } from '../job/retry-failed.js';
 import { runJob } from '../job/run-job.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
 import { MANIFEST_FILE, readManifest } from '../pipeline/io/manifest.js';
@@ -183,6 +184,30 @@ Example:
     )
     .action(async (flags: RunFlags) => {
       exitCode = await runCommand(flags, io);
+    });
+
+  program
+    .command('retry-failed <dir>')
+    .description('Run again only the input rows whose records failed in the run in <dir> (its own config).')
+    .addOption(
+      new Option('--progress <mode>', 'progress display (default: auto)').choices([
+        'auto',
+        'tty',
+        'log',
+        'off',
+      ]),
+    )
+    .action(async (dir: string, flags: { progress?: string }) => {
+      const plan = await prepareRetry(dir);
+      if (plan.rows === 0) {
+        io.stderr(`air: ${dir}: no failed rows to retry\n`);
+        return;
+      }
+      const shards = Object.entries(plan.byShard)
+        .map(([s, n]) => `${s} ${n}`)
+        .join(', ');
+      io.stderr(`air: retrying ${plan.rows} failed input rows (${shards})\n`);
+      exitCode = await runCommand({ resume: dir, progress: flags.progress }, io);
     });
 
   registerSimCommand(program, { stdout: io.stdout });

@@ -14,7 +14,7 @@ import {
 import type { CommittedPart } from '../pipeline/io/parquet-sink.js';
 import type { Shard } from '../pipeline/io/shards.js';
 import type { Settlement, ShardTally } from '../pipeline/ledger.js';
-import { toRanges, type RowRanges } from '../pipeline/row-ranges.js';
+import { subtractRanges, toRanges, type RowRanges } from '../pipeline/row-ranges.js';
 import { increment } from '../pipeline/stats.js';
 import type { RunConfig } from './config.js';
 import { configFingerprint, differingSettings, resultSettings } from './fingerprint.js';
@@ -80,11 +80,18 @@ export async function openOutput(
   const log = await ManifestLog.open(dir, { kind: 'resume', at: new Date().toISOString(), fingerprint });
   const settledRows = new Map<string, RowRanges>();
   const tallies = new Map<string, ShardTally>();
-  for (const commit of manifest.commits) {
-    for (const [label, ranges] of Object.entries(commit.settled)) {
-      settledRows.set(label, toRanges([], [...(settledRows.get(label) ?? []), ...ranges]));
+  for (const entry of manifest.entries) {
+    if (entry.kind === 'commit') {
+      for (const [label, ranges] of Object.entries(entry.settled)) {
+        settledRows.set(label, toRanges([], [...(settledRows.get(label) ?? []), ...ranges]));
+      }
+      for (const t of entry.tallies) addTally(tallies, t);
+    } else if (entry.kind === 'retry') {
+      for (const [label, ranges] of Object.entries(entry.rows)) {
+        settledRows.set(label, subtractRanges(settledRows.get(label) ?? [], ranges));
+      }
+      for (const t of entry.tallies) addTally(tallies, t);
     }
-    for (const t of commit.tallies) addTally(tallies, t);
   }
   const last = manifest.commits[manifest.commits.length - 1];
   return {

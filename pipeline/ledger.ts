@@ -114,6 +114,10 @@ export class Ledger {
       tally.abandoned += t.abandoned;
       for (const [k, v] of Object.entries(t.dropped)) increment(tally.dropped, k, v);
       for (const [k, v] of Object.entries(t.failed)) increment(tally.failed, k, v);
+      // Retried failures come back as negative counts: a reason that reaches zero is gone.
+      for (const counts of [tally.dropped, tally.failed]) {
+        for (const [k, v] of Object.entries(counts)) if (v === 0) delete counts[k];
+      }
     }
   }
 

@@ -40,3 +40,22 @@ export class RangeCursor {
     return range !== undefined && range[0] <= row;
   }
 }
+
+/** The rows of `a` that are not in `b`. */
+export function subtractRanges(a: RowRanges, b: RowRanges): Array<[number, number]> {
+  const out: Array<[number, number]> = [];
+  let j = 0;
+  for (const [start, end] of a) {
+    let from = start;
+    while (j < b.length && b[j]![1] <= from) j++;
+    let k = j;
+    while (k < b.length && b[k]![0] < end) {
+      const [bs, be] = b[k]!;
+      if (bs > from) out.push([from, bs]);
+      from = Math.max(from, be);
+      k++;
+    }
+    if (from < end) out.push([from, end]);
+  }
+  return out;
+}

@@ -170,3 +170,57 @@ async function mkdirp(folder: string): Promise<string> {
   await mkdir(folder, { recursive: true });
   return folder;
 }
+
+describe('air retry-failed', () => {
+  it('runs again only the rows that failed, and the ledger and output come out as one run', async () => {
+    const { startSimulator } = await import('../llm/simulator/index.js');
+    const { runAir } = await import('./helpers/cli.js');
+    const flaky = await startSimulator({
+      models: ['g', 's'],
+      rate500: 0.15,
+      decodeTokensPerSPerSequence: 4000,
+    });
+    const out = path.join(dir, 'retry');
+    const endpoint = { baseUrl: flaky.url, maxAttempts: 1 };
+    const first = await runJob(
+      parseRunConfig({
+        input: SAMPLE,
+        output: out,
+        source: { limit: 120 },
+        llm: { guidance: { ...endpoint, model: 'g' }, student: { ...endpoint, model: 's' } },
+        progress: 'off',
+      }),
+    );
+    const port = flaky.port;
+    await flaky.close();
+    const failed = Object.values(first.report.totals.failed).reduce((a, b) => a + b, 0);
+    expect(failed).toBeGreaterThan(0);
+    const healthy = await startSimulator({ models: ['g', 's'], port, decodeTokensPerSPerSequence: 4000 });
+    try {
+      const retried = await runAir(['retry-failed', out, '--progress', 'off']);
+      expect(retried.code, retried.stderr).toBe(0);
+      expect(retried.stderr).toMatch(new RegExp(`retrying ${failed} failed input rows`));
+      const ledger = JSON.parse(await readFile(path.join(out, 'ledger.json'), 'utf8')) as {
+        totals: {
+          read: number;
+          written: number;
+          dropped: Record<string, number>;
+          failed: Record<string, number>;
+        };
+      };
+      const t = ledger.totals;
+      expect(t.read).toBe(120);
+      expect(Object.values(t.failed).reduce((a, b) => a + b, 0)).toBe(0);
+      expect(t.written + Object.values(t.dropped).reduce((a, b) => a + b, 0)).toBe(120);
+      expect(t.written).toBeGreaterThan(first.report.totals.written);
+      const dups = await query(
+        `select document_id, depth, count(*) c from read_parquet('${out}/part-*.parquet') group by all having c > 1`,
+      );
+      expect(dups).toEqual([]);
+      const again = await runAir(['retry-failed', out, '--progress', 'off']);
+      expect(again.stderr).toMatch(/no failed rows to retry/);
+    } finally {
+      await healthy.close();
+    }
+  }, 300_000);
+});

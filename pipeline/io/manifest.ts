@@ -54,15 +54,28 @@ export interface ManifestCommit {
   readonly notesBytes: number;
 }
 
+/** Failed input rows handed back to be run again (`air retry-failed`): no longer settled. */
+export interface ManifestRetry {
+  readonly kind: 'retry';
+  readonly at: string;
+  readonly rows: Readonly<Record<string, RowRanges>>;
+  /** Subtracted from the tallies (read and the failure reasons, as negative counts). */
+  readonly tallies: readonly ShardTally[];
+}
+
 export type ManifestEntry =
   | ManifestHeader
   | ManifestCommit
+  | ManifestRetry
   | { readonly kind: 'resume'; readonly at: string; readonly fingerprint: string }
   | { readonly kind: 'complete'; readonly at: string };
 
 export interface Manifest {
   readonly header: ManifestHeader;
+  /** Every entry in order (the header first). */
+  readonly entries: readonly ManifestEntry[];
   readonly commits: readonly ManifestCommit[];
+  /** Every input row is settled: a `complete` entry with no `retry` after it. */
   readonly complete: boolean;
 }
 
@@ -107,10 +120,12 @@ export async function readManifest(dir: string): Promise<Manifest | undefined> {
   });
   const header = entries[0];
   if (header?.kind !== 'header') throw new AirError('AIR_RESUME_MISMATCH', `${file}: no header line`);
+  const lastState = entries.filter((e) => e.kind === 'complete' || e.kind === 'retry').at(-1);
   return {
     header,
+    entries,
     commits: entries.filter((e): e is ManifestCommit => e.kind === 'commit'),
-    complete: entries.some((e) => e.kind === 'complete'),
+    complete: lastState?.kind === 'complete',
   };
 }
 

@@ -1,0 +1,103 @@
+import { readdir } from 'node:fs/promises';
+import path from 'node:path';
+import { openDuckDB } from '../pipeline/io/duckdb.js';
+import { ManifestLog, readManifest, MANIFEST_FILE } from '../pipeline/io/manifest.js';
+import { sqlString } from '../pipeline/io/duckdb.js';
+import { AirError } from '../pipeline/errors.js';
+import type { ShardTally } from '../pipeline/ledger.js';
+import { toRanges, type RowRanges } from '../pipeline/row-ranges.js';
+import { parseRunConfig, type RunConfig } from './config.js';
+
+export interface RetryPlan {
+  readonly config: RunConfig;
+  /** Input rows handed back, by shard label. */
+  readonly rows: number;
+  readonly byShard: Readonly<Record<string, number>>;
+}
+
+interface FailedRow {
+  shard: string;
+  row: number;
+  reason: string;
+}
+
+/**
+ * Prepares `air retry-failed <dir>`: finds the input rows whose records failed and are still failed (a row
+ * that failed again after an earlier retry counts once, a row with any written output never), and appends a
+ * `retry` entry to the manifest that hands them back: they are no longer settled and their failures leave
+ * the tallies. Running the folder's own config then redoes just those rows (LLM calls answered before come
+ * from the cache), while stages with state replay the rest as usual.
+ */
+export async function prepareRetry(dir: string): Promise<RetryPlan> {
+  const manifest = await readManifest(dir);
+  if (manifest === undefined)
+    throw new AirError('AIR_USAGE', `${dir}: no ${MANIFEST_FILE} here: not an air output folder`);
+  const failedNow = new Map<string, FailedRow>();
+  const db = await openDuckDB({ threads: 1, memoryLimit: '256MB' });
+  const conn = await db.connect();
+  try {
+    const read = async (file: string): Promise<FailedRow[]> => {
+      const result = await conn.runAndReadAll(
+        `SELECT source_file, source_row, stage, error_kind FROM read_parquet(${sqlString(path.join(dir, file))})`,
+      );
+      return result.getRowsJS().map(([shard, row, stage, kind]) => ({
+        shard: String(shard),
+        row: Number(row),
+        reason: `${String(stage)}:${String(kind)}`,
+      }));
+    };
+    for (const entry of manifest.entries) {
+      if (entry.kind === 'commit' && entry.failedPart !== null) {
+        for (const f of await read(entry.failedPart)) failedNow.set(`${f.shard}\0${f.row}`, f);
+      } else if (entry.kind === 'retry') {
+        for (const [label, ranges] of Object.entries(entry.rows)) {
+          for (const [a, b] of ranges) for (let r = a; r < b; r++) failedNow.delete(`${label}\0${r}`);
+        }
+      }
+    }
+    // An input with a written row was settled as written: retrying it would write that row twice.
+    const parts = (await readdir(dir)).filter((f) => /^part-\d+\.parquet$/.test(f));
+    if (parts.length > 0 && failedNow.size > 0) {
+      const written = await conn.runAndReadAll(
+        `SELECT DISTINCT source_file, source_row FROM read_parquet(${sqlString(path.join(dir, 'part-*.parquet'))})`,
+      );
+      for (const [shard, row] of written.getRowsJS()) failedNow.delete(`${String(shard)}\0${Number(row)}`);
+    }
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+  const config = parseRunConfig(
+    { ...(manifest.header.config as object), output: dir },
+    `${dir}/${MANIFEST_FILE}`,
+  );
+  const rowsByShard = new Map<string, number[]>();
+  const tallies = new Map<string, ShardTally>();
+  for (const f of failedNow.values()) {
+    let rows = rowsByShard.get(f.shard);
+    if (rows === undefined) rowsByShard.set(f.shard, (rows = []));
+    rows.push(f.row);
+    let tally = tallies.get(f.shard);
+    if (tally === undefined) {
+      tally = { shard: f.shard, read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
+      tallies.set(f.shard, tally);
+    }
+    tally.read -= 1;
+    tally.failed[f.reason] = (tally.failed[f.reason] ?? 0) - 1;
+  }
+  const byShard: Record<string, number> = {};
+  const rows: Record<string, RowRanges> = {};
+  for (const [label, list] of rowsByShard) {
+    rows[label] = toRanges(list);
+    byShard[label] = list.length;
+  }
+  if (failedNow.size > 0) {
+    await ManifestLog.open(dir, {
+      kind: 'retry',
+      at: new Date().toISOString(),
+      rows,
+      tallies: [...tallies.values()],
+    });
+  }
+  return { config, rows: failedNow.size, byShard };
+}

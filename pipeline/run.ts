@@ -331,6 +331,9 @@ export class PipelineRun {
         if (batch.length === 0) continue;
         const turn = ordered ? previous : undefined;
         const task = this.handle(op, stats, ctx, batch, output, turn).finally(() => inflight.delete(task));
+        // Race and all below see a failure; after the first one the stage returns, and the others that fail
+        // (cancelled by a hard stop) must not surface as unhandled rejections.
+        task.catch(noop);
         inflight.add(task);
         if (ordered) previous = task.then(noop, noop);
       }

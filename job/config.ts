@@ -20,6 +20,8 @@ export const sourceConfigSchema = z.strictObject({
   binaryAsString: z.boolean().default(false),
   /** Longer documents are dropped as read:too_large, never loaded (a decompression bomb stays in DuckDB's limit). */
   maxDocumentMB: z.number().positive().default(8),
+  /** A null, blank or oversized text: `skip` drops it with a ledger reason, `stop` ends the run naming the row. */
+  badRecords: z.enum(['skip', 'stop']).default('skip'),
   /** Read at most this many documents in all (shards in order): for trial runs and `air bench --pipeline`. */
   limit: positiveInt.optional(),
 });

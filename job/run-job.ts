@@ -99,6 +99,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       binaryAsString: config.source.binaryAsString,
       limit: config.source.limit,
       maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
+      badRecords: config.source.badRecords,
       settled: start.settled,
       // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
       replay: start.resumed,

@@ -52,6 +52,17 @@ describe('hostile inputs', () => {
     expect(result.report.status).toBe('completed');
     expect(result.report.totals.dropped).toEqual({ 'read:too_large': 1 });
     expect(result.report.totals.written).toBe(2);
+    // Configured to stop instead: one line naming the file, the row and the column; the ledger still balances.
+    const strict = await runJob(
+      documents(file, path.join(dir, 'huge-strict'), { source: { badRecords: 'stop' } }),
+    );
+    expect(strict.report.status).toBe('failed');
+    expect(strict.report.error).toMatch(
+      /huge\.parquet: row 1: column "text" is 52428800 bytes, over the limit/,
+    );
+    const t = strict.report.totals;
+    expect(t.dropped).toEqual({ 'read:too_large': 1 });
+    expect(t.read).toBe(t.written + 1 + t.abandoned);
   });
 
   it('a decompression bomb (a small file whose page inflates past the reader memory limit) stops the run with one line', async () => {

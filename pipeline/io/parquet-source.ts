@@ -4,7 +4,7 @@ import { t } from '../../schemas/types.js';
 import { ParquetInputError } from '../errors.js';
 import { countRows, RangeCursor, type RowRanges } from '../row-ranges.js';
 import { GarbageBudget } from '../memory.js';
-import type { Ledger } from '../ledger.js';
+import type { Ledger, Ticket } from '../ledger.js';
 import type { Envelope, Source } from '../source.js';
 import { sqlIdent, sqlString } from './duckdb.js';
 import { classifyReadError, inspectParquet, type ParquetFooter } from './parquet-inspect.js';
@@ -31,6 +31,8 @@ export interface ParquetSourceOptions {
    */
   readonly settled?: ReadonlyMap<string, RowRanges>;
   readonly replay?: boolean;
+  /** What to do with a null, blank or oversized text: drop it with a reason (default), or stop the run. */
+  readonly badRecords?: 'skip' | 'stop';
   /** Documents longer than this (UTF-8 bytes) are dropped as `too_large` without being loaded into JS. */
   readonly maxDocumentBytes?: number;
 }
@@ -113,6 +115,27 @@ export class ParquetSource implements Source<Document> {
     }
   }
 
+  /** A record the source cannot use: dropped with a reason, or (badRecords: 'stop') the end of the run. */
+  private reject(
+    ticket: Ticket,
+    ledger: Ledger,
+    file: string,
+    row: number,
+    reason: string,
+    what: string,
+  ): void {
+    if (this.options.badRecords === 'stop') {
+      // Settled first, so the ledger still balances when the run stops here.
+      ledger.dropped(ticket, this.name, reason);
+      throw new ParquetInputError(
+        'AIR_ROW_INVALID',
+        file,
+        `row ${row}: column "${this.options.textColumn}" ${what} (source.badRecords is "stop")`,
+      );
+    }
+    ledger.dropped(ticket, this.name, reason);
+  }
+
   close(): void {
     this.conn?.closeSync();
     this.conn = undefined;
@@ -167,15 +190,15 @@ export class ParquetSource implements Source<Document> {
           const text = texts[i];
           if (done && (typeof text !== 'string' || text.trim().length === 0)) continue;
           if (typeof text !== 'string' && sizes[i] !== null && sizes[i] !== undefined) {
-            ledger.dropped(ticket, this.name, 'too_large');
+            this.reject(ticket, ledger, shard.path, row, 'too_large', `is ${sizes[i]} bytes, over the limit`);
             continue;
           }
           if (typeof text !== 'string') {
-            ledger.dropped(ticket, this.name, 'null_text');
+            this.reject(ticket, ledger, shard.path, row, 'null_text', 'is null');
             continue;
           }
           if (text.trim().length === 0) {
-            ledger.dropped(ticket, this.name, 'empty_text');
+            this.reject(ticket, ledger, shard.path, row, 'empty_text', 'is blank');
             continue;
           }
           const meta: Record<string, MetaValue> = {};

@@ -204,7 +204,10 @@ export class HttpLlmClient implements LlmClient {
           { raw: completion.text.slice(0, 4000) },
         );
       }
-      if (key !== undefined) cache!.put(key, { ...completion, latencyMs });
+      // An accepted cut reply is the answer this request gets: cached like any other, so reruns repeat none.
+      if (key !== undefined) {
+        cache!.put(key, { ...completion, latencyMs }, { allowTruncated: options.acceptTruncated === true });
+      }
       return { ...completion, role: endpoint.role, latencyMs, cached: false, attempts };
     }
   }

@@ -121,13 +121,18 @@ describe('air run --llm sim on real documents', () => {
     expect(refine.counters['iterations']).toBeGreaterThan(0);
   });
 
-  it('a rerun of the same config answers every call from the cache and writes the same rows', async () => {
+  it('a rerun of the same config answers every answered call from the cache and writes the same rows', async () => {
     const out = path.join(dir, 'b');
     await mkdir(out);
     await copyFile(path.join(dir, 'a', LLM_CACHE_FILE), path.join(out, LLM_CACHE_FILE));
     const again = await runJob(config(out));
     expect(again.report.status).toBe('completed');
-    expect(again.llm!.cache.misses).toBe(0);
+    // Only calls that failed the first time (a reply cut twice at max_tokens, say) reach the server again: they
+    // were never answered, so never cached, and they fail the same records the same way.
+    const failedCalls = sumValues(first.llm!.accounting.totals.errors);
+    expect(again.llm!.cache.misses).toBeLessThanOrEqual(2 * failedCalls);
+    if (failedCalls === 0) expect(again.llm!.cache.misses).toBe(0);
+    expect(again.report.totals.failed).toEqual(first.report.totals.failed);
     expect(again.llm!.cache.hits).toBeGreaterThan(firstRows.length * 10);
     const rows = await rowsOf(out);
     const strip = (r: Row) => ({ ...r, calls: r.calls.map((c) => c.step) });

@@ -139,6 +139,10 @@ describe('HttpLlmClient against the simulator', () => {
     expect(result.finishReason).toBe('length');
     expect(result.text.length).toBeGreaterThan(0);
     expect(simulator.stats().completions).toBe(1);
+    // The accepted reply is the answer: cached, so a rerun does not ask again.
+    const again = await client.chat('guidance', ask(1), { max_tokens: 64, acceptTruncated: true });
+    expect(again.cached).toBe(true);
+    expect(simulator.stats().completions).toBe(1);
   });
 
   it('returns schema-valid JSON for structured calls', async () => {

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { PriceTableSchema } from '../llm/accounting.js';
+import { embeddingsEndpointSchema } from '../llm/embeddings.js';
 import { endpointSchema } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
 
@@ -32,6 +33,56 @@ export const filterConfigSchema = z.strictObject({
 });
 
 const fraction = z.number().gt(0).max(1);
+
+const switchable = <T extends z.ZodRawShape>(shape: T) =>
+  z.strictObject({ enabled: z.boolean().default(true), ...shape });
+
+const qualitySchema = z.strictObject({
+  /** Drop a document with more than `max` of its characters neither letters, digits nor whitespace. */
+  symbolRatio: switchable({ max: fraction.default(0.5) }).default({ enabled: true, max: 0.5 }),
+  /** Drop a document with more than `maxFraction` of its non-empty lines repeating an earlier line. */
+  duplicateLines: switchable({ maxFraction: fraction.default(0.1) }).default({
+    enabled: true,
+    maxFraction: 0.1,
+  }),
+  /** Drop a document with a character repeated more than `maxRun` times in a row. */
+  charRun: switchable({
+    maxRun: positiveInt.default(10),
+    includeWhitespace: z.boolean().default(true),
+  }).default({
+    enabled: true,
+    maxRun: 10,
+    includeWhitespace: true,
+  }),
+});
+
+const preSampleSchema = z.strictObject({
+  /** off; rate: keep each document with probability `rate` (streaming); reservoir: `perShard` per shard (blocking). */
+  mode: z.enum(['off', 'rate', 'reservoir']).default('off'),
+  rate: fraction.default(1),
+  perShard: positiveInt.default(100_000),
+  seed: z.number().int().default(0),
+});
+
+const diversitySchema = z.strictObject({
+  /** A blocking stage (nothing leaves it before the input ends): off by default, so runs stream. */
+  enabled: z.boolean().default(false),
+  /** Documents kept by greedy farthest-point selection (reference: 60,000 of 300,000). */
+  keep: positiveInt.default(60_000),
+  seed: z.number().int().default(0),
+  /** Hashing-vectorizer dimensions (the default vectors). */
+  dimensions: positiveInt.default(256),
+  bigrams: z.boolean().default(false),
+  /** Vectors from an OpenAI-compatible /v1/embeddings endpoint instead of the hashing vectorizer. */
+  embeddings: embeddingsEndpointSchema.optional(),
+});
+
+/** The AIR method's stage 0 after the length window: quality filters, a seeded pre-sample, diversity selection. */
+export const sampleConfigSchema = z.strictObject({
+  quality: qualitySchema.default(qualitySchema.parse({})),
+  preSample: preSampleSchema.default(preSampleSchema.parse({})),
+  diversity: diversitySchema.default(diversitySchema.parse({})),
+});
 
 const nearDedupeSchema = z
   .strictObject({
@@ -226,6 +277,7 @@ export const runConfigSchema = z.strictObject({
   method: z.enum(['air', 'documents']).default('air'),
   source: sourceConfigSchema.default(sourceConfigSchema.parse({})),
   filter: filterConfigSchema.default(filterConfigSchema.parse({})),
+  sample: sampleConfigSchema.default(sampleConfigSchema.parse({})),
   dedupe: dedupeConfigSchema.default(dedupeConfigSchema.parse({})),
   writer: writerConfigSchema.default(writerConfigSchema.parse({})),
   engine: engineConfigSchema.default(engineConfigSchema.parse({})),

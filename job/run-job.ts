@@ -6,6 +6,13 @@ import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
 import { uniqueIds } from '../operators/dedupe/unique-ids.js';
 import { createMinHashPool, nearDedupe } from '../operators/dedupe/near-dedupe.js';
 import { lengthFilter } from '../operators/length-filter.js';
+import { diversitySelect } from '../operators/sample/diversity-select.js';
+import type { Embedder } from '../operators/sample/embedder.js';
+import { hashingEmbedder } from '../operators/sample/options.js';
+import { rateSample, reservoirSample } from '../operators/sample/pre-sample.js';
+import { qualityFilter } from '../operators/sample/quality-filters.js';
+import { EmbeddingsClient, resolveEmbeddingsEndpoint } from '../llm/embeddings.js';
+import { availableParallelism } from 'node:os';
 import { DropNotesFile } from '../pipeline/io/drop-notes.js';
 import { FailureRows } from '../pipeline/io/failure-rows.js';
 import { readManifest } from '../pipeline/io/manifest.js';
@@ -22,7 +29,13 @@ import { peakRssMB } from '../pipeline/memory.js';
 import { ParquetSink, type CommittedPart } from '../pipeline/io/parquet-sink.js';
 import { ParquetSource } from '../pipeline/io/parquet-source.js';
 import { resolveShards } from '../pipeline/io/shards.js';
-import { pipeline, type PipelineRun, type RecordFailure, type RunReport } from '../pipeline/run.js';
+import {
+  pipeline,
+  type Pipeline,
+  type PipelineRun,
+  type RecordFailure,
+  type RunReport,
+} from '../pipeline/run.js';
 import { airRow, airTable } from '../schemas/air.js';
 import { documentRow, documentsTable, type Document } from '../schemas/documents.js';
 import { appendAirStages } from './air-graph.js';
@@ -133,7 +146,9 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     const dedupe = config.dedupe;
     const wantsPool = dedupe.near.enabled || (config.method === 'air' && dedupe.instructions.enabled);
     if (wantsPool) pool = createMinHashPool(config.engine.workerThreads);
-    let documents = pipeline(source).pipe(lengthFilter<Document>(config.filter));
+    let documents = pipeline(source)
+      .pipe(lengthFilter<Document>(config.filter))
+      .pipe(qualityFilter<Document>(config.sample.quality));
     if (dedupe.ids) documents = documents.pipe(uniqueIds<Document>((d) => d.id));
     if (dedupe.exact) {
       documents = documents.pipe(exactDedupe<Document>({ textOf: (d) => d.text, idOf: (d) => d.id }));
@@ -145,6 +160,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       );
     }
 
+    documents = appendSampling(documents, config, options.env);
     let run: PipelineRun;
     let promptVersion = '';
     if (config.method === 'documents') {
@@ -292,4 +308,34 @@ async function previousResult(config: RunConfig): Promise<JobResult> {
     dropNotes: ledger.dropNotes,
   };
   return { report, parts: ledger.parts, ledgerFile, llm: ledger.llm };
+}
+
+/**
+ * The method's pre-sample and diversity selection, after dedupe. Diversity selection is a blocking stage and off
+ * by default; its vectors come from the hashing vectorizer, or from an embeddings endpoint when one is set.
+ */
+function appendSampling(
+  documents: Pipeline<Document>,
+  config: RunConfig,
+  env: NodeJS.ProcessEnv | undefined,
+): Pipeline<Document> {
+  const { preSample: pre, diversity } = config.sample;
+  let out = documents;
+  if (pre.mode === 'rate') out = out.pipe(rateSample<Document>({ rate: pre.rate, seed: pre.seed }));
+  if (pre.mode === 'reservoir')
+    out = out.pipe(reservoirSample<Document>({ perShard: pre.perShard, seed: pre.seed }));
+  if (!diversity.enabled) return out;
+  const threads = config.engine.workerThreads ?? availableParallelism();
+  const embedder: Embedder =
+    diversity.embeddings === undefined
+      ? hashingEmbedder(
+          { dimensions: diversity.dimensions, bigrams: diversity.bigrams, seed: diversity.seed },
+          'pool',
+          Math.max(1, threads - 1),
+        )
+      : new EmbeddingsClient(resolveEmbeddingsEndpoint(diversity.embeddings, env));
+  // The operator owns the embedder and closes it when the run ends.
+  return out.pipe(
+    diversitySelect<Document>({ keep: diversity.keep, seed: diversity.seed, threads, embedder }),
+  );
 }

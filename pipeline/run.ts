@@ -213,14 +213,16 @@ export class PipelineRun {
     };
 
     let sinkOpen = false;
+    let sinkTask: Promise<void> | undefined;
     try {
       this.expected = await this.source.expectedRows();
       await this.sink.open((tickets) => this.onCommit(tickets));
       sinkOpen = true;
+      sinkTask = this.runSink().catch(fatal);
       const tasks = [
         this.runSource().catch(fatal),
         ...this.steps.map((op, i) => this.runStage(op, i).catch(fatal)),
-        this.runSink().catch(fatal),
+        sinkTask,
       ];
       await Promise.race([Promise.all(tasks), this.hardStopped()]);
       if (this.hardStop.signal.aborted) {
@@ -232,8 +234,11 @@ export class PipelineRun {
       external?.removeEventListener('abort', onExternalAbort);
     }
 
-    // Keep what was accepted: commit the sink's pending rows even when the run failed upstream.
+    // Keep what was accepted: commit the sink's pending rows even when the run failed upstream. After a hard
+    // stop the sink loop may still be inside a write (its queue is failed, so it ends after it): closing the
+    // sink under that write would interleave two commits.
     if (sinkOpen) {
+      await sinkTask;
       try {
         await this.sink.close();
       } catch (error) {

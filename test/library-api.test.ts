@@ -15,6 +15,9 @@ describe('library API', () => {
       'refine',
       'appendAirStages',
       'airTable',
+      'diversitySelect',
+      'nearDedupe',
+      'StatsCollector',
     ]) {
       expect(air, name).toHaveProperty(name);
     }

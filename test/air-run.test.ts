@@ -69,7 +69,7 @@ describe('air run --llm sim on real documents', () => {
     expect(firstRows).toHaveLength(t.rowsWritten);
     for (const reason of Object.keys(t.dropped)) {
       expect(reason).toMatch(
-        /^(read|length_filter|exact_dedupe|near_dedupe|generate|refine|merge|filter|score|instruction_dedupe):[a-z_0-9]+$/,
+        /^(read|length_filter|quality_filter|unique_ids|exact_dedupe|near_dedupe|pre_sample|diversity_select|generate|refine|merge|filter|score|instruction_dedupe):[a-z_0-9]+$/,
       );
     }
     const ledger = JSON.parse(await readFile(first.ledgerFile, 'utf8')) as { llm: { promptVersion: string } };

@@ -124,7 +124,9 @@ async function benchFarthestPoint(n: number, k: number, dims: number[]): Promise
   for (const d of dims) {
     const m = randomUnitVectors(n, d, d);
     const serial = await timed(() => farthestPoint(m, { k, seed: 1 }));
+    const loadSerial = os.loadavg()[0]!;
     const parallel = await timed(() => farthestPointParallel(m, { k, seed: 1, threads: 2 }));
+    const loadParallel = os.loadavg()[0]!;
     const macs = (n * k * d) / 1e9;
     log(
       `| ${d} | ${((n * d * 4) / 1e6).toFixed(0)} | ${serial.seconds.toFixed(1)} | ${parallel.seconds.toFixed(1)} | ` +
@@ -132,7 +134,8 @@ async function benchFarthestPoint(n: number, k: number, dims: number[]): Promise
     );
     log(
       `  (${macs.toFixed(0)} G multiply-adds: ${(macs / serial.seconds).toFixed(2)} G/s serial, ` +
-        `${(macs / parallel.seconds).toFixed(2)} G/s parallel; peak RSS so far ${peakRssMB().toFixed(0)} MB)`,
+        `${(macs / parallel.seconds).toFixed(2)} G/s parallel; 1-min load average after each: ` +
+        `${loadSerial.toFixed(1)}, ${loadParallel.toFixed(1)}; peak RSS so far ${peakRssMB().toFixed(0)} MB)`,
     );
   }
 }

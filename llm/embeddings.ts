@@ -1,11 +1,11 @@
-import { Pool, errors as undiciErrors } from 'undici';
+import { Pool } from 'undici';
 import { z } from 'zod';
 import type { Embedder } from '../operators/sample/embedder.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { CircuitBreaker } from './circuit.js';
 import type { CallRecorder } from './client.js';
 import { LlmError } from './errors.js';
-import { isContextLengthError, parseRetryAfter } from './http.js';
+import { statusError, transportError } from './http.js';
 import { backoffMs, sleep, type BackoffOptions } from './retry.js';
 
 /**
@@ -325,53 +325,4 @@ function decodeEmbedding(value: unknown): Float32Array | undefined {
     vector[i] = x;
   }
   return vector;
-}
-
-// The two mappings below follow llm/http.ts (where they are module-private) so that embeddings and chat
-// failures carry the same codes.
-
-function transportError(where: string, error: unknown): LlmError {
-  const detail = error instanceof Error ? error.message : String(error);
-  if (error instanceof Error && error.name === 'AbortError') {
-    return new LlmError('AIR_LLM_CANCELLED', `${where}: request cancelled`, { cause: error });
-  }
-  if (
-    error instanceof undiciErrors.HeadersTimeoutError ||
-    error instanceof undiciErrors.BodyTimeoutError ||
-    error instanceof undiciErrors.ConnectTimeoutError
-  ) {
-    return new LlmError('AIR_LLM_TIMEOUT', `${where}: no answer in time (${detail})`, { cause: error });
-  }
-  return new LlmError('AIR_LLM_CONNECTION', `${where}: connection failed (${detail})`, { cause: error });
-}
-
-function statusError(
-  where: string,
-  status: number,
-  body: string,
-  retryAfter: string | string[] | undefined,
-): LlmError {
-  let message = body.slice(0, 300).replace(/\s+/g, ' ');
-  try {
-    const parsed = JSON.parse(body) as { error?: { message?: unknown } | string };
-    if (typeof parsed.error === 'string') message = parsed.error;
-    else if (typeof parsed.error?.message === 'string') message = parsed.error.message;
-  } catch {
-    // not JSON: keep the raw text
-  }
-  const details = { status, raw: body.slice(0, 2000), retryAfterS: parseRetryAfter(retryAfter) };
-  if (status === 429)
-    return new LlmError('AIR_LLM_RATE_LIMITED', `${where}: 429 rate limited: ${message}`, details);
-  if (status >= 500) return new LlmError('AIR_LLM_SERVER_ERROR', `${where}: ${status}: ${message}`, details);
-  if (status === 401 || status === 403) {
-    return new LlmError('AIR_LLM_AUTH', `${where}: ${status}: the API key was refused: ${message}`, details);
-  }
-  if (isContextLengthError(body)) {
-    return new LlmError(
-      'AIR_LLM_CONTEXT_LENGTH',
-      `${where}: an input does not fit the model: ${message}`,
-      details,
-    );
-  }
-  return new LlmError('AIR_LLM_BAD_REQUEST', `${where}: ${status}: ${message}`, details);
 }

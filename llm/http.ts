@@ -57,7 +57,8 @@ export class ChatHttp {
   }
 }
 
-function transportError(where: string, error: unknown): LlmError {
+/** A failure before any HTTP answer, as an LlmError (shared by the chat and embeddings clients). */
+export function transportError(where: string, error: unknown): LlmError {
   const detail = error instanceof Error ? error.message : String(error);
   if (error instanceof Error && error.name === 'AbortError') {
     return new LlmError('AIR_LLM_CANCELLED', `${where}: request cancelled`, { cause: error });
@@ -72,7 +73,8 @@ function transportError(where: string, error: unknown): LlmError {
   return new LlmError('AIR_LLM_CONNECTION', `${where}: connection failed (${detail})`, { cause: error });
 }
 
-function statusError(
+/** A non-2xx answer as an LlmError with the code its retry class needs. */
+export function statusError(
   where: string,
   status: number,
   body: string,

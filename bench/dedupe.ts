@@ -26,6 +26,7 @@ import type { BatchOperator, RecordOperator } from '../pipeline/operator.js';
 import { packTexts, transferablesOf } from '../pipeline/pool/packed-texts.js';
 import { pipeline, type RunReport } from '../pipeline/run.js';
 import type { Envelope, Sink, Source } from '../pipeline/source.js';
+import { seededRandom } from '../pipeline/random.js';
 
 const FINEWEB = path.resolve(import.meta.dirname, '../../shared/data/web/fineweb-sample.snappy.parquet');
 const { values } = parseArgs({
@@ -62,7 +63,7 @@ function arrayBuffers(): number {
 
 {
   console.log(`## memory of the indexes at ${million.toLocaleString('en-US')} kept documents`);
-  const random = rng(3);
+  const random = seededRandom(3);
   const idOf = (i: number): string => `<urn:uuid:${i.toString(16).padStart(36, '0')}>`; // 47 bytes, as FineWeb
   let before = arrayBuffers();
   const ids = new IdStore();
@@ -144,22 +145,11 @@ interface Doc {
   readonly text: string;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** Near copies planted by `corpus`: document index -> index of the document it copies. */
 const nearCopies = new Map<number, number>();
 
 function corpus(n: number): Doc[] {
-  const random = rng(17);
+  const random = seededRandom(17);
   const vocabulary = [...new Set(sample.flatMap((d) => d.text.split(/\s+/)))];
   const pick = (): string => vocabulary[Math.floor(random() * vocabulary.length)]!;
   const docs: Doc[] = [];

@@ -37,6 +37,7 @@ import type { Ticket } from '../pipeline/ledger.js';
 import { pipeline } from '../pipeline/run.js';
 import type { Sink } from '../pipeline/source.js';
 import type { Document } from '../schemas/documents.js';
+import { seededRandom } from '../pipeline/random.js';
 
 // Paths are relative to the working directory (the repository root), so the compiled copy finds them too.
 const ROOT = process.cwd();
@@ -64,20 +65,9 @@ function peakRssMB(): number {
   return process.resourceUsage().maxRSS / 1024;
 }
 
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 /** n unit vectors of d dimensions with uniform random directions per coordinate (seeded). */
 function randomUnitVectors(n: number, d: number, seed: number): VectorMatrix {
-  const next = rng(seed);
+  const next = seededRandom(seed);
   const v = new Float32Array(n * d);
   for (let i = 0; i < n; i++) {
     let norm = 0;

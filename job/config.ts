@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { PriceTableSchema } from '../llm/accounting.js';
 import { embeddingsEndpointSchema } from '../llm/embeddings.js';
+import { PROMPT_STEPS } from '../operators/air/prompts.js';
 import { endpointSchema } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
 
@@ -198,19 +199,6 @@ export const llmConfigSchema = z.strictObject({
 
 export type LlmConfig = z.output<typeof llmConfigSchema>;
 
-const stepNames = [
-  'instruction',
-  'instruction-score',
-  'polish',
-  'student',
-  'judge',
-  'duplicate',
-  'check',
-  'merge',
-  'answer',
-  'score',
-] as const;
-
 /** The AIR method's settings; every default is the method's (../shared/air-method.md) unless noted. */
 export const airConfigSchema = z.strictObject({
   /** Mixed with each document id, step and iteration into every call's sampling seed. */
@@ -261,7 +249,7 @@ export const airConfigSchema = z.strictObject({
   /** LLM-judged complexity and quality (1-10) per row; model-free metrics are always computed. */
   llmScores: z.boolean().default(true),
   /** Completion token budgets per step, over the built-in ones. */
-  maxTokens: z.partialRecord(z.enum(stepNames), positiveInt).default({}),
+  maxTokens: z.partialRecord(z.enum(PROMPT_STEPS), positiveInt).default({}),
 });
 
 export type AirConfig = z.output<typeof airConfigSchema>;

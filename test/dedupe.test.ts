@@ -18,17 +18,7 @@ import {
 import { packTexts, transferablesOf } from '../pipeline/pool/packed-texts.js';
 import { WorkerPool } from '../pipeline/pool/worker-pool.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
-
-/** Deterministic PRNG (mulberry32) so generated corpora are the same on every run. */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom } from '../pipeline/random.js';
 
 function vocabulary(size: number, random: () => number): string[] {
   const words = new Set<string>();
@@ -128,7 +118,7 @@ describe('exact dedupe keys', () => {
 });
 
 describe('MinHash', () => {
-  const random = rng(7);
+  const random = seededRandom(7);
   const vocab = vocabulary(20_000, random);
   // 1,004 distinct words give m = 1,000 shingles; B is A shifted by s words, so J = (m - s) / (m + s).
   const words = Array.from({ length: 1_004 + 700 }, (_, i) => vocab[i]!);
@@ -137,7 +127,7 @@ describe('MinHash', () => {
 
   it('computes (a*x + b) mod 2^31-1 exactly with 32-bit arithmetic, extremes included', () => {
     const P = 0x7fffffff;
-    const next = rng(11);
+    const next = seededRandom(11);
     const values = [0, 1, 2, 0xffff, 0x10000, P - 2, P - 1];
     for (let i = 0; i < 2_000; i++) values.push(Math.floor(next() * P));
     for (let i = 0; i < values.length; i++) {
@@ -185,7 +175,7 @@ describe('LSH index', () => {
   });
 
   it('finds planted near-duplicates among 2,000 documents and verifies false candidates away', () => {
-    const random = rng(42);
+    const random = seededRandom(42);
     const vocab = vocabulary(5_000, random);
     const pick = (): string => vocab[Math.floor(random() * vocab.length)]!;
     const docs: string[] = [];
@@ -312,7 +302,7 @@ describe('exact dedupe on the FineWeb sample', () => {
 describe('compact stores', () => {
   it('KeyTable finds every key it holds across several doublings, and no key it does not', () => {
     const table = new KeyTable();
-    const random = rng(5);
+    const random = seededRandom(5);
     const keys: Array<[number, number]> = [];
     for (let i = 0; i < 200_000; i++) keys.push([(random() * 2 ** 32) >>> 0, (random() * 2 ** 32) >>> 0]);
     let foundBeforeAdd = 0;
@@ -358,7 +348,7 @@ describe('compact stores', () => {
   });
 
   it('the LSH index keeps finding documents after its tables grow, and its 8-bit sketches estimate Jaccard', () => {
-    const random = rng(9);
+    const random = seededRandom(9);
     const index = new LshIndex(128);
     const signatures: Uint32Array[] = [];
     for (let i = 0; i < 40_000; i++) {

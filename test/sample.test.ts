@@ -30,6 +30,7 @@ import type { Envelope, Source } from '../pipeline/source.js';
 import type { Document } from '../schemas/documents.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
 import { CollectingSink } from './helpers/memory.js';
+import { seededRandom } from '../pipeline/random.js';
 
 const ctx = { signal: new AbortController().signal, count: () => {} };
 
@@ -38,17 +39,6 @@ const METHOD: QualityFilterOptions = {
   duplicateLines: { enabled: true, maxFraction: 0.1 },
   charRun: { enabled: true, maxRun: 10, includeWhitespace: true },
 };
-
-/** Deterministic PRNG (mulberry32). */
-function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = Math.imul(a ^ (a >>> 15), a | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function doc(id: string, text = `text of ${id}`, sourceFile = 'shard-a.parquet', sourceRow = 0): Document {
   return { id, text, sourceFile, sourceRow, meta: {} };
@@ -221,7 +211,7 @@ describe('pre-sample', () => {
           .map((d) => d.id),
       ),
     );
-    const random = rng(3);
+    const random = seededRandom(3);
     const interleaved = [...docs].sort(() => random() - 0.5);
     for (const order of [docs, interleaved]) {
       const sink = new CollectingSink<Document>(64);
@@ -349,7 +339,7 @@ function bruteForce(
 }
 
 function randomVectors(n: number, d: number, seed: number): number[][] {
-  const random = rng(seed);
+  const random = seededRandom(seed);
   return Array.from({ length: n }, () => {
     const v = Array.from({ length: d }, () => random() - 0.5);
     const norm = Math.hypot(...v);

@@ -1,11 +1,11 @@
-import { Pool } from 'undici';
+import type { Pool } from 'undici';
 import { z } from 'zod';
 import type { Embedder } from '../operators/sample/embedder.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { CircuitBreaker } from './circuit.js';
 import type { CallRecorder } from './client.js';
 import { LlmError } from './errors.js';
-import { statusError, transportError } from './http.js';
+import { openRoute, statusError, transportError } from './http.js';
 import { backoffMs, sleep, type BackoffOptions } from './retry.js';
 
 /**
@@ -87,10 +87,6 @@ export interface EmbeddingsStats {
 }
 
 /** The `embeddings` route of an OpenAI base URL (`.../v1` → `.../v1/embeddings`). */
-function routeOf(baseUrl: string): URL {
-  return new URL('embeddings', baseUrl.endsWith('/') ? baseUrl : `${baseUrl}/`);
-}
-
 /** `text` cut to at most `max` UTF-16 code units, never inside a surrogate pair. */
 export function cutText(text: string, max: number): string {
   if (text.length <= max) return text;
@@ -122,22 +118,12 @@ export class EmbeddingsClient implements Embedder {
     private readonly endpoint: ResolvedEmbeddingsEndpoint,
     private readonly options: EmbeddingsClientOptions = {},
   ) {
-    const url = routeOf(endpoint.baseUrl);
-    this.path = url.pathname;
+    ({ pool: this.pool, path: this.path, headers: this.headers } = openRoute(endpoint, 'embeddings'));
     this.description = `embeddings (${endpoint.model} at ${endpoint.baseUrl})`;
     this.batchSize = endpoint.batchSize;
     this.concurrency = endpoint.maxConcurrency;
     this.learnedDimensions = endpoint.dimensions;
     this.role = options.role ?? 'embeddings';
-    this.pool = new Pool(url.origin, {
-      connections: endpoint.maxConcurrency,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: endpoint.timeoutSeconds * 1000,
-      bodyTimeout: endpoint.timeoutSeconds * 1000,
-    });
-    this.headers = { 'content-type': 'application/json' };
-    if (endpoint.apiKey !== undefined) this.headers.authorization = `Bearer ${endpoint.apiKey}`;
     this.circuit = new CircuitBreaker(this.description, endpoint.circuitBreakerSeconds * 1000);
   }
 

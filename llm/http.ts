@@ -15,17 +15,7 @@ export class ChatHttp {
   private readonly headers: Record<string, string>;
 
   constructor(private readonly endpoint: ResolvedEndpoint) {
-    const url = new URL(endpoint.baseUrl.endsWith('/') ? endpoint.baseUrl : `${endpoint.baseUrl}/`);
-    this.path = `${url.pathname}chat/completions`;
-    this.pool = new Pool(url.origin, {
-      connections: endpoint.maxConcurrency,
-      pipelining: 1,
-      keepAliveTimeout: 60_000,
-      headersTimeout: endpoint.timeoutSeconds * 1000,
-      bodyTimeout: endpoint.timeoutSeconds * 1000,
-    });
-    this.headers = { 'content-type': 'application/json' };
-    if (endpoint.apiKey !== undefined) this.headers.authorization = `Bearer ${endpoint.apiKey}`;
+    ({ pool: this.pool, path: this.path, headers: this.headers } = openRoute(endpoint, 'chat/completions'));
   }
 
   /** One HTTP attempt; every failure is an LlmError with a code saying whether a retry can help. */
@@ -55,6 +45,39 @@ export class ChatHttp {
   async close(): Promise<void> {
     await this.pool.close();
   }
+}
+
+/** What an OpenAI-compatible client needs to reach one route of an endpoint. */
+export interface Route {
+  readonly pool: Pool;
+  readonly path: string;
+  readonly headers: Record<string, string>;
+}
+
+/**
+ * A keep-alive connection pool sized to the endpoint's concurrency, the route's path under the base URL, and
+ * the JSON and (when there is a key) bearer headers: shared by the chat and embeddings clients.
+ */
+export function openRoute(
+  endpoint: {
+    readonly baseUrl: string;
+    readonly maxConcurrency: number;
+    readonly timeoutSeconds: number;
+    readonly apiKey: string | undefined;
+  },
+  route: string,
+): Route {
+  const url = new URL(route, endpoint.baseUrl.endsWith('/') ? endpoint.baseUrl : `${endpoint.baseUrl}/`);
+  const pool = new Pool(url.origin, {
+    connections: endpoint.maxConcurrency,
+    pipelining: 1,
+    keepAliveTimeout: 60_000,
+    headersTimeout: endpoint.timeoutSeconds * 1000,
+    bodyTimeout: endpoint.timeoutSeconds * 1000,
+  });
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (endpoint.apiKey !== undefined) headers.authorization = `Bearer ${endpoint.apiKey}`;
+  return { pool, path: url.pathname, headers };
 }
 
 /** A failure before any HTTP answer, as an LlmError (shared by the chat and embeddings clients). */

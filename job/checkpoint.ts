@@ -13,9 +13,8 @@ import {
 } from '../pipeline/io/manifest.js';
 import type { CommittedPart } from '../pipeline/io/parquet-sink.js';
 import type { Shard } from '../pipeline/io/shards.js';
-import type { Settlement, ShardTally } from '../pipeline/ledger.js';
+import { addTally, tallyIn, type Settlement, type ShardTally } from '../pipeline/ledger.js';
 import { subtractRanges, toRanges, type RowRanges } from '../pipeline/row-ranges.js';
-import { increment } from '../pipeline/stats.js';
 import type { RunConfig } from './config.js';
 import { configFingerprint, differingSettings, resultSettings } from './fingerprint.js';
 
@@ -85,12 +84,12 @@ export async function openOutput(
       for (const [label, ranges] of Object.entries(entry.settled)) {
         settledRows.set(label, toRanges([], [...(settledRows.get(label) ?? []), ...ranges]));
       }
-      for (const t of entry.tallies) addTally(tallies, t);
+      for (const t of entry.tallies) addTally(tallyIn(tallies, t.shard), t);
     } else if (entry.kind === 'retry') {
       for (const [label, ranges] of Object.entries(entry.rows)) {
         settledRows.set(label, subtractRanges(settledRows.get(label) ?? [], ranges));
       }
-      for (const t of entry.tallies) addTally(tallies, t);
+      for (const t of entry.tallies) addTally(tallyIn(tallies, t.shard), t);
     }
   }
   const last = manifest.commits[manifest.commits.length - 1];
@@ -179,19 +178,6 @@ function nextIndex(parts: ReadonlySet<string>): number {
   return next;
 }
 
-function addTally(into: Map<string, ShardTally>, t: ShardTally): void {
-  let tally = into.get(t.shard);
-  if (tally === undefined) {
-    tally = { shard: t.shard, read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
-    into.set(t.shard, tally);
-  }
-  tally.read += t.read;
-  tally.written += t.written;
-  tally.rowsWritten += t.rowsWritten;
-  for (const [k, v] of Object.entries(t.dropped)) increment(tally.dropped, k, v);
-  for (const [k, v] of Object.entries(t.failed)) increment(tally.failed, k, v);
-}
-
 /**
  * Turns settlements into manifest entries: each committed part is followed by one entry naming the input
  * rows settled since the last (those whose rows it holds, and those dropped or failed meanwhile), written
@@ -213,8 +199,7 @@ export class Checkpointer {
     let rows = this.rows.get(s.shard);
     if (rows === undefined) this.rows.set(s.shard, (rows = []));
     rows.push(s.row);
-    addTally(this.tallies, {
-      shard: s.shard,
+    addTally(tallyIn(this.tallies, s.shard), {
       read: 1,
       written: s.outcome === 'written' ? 1 : 0,
       rowsWritten: s.rows,

@@ -1,10 +1,9 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
-import { openDuckDB } from '../pipeline/io/duckdb.js';
+import { openDuckDB, sqlString } from '../pipeline/io/duckdb.js';
 import { ManifestLog, readManifest, MANIFEST_FILE } from '../pipeline/io/manifest.js';
-import { sqlString } from '../pipeline/io/duckdb.js';
 import { AirError } from '../pipeline/errors.js';
-import type { ShardTally } from '../pipeline/ledger.js';
+import { tallyIn, type ShardTally } from '../pipeline/ledger.js';
 import { toRanges, type RowRanges } from '../pipeline/row-ranges.js';
 import { parseRunConfig, type RunConfig } from './config.js';
 
@@ -77,11 +76,7 @@ export async function prepareRetry(dir: string): Promise<RetryPlan> {
     let rows = rowsByShard.get(f.shard);
     if (rows === undefined) rowsByShard.set(f.shard, (rows = []));
     rows.push(f.row);
-    let tally = tallies.get(f.shard);
-    if (tally === undefined) {
-      tally = { shard: f.shard, read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
-      tallies.set(f.shard, tally);
-    }
+    const tally = tallyIn(tallies, f.shard);
     tally.read -= 1;
     tally.failed[f.reason] = (tally.failed[f.reason] ?? 0) - 1;
   }

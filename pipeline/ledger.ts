@@ -87,6 +87,37 @@ export interface LedgerOptions {
 
 const MAX_FAILURE_SAMPLES = 50;
 
+export function emptyTally(shard: string): ShardTally {
+  return { shard, read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
+}
+
+/**
+ * Adds the counts of `from` into `into` (totals, restored checkpoints, checkpoint deltas). Retried failures
+ * come as negative counts, so a reason whose count reaches zero is removed.
+ */
+export function addTally(into: Omit<ShardTally, 'shard'>, from: Omit<ShardTally, 'shard'>): void {
+  into.read += from.read;
+  into.written += from.written;
+  into.rowsWritten += from.rowsWritten;
+  into.abandoned += from.abandoned;
+  for (const [counts, delta] of [
+    [into.dropped, from.dropped],
+    [into.failed, from.failed],
+  ] as const) {
+    for (const [k, v] of Object.entries(delta)) {
+      increment(counts, k, v);
+      if (counts[k] === 0) delete counts[k];
+    }
+  }
+}
+
+/** The tally of `shard` in a map of them, created empty when missing. */
+export function tallyIn(tallies: Map<string, ShardTally>, shard: string): ShardTally {
+  let tally = tallies.get(shard);
+  if (tally === undefined) tallies.set(shard, (tally = emptyTally(shard)));
+  return tally;
+}
+
 export class Ledger {
   private readonly shards = new Map<string, ShardTally>();
   private readonly open = new Set<Ticket>();
@@ -106,19 +137,7 @@ export class Ledger {
 
   /** Adds the tallies of rows an earlier run settled (a resumed run starts from them). */
   restore(tallies: readonly ShardTally[]): void {
-    for (const t of tallies) {
-      const tally = this.shard(t.shard);
-      tally.read += t.read;
-      tally.written += t.written;
-      tally.rowsWritten += t.rowsWritten;
-      tally.abandoned += t.abandoned;
-      for (const [k, v] of Object.entries(t.dropped)) increment(tally.dropped, k, v);
-      for (const [k, v] of Object.entries(t.failed)) increment(tally.failed, k, v);
-      // Retried failures come back as negative counts: a reason that reaches zero is gone.
-      for (const counts of [tally.dropped, tally.failed]) {
-        for (const [k, v] of Object.entries(counts)) if (v === 0) delete counts[k];
-      }
-    }
+    for (const t of tallies) addTally(this.shard(t.shard), t);
   }
 
   /** A ticket for a row an earlier run settled, read again for stateful stages; it is never counted. */
@@ -137,7 +156,7 @@ export class Ledger {
   shard(shard: string): ShardTally {
     let tally = this.shards.get(shard);
     if (tally === undefined) {
-      tally = { shard, read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
+      tally = emptyTally(shard);
       this.shards.set(shard, tally);
     }
     return tally;
@@ -204,22 +223,8 @@ export class Ledger {
   }
 
   totals(): Omit<ShardTally, 'shard'> {
-    const total: Omit<ShardTally, 'shard'> = {
-      read: 0,
-      written: 0,
-      rowsWritten: 0,
-      dropped: {},
-      failed: {},
-      abandoned: 0,
-    };
-    for (const t of this.shards.values()) {
-      total.read += t.read;
-      total.written += t.written;
-      total.rowsWritten += t.rowsWritten;
-      total.abandoned += t.abandoned;
-      for (const [k, v] of Object.entries(t.dropped)) increment(total.dropped, k, v);
-      for (const [k, v] of Object.entries(t.failed)) increment(total.failed, k, v);
-    }
+    const { shard: _shard, ...total } = emptyTally('');
+    for (const t of this.shards.values()) addTally(total, t);
     return total;
   }
 

@@ -3,7 +3,12 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfigInput } from '../job/config.js';
 import { runJob } from '../job/run-job.js';
-import { startSimulator, type Simulator, type SimulatorOptions } from '../llm/simulator/index.js';
+import {
+  FAULT_KINDS,
+  startSimulator,
+  type Simulator,
+  type SimulatorOptions,
+} from '../llm/simulator/index.js';
 import { sumValues } from '../pipeline/stats.js';
 import { SAMPLE, query, tempDir } from './helpers/duckdb.js';
 
@@ -79,15 +84,7 @@ describe('hostile endpoints', () => {
     expect(balanced(t)).toBe(true);
     expect(t.written).toBeGreaterThan(0);
     const faults = sim.stats().faults;
-    for (const kind of [
-      'status429',
-      'status500',
-      'status503',
-      'reset',
-      'stall',
-      'malformed',
-      'truncated',
-    ] as const) {
+    for (const kind of FAULT_KINDS) {
       expect(faults[kind], kind).toBeGreaterThan(0);
     }
     const retries = result.llm!.accounting.totals.retries;

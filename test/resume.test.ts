@@ -1,4 +1,4 @@
-import { copyFile, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfigInput } from '../job/config.js';
@@ -166,7 +166,6 @@ async function failureOf(promise: Promise<unknown>): Promise<Error> {
 }
 
 async function mkdirp(folder: string): Promise<string> {
-  const { mkdir } = await import('node:fs/promises');
   await mkdir(folder, { recursive: true });
   return folder;
 }

@@ -7,6 +7,7 @@
  *   npx tsx bench/air-rounds.ts [--docs 600] [--in-flight 64] [--slots 32] [--decode-tps 300]
  *                               [--reply-length lognormal|pareto] [--sigma 1.2] [--alpha 2.5]
  *                               [--mean-reply-tokens 200] [--depths deepest|all] [--only rounds|streaming]
+ *                               [--call-layout folded|reference]
  *
  * Prints markdown tables and writes bench/data/air-rounds.json.
  */
@@ -66,8 +67,21 @@ const SIM: SimulatorOptions = {
 };
 const SLOTS = SIM.maxConcurrentSequences!;
 
+/**
+ * `folded` (air's default): each round's check rides on the next judge call, duplicates checked by words;
+ * `reference`: a check call and a duplicate-check call of their own each round, as the reference code makes.
+ */
+const CALL_LAYOUT = arg('--call-layout', 'folded');
+if (CALL_LAYOUT !== 'folded' && CALL_LAYOUT !== 'reference') {
+  throw new Error(`--call-layout must be folded or reference, not "${CALL_LAYOUT}"`);
+}
+
 /** air's defaults, less the final LLM quality score (the reference has no such call). */
-const AIR: AirConfig = airConfigSchema.parse({ llmScores: false, depths: DEPTHS_MODE });
+const AIR: AirConfig = airConfigSchema.parse({
+  llmScores: false,
+  depths: DEPTHS_MODE,
+  refine: CALL_LAYOUT === 'reference' ? { checkWithNextJudge: false, duplicateCheck: 'llm' } : {},
+});
 
 interface SideSummary {
   readonly side: 'rounds' | 'streaming';
@@ -324,7 +338,7 @@ console.log(
 );
 console.log(`simulator (fresh process per side): ${JSON.stringify(SIM)}`);
 console.log(
-  `in-flight budget per side: ${IN_FLIGHT} calls · air: documentsInFlight ${AIR.documentsInFlight}, depths ${AIR.depths}, llmScores off\n`,
+  `in-flight budget per side: ${IN_FLIGHT} calls · air: documentsInFlight ${AIR.documentsInFlight}, depths ${AIR.depths}, call layout ${CALL_LAYOUT}, llmScores off\n`,
 );
 
 const rounds = ONLY === 'streaming' ? undefined : await roundsSide(db, set);

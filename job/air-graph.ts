@@ -31,6 +31,9 @@ export function appendAirStages(
         gateOnStudentCheck: config.refine.gateOnStudentCheck,
         gateScore: config.refine.gateScore,
         judgeSeesRefined: config.refine.judgeSeesRefined,
+        checkWithNextJudge: config.refine.checkWithNextJudge,
+        duplicateCheck: config.refine.duplicateCheck,
+        duplicateOverlap: config.refine.duplicateOverlap,
         constraintWords: {
           minWords: config.refine.constraintMinWords,
           maxWords: config.refine.constraintMaxWords,

@@ -224,6 +224,12 @@ export const airConfigSchema = z.strictObject({
       gateScore: z.number().int().min(0).max(3).default(3),
       /** Show the judge the refined instruction (the reference code shows the original). */
       judgeSeesRefined: z.boolean().default(true),
+      /** Ask each round's 0-3 check in the next round's judge call (one call a round fewer than the reference). */
+      checkWithNextJudge: z.boolean().default(true),
+      /** `lexical`: content-word overlap, no call; `llm`: a duplicate-check call each round, as the reference. */
+      duplicateCheck: z.enum(['lexical', 'llm']).default('lexical'),
+      /** `lexical` only: the share of the shorter constraint's content words at which two are the same. */
+      duplicateOverlap: z.number().min(0).max(1).default(0.6),
       constraintMinWords: z.number().int().nonnegative().default(3),
       constraintMaxWords: positiveInt.default(26),
     })
@@ -233,6 +239,9 @@ export const airConfigSchema = z.strictObject({
       gateOnStudentCheck: true,
       gateScore: 3,
       judgeSeesRefined: true,
+      checkWithNextJudge: true,
+      duplicateCheck: 'lexical',
+      duplicateOverlap: 0.6,
       constraintMinWords: 3,
       constraintMaxWords: 26,
     }),

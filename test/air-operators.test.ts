@@ -4,7 +4,7 @@ import type { ChatMessage, ChatOptions, ChatResult, LlmClient } from '../llm/typ
 import { generate } from '../operators/air/generate.js';
 import { merge } from '../operators/air/merge.js';
 import { loadPromptSet, PROMPT_STEPS } from '../operators/air/prompts.js';
-import { DEFAULT_REFINE, composeInstruction, refine } from '../operators/air/refine.js';
+import { DEFAULT_REFINE, REFERENCE_CALLS, composeInstruction, refine } from '../operators/air/refine.js';
 import {
   judgeSchema,
   matchConstraintType,
@@ -18,6 +18,7 @@ import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
 import type { Refined, Seeded } from '../operators/air/types.js';
 import { DEFAULT_VALIDITY, firstBrokenRule } from '../operators/air/validity-filter.js';
 import { CONSTRAINT_TYPES, type ConstraintType } from '../operators/constraint-tagger.js';
+import { contentWords, overlapCoefficient, restatedConstraint } from '../operators/air/constraint-overlap.js';
 import type { OperatorContext, Outcome } from '../pipeline/operator.js';
 
 const ALL_TYPES = CONSTRAINT_TYPES.map((t) => t.id);
@@ -103,6 +104,34 @@ describe('AIR reply readers', () => {
   });
 });
 
+describe('the lexical duplicate check of constraints', () => {
+  it('compares content words, not the words every constraint is made of', () => {
+    expect([...contentWords('The answer must include three examples.')]).toEqual(['example']);
+    const a = contentWords('Include two worked examples of tidal ranges.');
+    expect(
+      overlapCoefficient(a, contentWords('The response should give worked examples of tidal range.')),
+    ).toBe(1);
+    expect(overlapCoefficient(a, contentWords('Write for an audience of marine biology students.'))).toBe(0);
+    expect(overlapCoefficient(a, new Set())).toBe(0);
+  });
+
+  it('names the first accepted constraint a proposal restates, at the threshold', () => {
+    const accepted = [
+      { text: 'Address the explanation to pupils studying geography at school.' },
+      { text: 'Mention the role of the sun alongside the moon in spring tides.' },
+    ];
+    expect(restatedConstraint('Explain the role of the sun and moon in spring tides.', accepted, 0.6)).toBe(
+      1,
+    );
+    // 2 of the proposal's 5 content words are shared: a duplicate at threshold 0.4, not at 0.6.
+    const partly = 'Mention the sun, storms and coastal erosion.';
+    expect(overlapCoefficient(contentWords(partly), contentWords(accepted[1]!.text))).toBeCloseTo(2 / 5);
+    expect(restatedConstraint(partly, accepted, 0.6)).toBe(-1);
+    expect(restatedConstraint(partly, accepted, 0.4)).toBe(1);
+    expect(restatedConstraint('Compare spring tides with neap tides in a table.', accepted, 0.6)).toBe(-1);
+  });
+});
+
 describe('AIR prompt templates', () => {
   it('render every step with its placeholders filled and carry a content-hashed version', () => {
     const prompts = loadPromptSet('v1');
@@ -138,7 +167,10 @@ describe('AIR prompt templates', () => {
 interface Plan {
   judge: Array<{ type: string; constraint: string } | 'none' | 'garbage'>;
   duplicate?: boolean[];
+  /** 0-3 checks in the order they are asked, by a check call or inside a judge call. */
   check?: number[];
+  /** Judge-and-check replies leave the check out (a server that ignores the schema). */
+  checkMissing?: boolean;
   score?: number;
   instruction?: string;
 }
@@ -163,7 +195,8 @@ class ScriptedLlm implements LlmClient {
       case 'air_instruction_score':
         json = { reason: 'r', score: this.plan.score ?? 5 };
         break;
-      case 'air_judge': {
+      case 'air_judge':
+      case 'air_judge_check': {
         const step = this.plan.judge[this.judged++] ?? 'none';
         if (step === 'garbage') {
           const error = Object.assign(new Error('the reply is not JSON (after 2 repairs)'), {
@@ -171,8 +204,12 @@ class ScriptedLlm implements LlmClient {
           });
           throw error;
         }
-        json =
+        const reply: Record<string, unknown> =
           step === 'none' ? { analysis: 'same', type: 'none', constraint: '' } : { analysis: 'gap', ...step };
+        json =
+          schema === 'air_judge_check' && !this.plan.checkMissing
+            ? { check_reason: 'r', check: this.plan.check?.[this.checks++] ?? 1, ...reply }
+            : reply;
         break;
       }
       case 'air_duplicate':
@@ -228,7 +265,26 @@ const SEED: Seeded = {
   calls: [],
 };
 
-const c = (type: string, words = 'Use at least two concrete numbers from measurements in the answer.') => ({
+/** A distinct constraint per type, so none restates another. */
+const TEXT_OF_TYPE: Readonly<Record<string, string>> = {
+  'Data format': 'Present the key figures as a table with one row for each tidal phase.',
+  'Document structure': 'Organise the reply into three titled sections, ending with a brief summary.',
+  'Domain-specific format': 'Follow the conventions of a nautical almanac entry for dates and heights.',
+  Inclusion: 'Mention the role of the sun alongside the moon in forming spring tides.',
+  Exclusion: 'Avoid any discussion of ocean currents driven by wind or temperature.',
+  Citation: 'Cite a named oceanographic source for every measured figure you state.',
+  'Prior condition': 'Assume the reader already knows basic Newtonian gravity before starting.',
+  'Target audience': 'Address the explanation to twelve-year-old pupils studying geography at school.',
+  'Tone and style': 'Adopt a calm, encyclopedic register throughout, free of jokes or slang.',
+  Emotion: 'Convey wonder about the rhythm of the sea in the closing sentence.',
+  'Linguistic characteristics': 'Write every sentence in the passive voice and keep sentences short.',
+  Multilingual: 'Give the French term for each kind of tide in parentheses after it.',
+};
+
+const c = (
+  type: string,
+  words = TEXT_OF_TYPE[type] ?? `A ${type} requirement stated in ten plain words here.`,
+) => ({
   type,
   constraint: words,
 });
@@ -265,10 +321,78 @@ describe('refine', () => {
     expect(r.constraints.map((x) => x.iteration)).toEqual([1, 2, 3, 4, 5]);
     expect(new Set(r.constraints.map((x) => x.type)).size).toBe(5);
     expect(r.history.every((h) => h.verdict === 'accepted')).toBe(true);
-    // polish + first answer, then judge + student + check, plus a duplicate check from iteration 2 on.
-    expect(llm.calls).toHaveLength(2 + 5 * 3 + 4);
+    // polish + first answer, then judge + student per round (each round's check rides on the next judge
+    // call), and one check call of its own for the fifth constraint, which no judge call follows.
+    expect(llm.calls).toHaveLength(2 + 5 * 2 + 1);
+    expect(llm.calls.map((x) => x.schema ?? x.role)).toEqual([
+      'guidance',
+      'student',
+      'air_judge',
+      'student',
+      ...Array.from({ length: 4 }, () => ['air_judge_check', 'student']).flat(),
+      'air_check',
+    ]);
     expect(r.calls).toHaveLength(llm.calls.length);
     expect(llm.calls.filter((x) => x.role === 'student')).toHaveLength(6);
+  });
+
+  it('with the reference call layout, checks and duplicate checks are calls of their own, with the same result', async () => {
+    const plan = {
+      judge: [c('Inclusion'), c('Target audience'), c('Citation'), c('Emotion'), c('Tone and style')],
+      check: [1, 2, 3, 0, 1],
+    };
+    const folded = await refineWith(plan);
+    const reference = await refineWith(plan, { ...DEFAULT_REFINE, ...REFERENCE_CALLS });
+    // polish + first answer, then judge + student + check, plus a duplicate check from iteration 2 on.
+    expect(reference.llm.calls).toHaveLength(2 + 5 * 3 + 4);
+    expect(folded.llm.calls).toHaveLength(2 + 5 * 2 + 1);
+    const strip = (r: Refined) => ({ ...r, calls: [], history: r.history.map((h) => h.verdict) });
+    const a = refined(folded.out);
+    const b = refined(reference.out);
+    expect(a.history.map((h) => [h.verdict, h.studentCheck])).toEqual([
+      ['accepted', 1],
+      ['accepted', 2],
+      ['gated', 3],
+      ['accepted', 0],
+      ['accepted', 1],
+    ]);
+    expect(strip(a)).toEqual(strip(b));
+  });
+
+  it('asks the pending check with the next judge call, on the answer to the instruction that has it', async () => {
+    const { out, llm } = await refineWith({ judge: [c('Inclusion'), c('Citation'), 'none'], check: [2, 1] });
+    const r = refined(out);
+    expect(r.history.map((h) => h.verdict)).toEqual(['accepted', 'accepted', 'no_constraint']);
+    const judgeCalls = llm.calls.filter((x) => x.schema?.startsWith('air_judge'));
+    const second = judgeCalls[1]!.messages.map((m) => m.content).join('\n');
+    expect(second).toContain(TEXT_OF_TYPE['Inclusion']);
+    expect(second).toContain(
+      composeInstruction(SEED.initialInstruction, [{ text: TEXT_OF_TYPE['Inclusion']! }]),
+    );
+    expect(second).toContain(r.history[0]!.revisedAnswer!);
+    expect(r.history[1]!.studentAnswer).toBe(r.history[0]!.revisedAnswer);
+    // No check call at all: both checks came with judge replies.
+    expect(llm.calls.some((x) => x.schema === 'air_check')).toBe(false);
+  });
+
+  it('makes good a judge reply without a usable check with a check call of its own', async () => {
+    const missing = await refineWith({
+      judge: [c('Inclusion'), c('Citation')],
+      check: [3, 1],
+      checkMissing: true,
+    });
+    const r = refined(missing.out);
+    expect(r.history.map((h) => [h.verdict, h.studentCheck])).toEqual([
+      ['gated', 3],
+      ['accepted', 1],
+      ['no_constraint', null],
+    ]);
+    expect(missing.llm.calls.filter((x) => x.schema === 'air_check')).toHaveLength(2);
+    // An unparseable judge reply stops the loop, and the pending constraint is still checked first.
+    const garbage = await refineWith({ judge: [c('Inclusion'), 'garbage'], check: [2] });
+    const g = refined(garbage.out);
+    expect(g.history.map((h) => h.verdict)).toEqual(['accepted', 'invalid_constraint']);
+    expect(g.constraints[0]!.studentCheck).toBe(2);
   });
 
   it('stops when the judge finds nothing; a document with no constraint is dropped with a reason', async () => {
@@ -281,11 +405,21 @@ describe('refine', () => {
   });
 
   it('stops on a duplicate, on an unparseable judge reply and on an invalid constraint', async () => {
-    const dup = refined(
-      (await refineWith({ judge: [c('Inclusion'), c('Exclusion')], duplicate: [true] })).out,
-    );
+    // The default check compares content words: a proposal restating an accepted constraint stops the loop.
+    const restated = 'Mention how the sun, alongside the moon, forms the spring tides.';
+    const lexical = await refineWith({ judge: [c('Inclusion'), c('Exclusion', restated)] });
+    const dup = refined(lexical.out);
     expect(dup.stopReason).toBe('duplicate');
     expect(dup.history.map((h) => h.verdict)).toEqual(['accepted', 'duplicate']);
+    expect(dup.history[1]!.note).toMatch(/restates constraint 1/);
+    expect(lexical.llm.calls.some((x) => x.schema === 'air_duplicate')).toBe(false);
+    // The reference's duplicate-check call, when asked for.
+    const byLlm = await refineWith(
+      { judge: [c('Inclusion'), c('Exclusion')], duplicate: [true] },
+      { ...DEFAULT_REFINE, duplicateCheck: 'llm' },
+    );
+    expect(refined(byLlm.out).stopReason).toBe('duplicate');
+    expect(byLlm.llm.calls.filter((x) => x.schema === 'air_duplicate')).toHaveLength(1);
     const garbage = refined((await refineWith({ judge: [c('Inclusion'), 'garbage'] })).out);
     expect(garbage.stopReason).toBe('invalid_constraint');
     const short = refined((await refineWith({ judge: [c('Inclusion'), c('Citation', 'Cite sources')] })).out);
@@ -320,7 +454,7 @@ describe('refine', () => {
     const r = refined(out);
     expect(r.stopReason).toBe('types_exhausted');
     expect(r.constraints).toHaveLength(12);
-    const judgeCalls = llm.calls.filter((x) => x.schema === 'air_judge');
+    const judgeCalls = llm.calls.filter((x) => x.schema?.startsWith('air_judge'));
     const last = judgeCalls
       .at(-1)!
       .messages.map((m) => m.content)

@@ -15,6 +15,7 @@ export const STAGE_OF_STEP: Readonly<Record<PromptStep, string>> = {
   polish: 'refine',
   student: 'refine',
   judge: 'refine',
+  'judge-check': 'refine',
   duplicate: 'refine',
   check: 'refine',
   merge: 'merge',

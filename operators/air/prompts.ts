@@ -16,6 +16,7 @@ export const PROMPT_STEPS = [
   'polish',
   'student',
   'judge',
+  'judge-check',
   'duplicate',
   'check',
   'merge',

@@ -1,6 +1,7 @@
 import { drop, emit, type Outcome, type RecordOperator } from '../../pipeline/operator.js';
 import { errorKind } from '../../pipeline/errors.js';
 import { CONSTRAINT_TYPES, type ConstraintType } from '../constraint-tagger.js';
+import { restatedConstraint } from './constraint-overlap.js';
 import {
   CHECK_SCHEMA,
   DEFAULT_CONSTRAINT_RULES,
@@ -8,6 +9,7 @@ import {
   judgeSchema,
   labelOf,
   readDuplicate,
+  readFoldedCheck,
   readJudge,
   readScore,
   type ConstraintRules,
@@ -37,6 +39,19 @@ export interface RefineOptions {
   readonly gateScore: number;
   /** Show the judge the instruction with the constraints so far (the reference shows the original one). */
   readonly judgeSeesRefined: boolean;
+  /**
+   * Ask round k's 0-3 check in round k+1's judge call, which reads the same revised answer anyway; only a
+   * constraint with no judge call after it (the last round) gets a check call of its own. The reference
+   * makes one check call per round.
+   */
+  readonly checkWithNextJudge: boolean;
+  /**
+   * `lexical`: a proposal whose content words mostly repeat an accepted constraint's is a duplicate (no
+   * call). `llm`: a duplicate-check call in every round after the first acceptance, as the reference does.
+   */
+  readonly duplicateCheck: 'lexical' | 'llm';
+  /** `lexical` only: the share of the shorter constraint's content words at which two are the same (0-1). */
+  readonly duplicateOverlap: number;
   readonly constraintWords: ConstraintRules;
   /** Documents in their loops at once; each moves through its iterations on its own. */
   readonly concurrency: number;
@@ -48,8 +63,17 @@ export const DEFAULT_REFINE: RefineOptions = {
   gateOnStudentCheck: true,
   gateScore: 3,
   judgeSeesRefined: true,
+  checkWithNextJudge: true,
+  duplicateCheck: 'lexical',
+  duplicateOverlap: 0.6,
   constraintWords: DEFAULT_CONSTRAINT_RULES,
   concurrency: 128,
+};
+
+/** The call layout of the reference code: a check call and a duplicate-check call of their own each round. */
+export const REFERENCE_CALLS: Pick<RefineOptions, 'checkWithNextJudge' | 'duplicateCheck'> = {
+  checkWithNextJudge: false,
+  duplicateCheck: 'llm',
 };
 
 /** The instruction the student sees: the initial one, then each accepted constraint on its own line. */
@@ -65,10 +89,22 @@ function numbered(constraints: readonly { readonly text: string }[]): string {
   return constraints.map((c, i) => `${i + 1}. ${c.text}`).join('\n');
 }
 
+/** A constraint the student has answered with, waiting for its 0-3 check. */
+interface Pending {
+  readonly round: Omit<IterationRecord, 'verdict' | 'note' | 'revisedAnswer' | 'studentCheck'>;
+  readonly type: ConstraintType;
+  readonly text: string;
+  readonly revised: string;
+}
+
 /**
  * Stage 2 of the method, per document: polish the document into a reference answer, let the student answer,
  * then up to `maxIterations` rounds of judge → duplicate check → student re-answer → 0-3 check. A document with
  * no accepted constraint is dropped (`no_constraint_accepted`); the others go on with their whole history.
+ *
+ * With `checkWithNextJudge`, a round's check arrives with the next round's judge reply, so a constraint is
+ * pending (shown to the judge, not yet accepted) for one call; the judge's next proposal is then made against
+ * the answer to the instruction with the pending constraint, whether or not the gate keeps it.
  */
 export function refine(
   steps: StepRunner,
@@ -77,6 +113,7 @@ export function refine(
   if (options.gateOnStudentCheck && !options.studentCheck) {
     throw new RangeError('refine: gateOnStudentCheck needs studentCheck');
   }
+  const foldCheck = options.studentCheck && options.checkWithNextJudge;
   return {
     name: 'refine',
     concurrency: options.concurrency,
@@ -95,7 +132,43 @@ export function refine(
       const accepted: AcceptedConstraint[] = [];
       const history: IterationRecord[] = [];
       const used = new Set<ConstraintType>();
+      let pending: Pending | null = null;
       let stopReason: StopReason = 'max_iterations';
+
+      const ownCheck = async (p: Pending): Promise<number> =>
+        readScore(
+          await steps.json(
+            'check',
+            { constraint: p.text, answer: p.revised },
+            CHECK_SCHEMA,
+            site(p.round.iteration),
+          ),
+          0,
+          3,
+        );
+      /** The gate's decision on a constraint the student has answered with. */
+      const settle = (p: Pending, check: number | null): void => {
+        if (options.gateOnStudentCheck && check !== null && check >= options.gateScore) {
+          ctx.count(`type_gated:${p.type}`);
+          history.push({
+            ...p.round,
+            verdict: 'gated',
+            note: `student check ${check} >= ${options.gateScore}`,
+            revisedAnswer: p.revised,
+            studentCheck: check,
+          });
+          return;
+        }
+        accepted.push({ type: p.type, text: p.text, iteration: p.round.iteration, studentCheck: check });
+        history.push({
+          ...p.round,
+          verdict: 'accepted',
+          note: '',
+          revisedAnswer: p.revised,
+          studentCheck: check,
+        });
+        answer = p.revised;
+      };
 
       for (let k = 1; k <= options.maxIterations; k++) {
         const allowed = CONSTRAINT_TYPES.map((t) => t.id).filter((id) => !used.has(id));
@@ -103,9 +176,26 @@ export function refine(
           stopReason = 'types_exhausted';
           break;
         }
-        const instruction = options.judgeSeesRefined ? composeInstruction(initial, accepted) : initial;
-        const reading = await judge(steps, instruction, reference, answer, allowed, options, site(k));
-        const base = { iteration: k, studentAnswer: answer, judgeAnalysis: reading.analysis };
+        const shown = pending === null ? accepted : [...accepted, pending];
+        const judged = pending === null ? answer : pending.revised;
+        const { reading, check } = await judge(
+          steps,
+          {
+            instruction: options.judgeSeesRefined ? composeInstruction(initial, shown) : initial,
+            reference,
+            answer: judged,
+            pending: pending?.text ?? null,
+          },
+          allowed,
+          options,
+          site(k),
+        );
+        if (pending !== null) {
+          // A judge reply without a usable check (unparseable, or a server that ignored the schema) is made good.
+          settle(pending, check ?? (await ownCheck(pending)));
+          pending = null;
+        }
+        const base = { iteration: k, studentAnswer: judged, judgeAnalysis: reading.analysis };
         if (reading.kind === 'none') {
           history.push({
             ...base,
@@ -135,63 +225,30 @@ export function refine(
         const { type, text } = reading;
         used.add(type);
         ctx.count(`type_chosen:${type}`);
-        const proposal = { ...base, judgeType: type, judgeConstraint: text };
-        if (accepted.length > 0) {
-          const duplicate = readDuplicate(
-            await steps.json(
-              'duplicate',
-              { constraints: numbered(accepted), constraint: text },
-              DUPLICATE_SCHEMA,
-              site(k),
-            ),
-          );
-          if (duplicate) {
-            ctx.count(`type_duplicate:${type}`);
-            history.push({
-              ...proposal,
-              verdict: 'duplicate',
-              note: '',
-              revisedAnswer: null,
-              studentCheck: null,
-            });
-            stopReason = 'duplicate';
-            break;
-          }
+        const round = { ...base, judgeType: type, judgeConstraint: text };
+        const duplicate = await duplicateCheck(steps, text, accepted, options, site(k));
+        if (duplicate !== null) {
+          ctx.count(`type_duplicate:${type}`);
+          history.push({
+            ...round,
+            verdict: 'duplicate',
+            note: duplicate,
+            revisedAnswer: null,
+            studentCheck: null,
+          });
+          stopReason = 'duplicate';
+          break;
         }
-        const candidate = [...accepted, { text }];
         const revised = await steps.text(
           'student',
-          { instruction: composeInstruction(initial, candidate) },
+          { instruction: composeInstruction(initial, [...accepted, { text }]) },
           site(k),
         );
-        const check = options.studentCheck
-          ? readScore(
-              await steps.json('check', { constraint: text, answer: revised }, CHECK_SCHEMA, site(k)),
-              0,
-              3,
-            )
-          : null;
-        if (options.gateOnStudentCheck && check !== null && check >= options.gateScore) {
-          ctx.count(`type_gated:${type}`);
-          history.push({
-            ...proposal,
-            verdict: 'gated',
-            note: `student check ${check} >= ${options.gateScore}`,
-            revisedAnswer: revised,
-            studentCheck: check,
-          });
-          continue;
-        }
-        accepted.push({ type, text, iteration: k, studentCheck: check });
-        history.push({
-          ...proposal,
-          verdict: 'accepted',
-          note: '',
-          revisedAnswer: revised,
-          studentCheck: check,
-        });
-        answer = revised;
+        const proposal: Pending = { round, type, text, revised };
+        if (foldCheck) pending = proposal;
+        else settle(proposal, options.studentCheck ? await ownCheck(proposal) : null);
       }
+      if (pending !== null) settle(pending, await ownCheck(pending));
 
       ctx.count('calls', calls.length - before);
       ctx.count('iterations', history.length);
@@ -204,33 +261,78 @@ export function refine(
   };
 }
 
-/** One judge call; an answer the LLM layer could not parse after its repairs counts as an invalid proposal. */
+interface JudgeInput {
+  readonly instruction: string;
+  readonly reference: string;
+  readonly answer: string;
+  /** The constraint to grade in the same call, or null for a judge call alone. */
+  readonly pending: string | null;
+}
+
+/**
+ * One judge call, with the pending constraint's check when there is one. A reply the LLM layer could not
+ * parse after its repairs counts as an invalid proposal, and carries no check.
+ */
 async function judge(
   steps: StepRunner,
-  instruction: string,
-  reference: string,
-  answer: string,
+  input: JudgeInput,
   allowed: readonly ConstraintType[],
   options: RefineOptions,
   at: CallSite,
-): Promise<JudgeReading> {
-  const types = allowed.map((id) => `- ${labelOf(id)}`).join('\n');
+): Promise<{ reading: JudgeReading; check: number | undefined }> {
+  const values = {
+    types: allowed.map((id) => `- ${labelOf(id)}`).join('\n'),
+    instruction: input.instruction,
+    reference: input.reference,
+    answer: input.answer,
+  };
   try {
-    const value = await steps.json(
-      'judge',
-      { types, instruction, reference, answer },
-      judgeSchema(allowed),
-      at,
-    );
-    return readJudge(value, allowed, options.constraintWords);
+    const value =
+      input.pending === null
+        ? await steps.json('judge', values, judgeSchema(allowed), at)
+        : await steps.json(
+            'judge-check',
+            { ...values, constraint: input.pending },
+            judgeSchema(allowed, true),
+            at,
+          );
+    return {
+      reading: readJudge(value, allowed, options.constraintWords),
+      check: input.pending === null ? undefined : readFoldedCheck(value),
+    };
   } catch (error) {
     if (errorKind(error) !== 'AIR_LLM_INVALID_OUTPUT') throw error;
     return {
-      kind: 'invalid',
-      analysis: '',
-      type: null,
-      text: '',
-      why: 'the judge reply could not be parsed',
+      reading: {
+        kind: 'invalid',
+        analysis: '',
+        type: null,
+        text: '',
+        why: 'the judge reply could not be parsed',
+      },
+      check: undefined,
     };
   }
+}
+
+/** Why `text` restates an accepted constraint, or null when it is new. */
+async function duplicateCheck(
+  steps: StepRunner,
+  text: string,
+  accepted: readonly AcceptedConstraint[],
+  options: RefineOptions,
+  at: CallSite,
+): Promise<string | null> {
+  if (accepted.length === 0) return null;
+  if (options.duplicateCheck === 'lexical') {
+    const index = restatedConstraint(text, accepted, options.duplicateOverlap);
+    return index < 0 ? null : `restates constraint ${index + 1} (content-word overlap)`;
+  }
+  const value = await steps.json(
+    'duplicate',
+    { constraints: numbered(accepted), constraint: text },
+    DUPLICATE_SCHEMA,
+    at,
+  );
+  return readDuplicate(value) ? 'the duplicate check says it repeats an accepted constraint' : null;
 }

@@ -44,13 +44,20 @@ export function labelOf(type: ConstraintType): string {
   return LABEL.get(type)!;
 }
 
-/** The judge may only name a type not used yet (or "none"); the enum makes constrained decoding enforce it. */
-export function judgeSchema(allowed: readonly ConstraintType[]): Schema {
-  return object('air_judge', {
+/**
+ * The judge may only name a type not used yet (or "none"); the enum makes constrained decoding enforce it.
+ * `withCheck`: the judge first grades the answer against the constraint added last (0-3), the student check
+ * folded into the call that reads the same answer anyway.
+ */
+export function judgeSchema(allowed: readonly ConstraintType[], withCheck = false): Schema {
+  const judge = {
     analysis: text(1500),
     type: { type: 'string', enum: [...allowed.map(labelOf), 'none'] },
     constraint: text(400, 0),
-  });
+  };
+  return withCheck
+    ? object('air_judge_check', { check_reason: text(600), check: score(0, 3), ...judge })
+    : object('air_judge', judge);
 }
 
 // ---- reading replies ------------------------------------------------------------------------------------
@@ -87,6 +94,11 @@ export function readScore(value: unknown, lo: number, hi: number): number {
   const score = integerField(value, 'score', lo, hi);
   if (score === undefined) throw new ReplyRuleError(`the reply has no integer score in ${lo}-${hi}`);
   return score;
+}
+
+/** The 0-3 check a judge-and-check reply carries; undefined when it is missing or out of range. */
+export function readFoldedCheck(value: unknown): number | undefined {
+  return integerField(value, 'check', 0, 3);
 }
 
 export function readDuplicate(value: unknown): boolean {

@@ -15,6 +15,7 @@ export const DEFAULT_MAX_TOKENS: Readonly<Record<PromptStep, number>> = {
   polish: 2048,
   student: 1024,
   judge: 512,
+  'judge-check': 640,
   duplicate: 256,
   check: 256,
   merge: 800,

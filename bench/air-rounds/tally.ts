@@ -79,17 +79,19 @@ const PER_ROW_STEPS = new Set(['merge', 'answer', 'score']);
  */
 export function yieldsFromRows(
   rows: readonly {
-    readonly doc: { readonly id: string };
+    readonly doc: { readonly sourceFile: string; readonly sourceRow: number };
     readonly depth: number;
     readonly calls: readonly CallRecord[];
   }[],
 ): DocumentYield[] {
+  // Keyed by where the document was read, not by its id: the two bundled samples share 691 ids.
   const byDoc = new Map<string, { shared: number; own: number; depths: number[] }>();
   for (const row of rows) {
     const own = row.calls.filter((c) => PER_ROW_STEPS.has(c.step)).length;
-    const entry = byDoc.get(row.doc.id);
+    const key = `${row.doc.sourceFile}#${row.doc.sourceRow}`;
+    const entry = byDoc.get(key);
     if (entry === undefined) {
-      byDoc.set(row.doc.id, { shared: row.calls.length - own, own, depths: [row.depth] });
+      byDoc.set(key, { shared: row.calls.length - own, own, depths: [row.depth] });
     } else {
       entry.own += own;
       entry.depths.push(row.depth);

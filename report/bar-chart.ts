@@ -1,4 +1,4 @@
-import { allIntegers, clip, color, esc, formatTick, legend, niceTicks, svgFrame } from './svg.js';
+import { allIntegers, clip, color, esc, formatTick, legend, niceTicks, svgFrame, valueFrame } from './svg.js';
 
 /**
  * Grouped bar charts in the line chart's style: horizontal bars for named categories (constraint types, hosts,
@@ -83,31 +83,11 @@ export function barChartSvg(options: BarChartOptions): string {
 
 /** Vertical grouped columns for short, ordered categories (0-5, 1-10). */
 export function columnChartSvg(options: BarChartOptions): string {
-  const width = options.width ?? 640;
   const { series, categories } = options;
-  const key = legend(
-    series.map((s) => s.name),
-    12,
-    30,
-    width - 24,
-  );
-  const margin = { left: 64, right: 16, top: 40 + key.height, bottom: 50 };
-  const height = 340 + key.height;
-  const plotWidth = width - margin.left - margin.right;
-  const plotHeight = height - margin.top - margin.bottom;
-  const max = Math.max(1e-9, ...series.flatMap((s) => s.values.filter(Number.isFinite)));
-  const ticks = niceTicks(max, 5, allIntegers(series.flatMap((s) => s.values)));
-  const top = ticks[ticks.length - 1]!;
-  const py = (v: number): number => margin.top + plotHeight - (v / top) * plotHeight;
-  const band = plotWidth / Math.max(1, categories.length);
+  const frame = valueFrame(options.title, options.width ?? 640, series, 16);
+  const { parts, margin, height, py } = frame;
+  const band = frame.plotWidth / Math.max(1, categories.length);
   const barWidth = Math.max(2, (band * 0.8) / Math.max(1, series.length));
-  const parts = [svgFrame(options.title, width, height), key.svg];
-  for (const tick of ticks) {
-    parts.push(
-      `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(tick)}" y2="${py(tick)}" stroke="#e3e3e3"/>`,
-      `<text x="${margin.left - 6}" y="${py(tick) + 4}" text-anchor="end" font-size="11">${formatTick(tick)}</text>`,
-    );
-  }
   const format = options.formatValue ?? formatTick;
   categories.forEach((category, c) => {
     const x0 = margin.left + c * band + band * 0.1;
@@ -122,12 +102,5 @@ export function columnChartSvg(options: BarChartOptions): string {
       );
     });
   });
-  parts.push(
-    `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(0)}" y2="${py(0)}" stroke="#333"/>`,
-    `<line x1="${margin.left}" x2="${margin.left}" y1="${margin.top}" y2="${py(0)}" stroke="#333"/>`,
-    `<text x="${margin.left + plotWidth / 2}" y="${height - 10}" text-anchor="middle" font-size="12">${esc(options.categoryLabel ?? '')}</text>`,
-    `<text transform="translate(16 ${margin.top + plotHeight / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(options.valueLabel)}</text>`,
-    '</svg>',
-  );
-  return parts.join('\n');
+  return frame.close(options.categoryLabel ?? '', options.valueLabel);
 }

@@ -1,4 +1,4 @@
-import { allIntegers, color, esc, formatTick, legend, niceTicks, svgFrame } from './svg.js';
+import { color, esc, formatTick, valueFrame } from './svg.js';
 
 /**
  * A histogram over numeric bins, in the line chart's style: one bar per bin, bars of several series side by
@@ -24,32 +24,12 @@ export interface HistogramOptions {
 }
 
 export function histogramSvg(options: HistogramOptions): string {
-  const width = options.width ?? 640;
   const bins = options.edges.length - 1;
   const { series } = options;
-  const key = legend(
-    series.map((s) => s.name),
-    12,
-    30,
-    width - 24,
-  );
-  const margin = { left: 64, right: 20, top: 40 + key.height, bottom: 50 };
-  const height = 340 + key.height;
-  const plotWidth = width - margin.left - margin.right;
-  const plotHeight = height - margin.top - margin.bottom;
-  const max = Math.max(1e-9, ...series.flatMap((s) => s.values.filter(Number.isFinite)));
-  const ticks = niceTicks(max, 5, allIntegers(series.flatMap((s) => s.values)));
-  const axisMax = ticks[ticks.length - 1]!;
-  const binWidth = plotWidth / Math.max(1, bins);
+  const frame = valueFrame(options.title, options.width ?? 640, series, 20);
+  const { parts, margin, height, py } = frame;
+  const binWidth = frame.plotWidth / Math.max(1, bins);
   const barWidth = binWidth / Math.max(1, series.length);
-  const py = (v: number): number => margin.top + plotHeight - (v / axisMax) * plotHeight;
-  const parts = [svgFrame(options.title, width, height), key.svg];
-  for (const tick of ticks) {
-    parts.push(
-      `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(tick)}" y2="${py(tick)}" stroke="#e3e3e3"/>`,
-      `<text x="${margin.left - 6}" y="${py(tick) + 4}" text-anchor="end" font-size="11">${formatTick(tick)}</text>`,
-    );
-  }
   const unitBins = options.edges.every((e, i) => i === 0 || e - options.edges[i - 1]! === 1);
   if (unitBins) {
     // Bins of one unit (word counts below 20): label each bin by its value, at its centre.
@@ -89,12 +69,5 @@ export function histogramSvg(options: HistogramOptions): string {
       );
     });
   }
-  parts.push(
-    `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(0)}" y2="${py(0)}" stroke="#333"/>`,
-    `<line x1="${margin.left}" x2="${margin.left}" y1="${margin.top}" y2="${py(0)}" stroke="#333"/>`,
-    `<text x="${margin.left + plotWidth / 2}" y="${height - 10}" text-anchor="middle" font-size="12">${esc(options.xLabel)}</text>`,
-    `<text transform="translate(16 ${margin.top + plotHeight / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(options.yLabel)}</text>`,
-    '</svg>',
-  );
-  return parts.join('\n');
+  return frame.close(options.xLabel, options.yLabel);
 }

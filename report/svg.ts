@@ -94,3 +94,74 @@ export function allIntegers(values: Iterable<number>): boolean {
 export function clip(label: string, max: number): string {
   return label.length <= max ? label : `${label.slice(0, max - 1)}…`;
 }
+
+/**
+ * The frame of a chart whose values rise from a baseline at 0 (histogram, columns): title, legend, plot area,
+ * value gridlines with their labels. `close` adds the axes and their titles and returns the whole SVG.
+ */
+export interface ValueFrame {
+  /** Markup so far; the caller pushes its marks, then calls `close`. */
+  readonly parts: string[];
+  readonly width: number;
+  readonly height: number;
+  readonly margin: {
+    readonly left: number;
+    readonly right: number;
+    readonly top: number;
+    readonly bottom: number;
+  };
+  readonly plotWidth: number;
+  readonly plotHeight: number;
+  /** The y pixel of a value. */
+  py(value: number): number;
+  close(xLabel: string, yLabel: string): string;
+}
+
+export function valueFrame(
+  title: string,
+  width: number,
+  /** Legend entries (none for one series); their values set the axis' top and whether it ticks in whole steps. */
+  series: ReadonlyArray<{ readonly name: string; readonly values: readonly number[] }>,
+  rightMargin: number,
+): ValueFrame {
+  const key = legend(
+    series.map((s) => s.name),
+    12,
+    30,
+    width - 24,
+  );
+  const margin = { left: 64, right: rightMargin, top: 40 + key.height, bottom: 50 };
+  const height = 340 + key.height;
+  const plotWidth = width - margin.left - margin.right;
+  const plotHeight = height - margin.top - margin.bottom;
+  const finite = series.flatMap((s) => s.values).filter(Number.isFinite);
+  const ticks = niceTicks(Math.max(1e-9, ...finite), 5, allIntegers(finite));
+  const top = ticks[ticks.length - 1]!;
+  const py = (v: number): number => margin.top + plotHeight - (v / top) * plotHeight;
+  const parts = [svgFrame(title, width, height), key.svg];
+  for (const tick of ticks) {
+    parts.push(
+      `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(tick)}" y2="${py(tick)}" stroke="#e3e3e3"/>`,
+      `<text x="${margin.left - 6}" y="${py(tick) + 4}" text-anchor="end" font-size="11">${formatTick(tick)}</text>`,
+    );
+  }
+  return {
+    parts,
+    width,
+    height,
+    margin,
+    plotWidth,
+    plotHeight,
+    py,
+    close(xLabel, yLabel) {
+      parts.push(
+        `<line x1="${margin.left}" x2="${width - margin.right}" y1="${py(0)}" y2="${py(0)}" stroke="#333"/>`,
+        `<line x1="${margin.left}" x2="${margin.left}" y1="${margin.top}" y2="${py(0)}" stroke="#333"/>`,
+        `<text x="${margin.left + plotWidth / 2}" y="${height - 10}" text-anchor="middle" font-size="12">${esc(xLabel)}</text>`,
+        `<text transform="translate(16 ${margin.top + plotHeight / 2}) rotate(-90)" text-anchor="middle" font-size="12">${esc(yLabel)}</text>`,
+        '</svg>',
+      );
+      return parts.join('\n');
+    },
+  };
+}

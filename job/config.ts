@@ -2,6 +2,7 @@ import { z } from 'zod';
 import { PriceTableSchema } from '../llm/accounting.js';
 import { embeddingsEndpointSchema } from '../llm/embeddings.js';
 import { PROMPT_STEPS } from '../operators/air/prompts.js';
+import { DEFAULT_REFINE } from '../operators/air/refine.js';
 import { endpointSchema } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
 
@@ -214,37 +215,27 @@ export const airConfigSchema = z.strictObject({
       maxWords: positiveInt.default(50),
     })
     .default({ minScore: 4, minWords: 3, maxWords: 50 }),
+  // The defaults are the operator's own (DEFAULT_REFINE): one place says what air does unless told.
   refine: z
     .strictObject({
-      maxIterations: positiveInt.default(5),
+      maxIterations: positiveInt.default(DEFAULT_REFINE.maxIterations),
       /** Grade the student's revised answer against each new constraint (0-3). */
-      studentCheck: z.boolean().default(true),
+      studentCheck: z.boolean().default(DEFAULT_REFINE.studentCheck),
       /** Keep constraints only where the student still falls short once asked (check below gateScore). */
-      gateOnStudentCheck: z.boolean().default(true),
-      gateScore: z.number().int().min(0).max(3).default(3),
+      gateOnStudentCheck: z.boolean().default(DEFAULT_REFINE.gateOnStudentCheck),
+      gateScore: z.number().int().min(0).max(3).default(DEFAULT_REFINE.gateScore),
       /** Show the judge the refined instruction (the reference code shows the original). */
-      judgeSeesRefined: z.boolean().default(true),
+      judgeSeesRefined: z.boolean().default(DEFAULT_REFINE.judgeSeesRefined),
       /** Ask each round's 0-3 check in the next round's judge call (one call a round fewer than the reference). */
-      checkWithNextJudge: z.boolean().default(true),
+      checkWithNextJudge: z.boolean().default(DEFAULT_REFINE.checkWithNextJudge),
       /** `lexical`: content-word overlap, no call; `llm`: a duplicate-check call each round, as the reference. */
-      duplicateCheck: z.enum(['lexical', 'llm']).default('lexical'),
+      duplicateCheck: z.enum(['lexical', 'llm']).default(DEFAULT_REFINE.duplicateCheck),
       /** `lexical` only: the share of the shorter constraint's content words at which two are the same. */
-      duplicateOverlap: z.number().min(0).max(1).default(0.6),
-      constraintMinWords: z.number().int().nonnegative().default(3),
-      constraintMaxWords: positiveInt.default(26),
+      duplicateOverlap: z.number().min(0).max(1).default(DEFAULT_REFINE.duplicateOverlap),
+      constraintMinWords: z.number().int().nonnegative().default(DEFAULT_REFINE.constraintWords.minWords),
+      constraintMaxWords: positiveInt.default(DEFAULT_REFINE.constraintWords.maxWords),
     })
-    .default({
-      maxIterations: 5,
-      studentCheck: true,
-      gateOnStudentCheck: true,
-      gateScore: 3,
-      judgeSeesRefined: true,
-      checkWithNextJudge: true,
-      duplicateCheck: 'lexical',
-      duplicateOverlap: 0.6,
-      constraintMinWords: 3,
-      constraintMaxWords: 26,
-    }),
+    .prefault({}),
   /** `deepest`: one row per document; `all`: one row per depth reached. */
   depths: z.enum(['deepest', 'all']).default('deepest'),
   filter: z

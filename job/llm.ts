@@ -32,6 +32,8 @@ export async function setUpLlm(
   outputDir: string | undefined,
   env: NodeJS.ProcessEnv = process.env,
   log?: (line: string) => void,
+  /** Where calls are accounted; the run passes the one its embedding calls go to as well. */
+  accounting: Accounting = new Accounting(config.prices),
 ): Promise<LlmSetup> {
   const localDefaults = { threads: 2, parallel: 2, contextSize: 4096, modelsDir: config.modelsDir };
   let simulator: Simulator | undefined;
@@ -86,7 +88,6 @@ export async function setUpLlm(
   const cache = openResponseCache(
     config.cache && outputDir !== undefined ? path.join(outputDir, LLM_CACHE_FILE) : undefined,
   );
-  const accounting = new Accounting(config.prices);
   const client = new HttpLlmClient({ endpoints, cache, recorder: accounting });
   const models = { guidance: endpoints[0]!.model, student: endpoints[1]!.model };
   return {

@@ -11,6 +11,7 @@ import type { Embedder } from '../operators/sample/embedder.js';
 import { hashingEmbedder } from '../operators/sample/options.js';
 import { rateSample, reservoirSample } from '../operators/sample/pre-sample.js';
 import { qualityFilter } from '../operators/sample/quality-filters.js';
+import { Accounting } from '../llm/accounting.js';
 import { EmbeddingsClient, resolveEmbeddingsEndpoint } from '../llm/embeddings.js';
 import { availableParallelism } from 'node:os';
 import { DropNotesFile } from '../pipeline/io/drop-notes.js';
@@ -42,6 +43,7 @@ import { appendAirStages } from './air-graph.js';
 import type { RunConfig } from './config.js';
 import { configFingerprint } from './fingerprint.js';
 import { setUpLlm, type LlmSetup } from './llm.js';
+import { writtenInstructions } from './written-instructions.js';
 
 export interface JobOptions {
   /** Aborting stops reading input; in-flight records finish within engine.graceSeconds. */
@@ -160,7 +162,9 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       );
     }
 
-    documents = appendSampling(documents, config, options.env);
+    // One account for every model call of the run: chat calls and the diversity stage's embedding calls.
+    const accounting = new Accounting(config.llm.prices);
+    documents = appendSampling(documents, config, options.env, accounting);
     let run: PipelineRun;
     let promptVersion = '';
     if (config.method === 'documents') {
@@ -171,22 +175,30 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       });
       run = documents.into(documentSink, runOptions);
     } else {
-      llm = await setUpLlm(config.llm, config.output, options.env, options.log);
+      llm = await setUpLlm(config.llm, config.output, options.env, options.log, accounting);
       const air = appendAirStages(documents, llm.client, config.air);
       promptVersion = air.promptVersion;
       let examples = air.pipeline;
       if (dedupe.instructions.enabled) {
         // First to arrive is kept: which of two near-identical instructions survives depends on timing.
-        examples = examples.pipe(
-          nearDedupe<ScoredExample>({
-            name: 'instruction_dedupe',
-            replay: false,
-            threshold: dedupe.instructions.threshold,
-            textOf: (e) => e.instruction,
-            idOf: (e) => `${e.doc.id}@${e.depth}`,
-            pool: pool!,
-          }),
-        );
+        const instructionDedupe = nearDedupe<ScoredExample>({
+          name: 'instruction_dedupe',
+          replay: false,
+          threshold: dedupe.instructions.threshold,
+          textOf: (e) => e.instruction,
+          idOf: (e) => `${e.doc.id}@${e.depth}`,
+          pool: pool!,
+        });
+        if (start.resumed) {
+          // Replays never reach LLM stages, so this stage learns the rows written before from the parts.
+          const parts = (await committedParts(config.output)).map((p) => p.file);
+          await instructionDedupe.prime(
+            writtenInstructions(db, config.output, parts),
+            options.signal ?? new AbortController().signal,
+          );
+          options.log?.(`instruction dedupe: ${instructionDedupe.kept} written instructions indexed`);
+        }
+        examples = examples.pipe(instructionDedupe);
       }
       const provenance = {
         guidanceModel: llm.models.guidance,
@@ -217,10 +229,13 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     // Drops and failures settled after the last part, then (when every row is settled) the end mark.
     await checkpointer.commit(null);
     if (report.status === 'completed') await checkpointer.complete();
+    const account = accounting.snapshot();
     const usage: LlmUsage | undefined =
-      llm === undefined
-        ? undefined
-        : { accounting: llm.accounting.snapshot(), cache: llm.cache.stats(), promptVersion };
+      llm !== undefined
+        ? { accounting: account, cache: llm.cache.stats(), promptVersion }
+        : account.entries.length > 0
+          ? { accounting: account, cache: { hits: 0, misses: 0 }, promptVersion: '' }
+          : undefined;
     const parts = await committedParts(config.output);
     const ledgerFile = await writeLedger(config, report, parts, usage, failures.rowsWritten);
     try {
@@ -318,6 +333,7 @@ function appendSampling(
   documents: Pipeline<Document>,
   config: RunConfig,
   env: NodeJS.ProcessEnv | undefined,
+  accounting: Accounting,
 ): Pipeline<Document> {
   const { preSample: pre, diversity } = config.sample;
   let out = documents;
@@ -333,7 +349,7 @@ function appendSampling(
           'pool',
           Math.max(1, threads - 1),
         )
-      : new EmbeddingsClient(resolveEmbeddingsEndpoint(diversity.embeddings, env));
+      : new EmbeddingsClient(resolveEmbeddingsEndpoint(diversity.embeddings, env), { recorder: accounting });
   // The operator owns the embedder and closes it when the run ends.
   return out.pipe(
     diversitySelect<Document>({ keep: diversity.keep, seed: diversity.seed, threads, embedder }),

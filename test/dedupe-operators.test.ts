@@ -349,3 +349,25 @@ describe('exact and near dedupe through the engine, on real web documents in two
     expect(sorted(concurrent.notes)).toEqual(sorted(run.notes));
   });
 });
+
+describe('near dedupe primed with records kept before the run (instruction dedupe on resume)', () => {
+  it('compares new records with the known ones, names them, and never emits them', async () => {
+    const known = (await rowsOf(FINEWEB)).filter((r) => r.text.split(/\s+/).length >= 300).slice(0, 60);
+    const stage = nearDedupe<Row>({ textOf: (r) => r.text, idOf: (r) => r.id, pool });
+    async function* batches(): AsyncGenerator<Row[]> {
+      yield known.slice(0, 25);
+      yield [];
+      // A known record that repeats an earlier known one is not indexed twice.
+      yield [...known.slice(25), { id: 'known-copy', text: edit(known[3]!.text, 1) }];
+    }
+    await stage.prime(batches(), new AbortController().signal);
+    expect(stage.kept).toBe(known.length);
+    const fresh = (await rowsOf(DOLMA)).find((r) => !known.some((k) => k.text === r.text))!;
+    const ctx = { signal: new AbortController().signal, count: () => {} };
+    const out = await stage.processBatch([{ id: 'new-copy', text: edit(known[40]!.text, 2) }, fresh], ctx);
+    expect(out).toEqual([
+      { kind: 'drop', reason: 'near_duplicate', duplicateOf: known[40]!.id },
+      { kind: 'emit', values: [fresh] },
+    ]);
+  });
+});

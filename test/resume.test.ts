@@ -113,6 +113,32 @@ describe('resuming an output folder', () => {
   });
 });
 
+describe('instruction dedupe across a resume', () => {
+  it('indexes the instructions written before the interruption before any new row reaches it', async () => {
+    const out = path.join(dir, 'instructions');
+    const settings = { writer: { partSeconds: 0.2 }, engine: { checkpointSeconds: 0.1, graceSeconds: 0 } };
+    const stop = new AbortController();
+    const first = runJob(config(out, settings), { signal: stop.signal });
+    // Interrupt once a part with rows is on record.
+    for (let waited = 0; waited < 60_000; waited += 100) {
+      const recorded = (await readManifest(out).catch(() => undefined))?.commits ?? [];
+      if (recorded.some((c) => c.part !== null && c.rows > 0)) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    stop.abort();
+    expect((await first).report.status).toBe('interrupted');
+    const written = (await readManifest(out))!.commits.reduce(
+      (n, c) => n + (c.part === null ? 0 : c.rows),
+      0,
+    );
+    expect(written).toBeGreaterThan(0);
+    const lines: string[] = [];
+    const resumed = await runJob(config(out, settings), { log: (l) => lines.push(l) });
+    expect(resumed.report.status).toBe('completed');
+    expect(lines).toContain(`instruction dedupe: ${written} written instructions indexed`);
+  }, 120_000);
+});
+
 describe('failure rows', () => {
   it('records that fail go to failed/ with kind, message and raw reply; the ledger counts them', async () => {
     const out = path.join(dir, 'faults');

@@ -1,7 +1,9 @@
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../job/config.js';
 import { runJob } from '../job/run-job.js';
+import { startSimulator } from '../llm/simulator/index.js';
 import { SHARED, query, tempDir } from './helpers/duckdb.js';
 
 // Stage 0 of the method wired into the job, on the real samples: quality filters, a seeded reservoir per
@@ -67,4 +69,40 @@ describe('sampling stages in the job', () => {
       again.report.stages.find((s) => s.name === 'diversity_select')!.counters['replayed'] ?? 0;
     expect(replayed).toBeGreaterThan(0);
   }, 300_000);
+
+  it('accounts the embedding calls of diversity selection in the ledger and stats, in the documents method', async () => {
+    const simulator = await startSimulator({ zeroLatency: true, models: ['air-embed'] });
+    try {
+      const out = path.join(dir, 'embedded');
+      const base = config(out);
+      const result = await runJob(
+        parseRunConfig({
+          input: path.join(SHARED, 'data/web'),
+          output: out,
+          method: 'documents',
+          sample: {
+            preSample: base.sample.preSample,
+            diversity: {
+              enabled: true,
+              keep: 100,
+              embeddings: { baseUrl: simulator.url, model: 'air-embed', batchSize: 50 },
+            },
+          },
+          progress: 'off',
+        }),
+      );
+      expect(result.report.status, result.report.error).toBe('completed');
+      const selected = result.report.stages.find((s) => s.name === 'diversity_select')!;
+      const entry = result.llm!.accounting.entries.find((e) => e.role === 'embeddings')!;
+      expect(entry.model).toBe('air-embed');
+      expect(entry.calls).toBe(Math.ceil(selected.in / 50));
+      expect(entry.promptTokens).toBeGreaterThan(selected.in);
+      const ledger = JSON.parse(await readFile(result.ledgerFile, 'utf8')) as {
+        llm: { accounting: { totals: { calls: number } } };
+      };
+      expect(ledger.llm.accounting.totals.calls).toBe(entry.calls);
+    } finally {
+      await simulator.close();
+    }
+  });
 });

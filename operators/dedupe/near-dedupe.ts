@@ -55,7 +55,19 @@ export interface NearDedupeOptions<T> extends Partial<NearDedupeParams> {
 
 export const NEAR_DUPLICATE = 'near_duplicate';
 
+/** A record kept before this run: indexed so later records are compared with it, never emitted. */
+export interface KnownRecord {
+  readonly id: string;
+  readonly text: string;
+}
+
 export interface NearDedupe<T> extends BatchOperator<T, T> {
+  /**
+   * Indexes records kept before the run starts (e.g. rows an interrupted run wrote, for a stage that cannot
+   * replay), batch by batch; a known record that duplicates an earlier one is not indexed twice. Call it
+   * before the run, not during.
+   */
+  prime(batches: AsyncIterable<readonly KnownRecord[]>, signal: AbortSignal): Promise<void>;
   /** Records kept so far, i.e. indexed. */
   readonly kept: number;
   /** Bytes held by the LSH index (band tables, 8-bit sketches) and the kept ids. */
@@ -143,6 +155,22 @@ export function nearDedupe<T>(options: NearDedupeOptions<T>): NearDedupe<T> {
     },
     get bytes() {
       return index.bytes + ids.bytes;
+    },
+    async prime(batches, signal) {
+      await tail;
+      for await (const batch of batches) {
+        if (batch.length === 0) continue;
+        const signatures = await sign(
+          batch.map((r) => r.text),
+          signal,
+        );
+        for (let i = 0; i < batch.length; i++) {
+          const signature = signatureAt(signatures, numPerm, i);
+          if (index.findDuplicate(signature, threshold) !== undefined) continue;
+          const ordinal = ids.add(batch[i]!.id);
+          if (index.add(signature) !== ordinal) throw new Error('LSH index and id store out of step');
+        }
+      }
     },
     async processBatch(inputs, ctx) {
       // Synchronous up to the first await: the engine calls batches in input order, so this claims the turn.

@@ -1,10 +1,11 @@
 import { copyFile, mkdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { compress as zstdCompress } from 'zstd-napi';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfigInput } from '../job/config.js';
 import { runJob } from '../job/run-job.js';
-import { FINEWEB, tempDir, writeParquet } from './helpers/duckdb.js';
+import { FINEWEB, query, tempDir, writeParquet } from './helpers/duckdb.js';
 
 // Bad inputs made inside the tests: each gives one clear line naming the file (and row group), and the run
 // either skips the record with a ledger entry or stops, never losing what it accepted.
@@ -27,18 +28,68 @@ const documents = (input: string | string[], output: string, extra: Partial<RunC
 const words = (n: number, seed: string) => Array.from({ length: n }, (_, i) => `${seed}${i % 97}`).join(' ');
 
 describe('hostile inputs', () => {
-  it('text that is not valid UTF-8: one line naming the file, the row group and the bytes', async () => {
+  it('text that is not valid UTF-8 is dropped with its bytes named; the rows around it are read as DuckDB reads them', async () => {
+    // Three row groups of 100 rows, zstd pages; row 150 (row group 1) and row 251 hold bytes that are no UTF-8.
     const file = path.join(dir, 'bad-utf8.parquet');
+    const encode = (text: string) => new TextEncoder().encode(text);
+    const texts = Array.from({ length: 300 }, (_, i) =>
+      encode(`document ${i}: ${words(20 + (i % 7), 'w')} é ✓`),
+    );
+    texts[150] = new Uint8Array([...encode('hi'), 0xff, 0xfe, ...encode(' ok and more words')]);
+    texts[251] = new Uint8Array([...encode('cut short '), 0xe2, 0x9c]);
+    const buffer = parquetWriteBuffer({
+      columnData: [
+        { name: 'id', data: texts.map((_, i) => `doc-${i}`), type: 'STRING' },
+        { name: 'text', data: texts, type: 'STRING' },
+        { name: 'url', data: texts.map((_, i) => `https://example.org/${i}`), type: 'STRING' },
+      ],
+      rowGroupSize: 100,
+      codec: 'ZSTD',
+      compressors: { ZSTD: (input: Uint8Array) => zstdCompress(input) },
+    });
+    await writeFile(file, new Uint8Array(buffer));
+    const out = path.join(dir, 'bad-utf8-out');
+    // The made-up documents are alike: dedupe would take most of them.
+    const noDedupe = { dedupe: { exact: false, near: { enabled: false } } };
+    const result = await runJob(documents(file, out, noDedupe));
+    expect(result.report.status, result.report.error).toBe('completed');
+    expect(result.report.totals.dropped).toEqual({ 'read:invalid_utf8': 2 });
+    expect(result.report.totals.written).toBe(298);
+    const rows = await query(
+      `select id, text, url, source_row from read_parquet('${out}/part-*.parquet') order by source_row`,
+    );
+    const expected = texts
+      .map((bytes, i) => ({ i, bytes }))
+      .filter(({ i }) => i !== 150 && i !== 251)
+      .map(({ i, bytes }) => [`doc-${i}`, new TextDecoder().decode(bytes), `https://example.org/${i}`, i]);
+    expect(rows.map((r) => [r[0], r[1], r[2], Number(r[3])])).toEqual(expected);
+
+    // With badRecords: stop, the first one ends the run in one line naming the row and its bytes.
+    const stopped = await runJob(
+      documents(file, path.join(dir, 'bad-utf8-stop'), { ...noDedupe, source: { badRecords: 'stop' } }),
+    );
+    expect(stopped.report.status).toBe('failed');
+    expect(stopped.report.error).toMatch(
+      /bad-utf8\.parquet: row 150: column "text" is not valid UTF-8 \(hi\\xFF\\xFE ok and more words\.\.\.\)/,
+    );
+    expect(stopped.report.error!.split('\n')).toHaveLength(1);
+  });
+
+  it('invalid UTF-8 in a column other than the text still stops, naming the file and the row group', async () => {
+    const file = path.join(dir, 'bad-utf8-id.parquet');
     const good = new TextEncoder().encode('a perfectly fine document');
     const bad = new Uint8Array([0x68, 0x69, 0xff, 0xfe, 0x20, 0x6f, 0x6b]);
     const buffer = parquetWriteBuffer({
-      columnData: [{ name: 'text', data: [good, bad, good], type: 'STRING' }],
+      columnData: [
+        { name: 'id', data: [good, bad, good], type: 'STRING' },
+        { name: 'text', data: [good, good, good], type: 'STRING' },
+      ],
     });
     await writeFile(file, new Uint8Array(buffer));
-    const result = await runJob(documents(file, path.join(dir, 'bad-utf8-out')));
+    const result = await runJob(documents(file, path.join(dir, 'bad-utf8-id-out')));
     expect(result.report.status).toBe('failed');
     expect(result.report.error).toMatch(
-      /bad-utf8\.parquet: text that is not valid UTF-8 \(hi\\xFF\\xFE ok.*in row group 0$/,
+      /bad-utf8-id\.parquet: text that is not valid UTF-8 \(hi\\xFF\\xFE ok.*in row group 0$/,
     );
     expect(result.report.error!.split('\n')).toHaveLength(1);
   });

@@ -81,6 +81,11 @@ async function checkMagic(file: string): Promise<void> {
   }
 }
 
+/** DuckDB's error for a string value that is not UTF-8 (it cannot read past one; see rawStringColumn). */
+export function isInvalidUtf8Error(error: unknown): boolean {
+  return /Invalid string encoding/i.test(duckdbMessage(error));
+}
+
 /** Maps a DuckDB read error to one of air's codes, naming the file and (when given) the row group. */
 export function classifyReadError(file: string, error: unknown, rowGroup?: number): ParquetInputError {
   if (error instanceof ParquetInputError) return error;
@@ -90,7 +95,7 @@ export function classifyReadError(file: string, error: unknown, rowGroup?: numbe
   if (/encrypted/i.test(message)) {
     code = 'AIR_PARQUET_ENCRYPTED';
     detail = ENCRYPTED_DETAIL;
-  } else if (/Invalid string encoding/i.test(message)) {
+  } else if (isInvalidUtf8Error(error)) {
     const value = /value "(.{0,80})/.exec(message)?.[1] ?? '';
     detail =
       `text that is not valid UTF-8 (${value.replace(/" is not valid UTF8!?$/, '')}...); DuckDB cannot read ` +

@@ -7,7 +7,13 @@ import { GarbageBudget } from '../memory.js';
 import type { Ledger, Ticket } from '../ledger.js';
 import type { Envelope, Source } from '../source.js';
 import { sqlIdent, sqlString } from './duckdb.js';
-import { classifyReadError, inspectParquet, type ParquetFooter } from './parquet-inspect.js';
+import {
+  classifyReadError,
+  inspectParquet,
+  isInvalidUtf8Error,
+  type ParquetFooter,
+} from './parquet-inspect.js';
+import { decodeUtf8, invalidUtf8Preview, rawStringColumn, type RawValue } from './raw-string-column.js';
 import type { Shard } from './shards.js';
 
 export interface ParquetSourceOptions {
@@ -35,6 +41,23 @@ export interface ParquetSourceOptions {
   readonly badRecords?: 'skip' | 'stop';
   /** Documents longer than this (UTF-8 bytes) are dropped as `too_large` without being loaded into JS. */
   readonly maxDocumentBytes?: number;
+}
+
+/** Where a shard's read stands: rows seen so far (the next row expected) and the rows settled before. */
+interface ReadPosition {
+  rowsSeen: number;
+  readonly settled: RangeCursor | undefined;
+}
+
+/** What a row's text column holds, as far as the source can tell. */
+type RowText =
+  | { readonly kind: 'text'; readonly text: string }
+  | { readonly kind: 'null' }
+  | { readonly kind: 'too_large'; readonly bytes: number }
+  | { readonly kind: 'invalid_utf8'; readonly preview: string };
+
+function cursorOf(ranges: RowRanges | undefined): RangeCursor | undefined {
+  return ranges === undefined ? undefined : new RangeCursor(ranges);
 }
 
 interface PlannedShard {
@@ -147,82 +170,169 @@ export class ParquetSource implements Source<Document> {
     signal: AbortSignal,
   ): AsyncIterable<Envelope<Document>> {
     const { shard, footer } = planned;
-    const metaNames = metaOutputNames(this.options.metaColumns);
+    const position: ReadPosition = {
+      rowsSeen: 0,
+      settled: cursorOf(this.options.settled?.get(shard.label)),
+    };
+    try {
+      const complete = yield* this.readRows(planned, ledger, signal, position, false);
+      if (!complete) return;
+    } catch (error) {
+      if (!isInvalidUtf8Error(error))
+        throw classifyReadError(shard.path, error, rowGroupOf(footer, position.rowsSeen));
+      // DuckDB cannot read past invalid UTF-8: the text column of the rest of the shard is read as bytes.
+      try {
+        const complete = yield* this.readRows(planned, ledger, signal, position, true);
+        if (!complete) return;
+      } catch (retry) {
+        throw classifyReadError(shard.path, retry, rowGroupOf(footer, position.rowsSeen));
+      }
+    }
+    // DuckDB's streaming result can end early without an error when it runs out of memory (seen with a
+    // 256 MB limit on a 500 MB row group): never trust the end of the stream, count against the footer.
+    if (position.rowsSeen !== footer.rows) throw incomplete(shard.path, position.rowsSeen, footer.rows);
+  }
+
+  /**
+   * Reads the shard from `position.rowsSeen` on, advancing it row by row. With `textAsBytes`, DuckDB reads every
+   * column but the text, which comes as stored bytes from `rawStringColumn` and is checked for UTF-8 here.
+   * Returns false when stopped early (the row limit, or the run's signal).
+   */
+  private async *readRows(
+    planned: PlannedShard,
+    ledger: Ledger,
+    signal: AbortSignal,
+    position: ReadPosition,
+    textAsBytes: boolean,
+  ): AsyncGenerator<Envelope<Document>, boolean> {
+    const { shard } = planned;
     const textColumn = sqlIdent(this.options.textColumn);
     const maxBytes = this.options.maxDocumentBytes;
     const select = [
       // An oversized document is never turned into a JS string: only its length crosses over.
-      maxBytes === undefined
-        ? `${textColumn} AS __text`
-        : `CASE WHEN strlen(${textColumn}) <= ${maxBytes} THEN ${textColumn} END AS __text`,
+      textAsBytes
+        ? 'NULL::VARCHAR AS __text'
+        : maxBytes === undefined
+          ? `${textColumn} AS __text`
+          : `CASE WHEN strlen(${textColumn}) <= ${maxBytes} THEN ${textColumn} END AS __text`,
       planned.idExpr === undefined ? 'NULL::VARCHAR AS __id' : `${planned.idExpr}::VARCHAR AS __id`,
       'file_row_number AS __row',
       ...planned.metaExprs.map((expr, i) => `${expr ?? 'NULL'} AS ${sqlIdent(`__meta_${i}`)}`),
-      `strlen(${textColumn}) AS __bytes`,
+      textAsBytes ? 'NULL::BIGINT AS __bytes' : `strlen(${textColumn}) AS __bytes`,
     ];
+    const from = position.rowsSeen;
     const sql =
       `SELECT ${select.join(', ')} FROM read_parquet(${sqlString(shard.path)}, file_row_number=true, ` +
-      `binary_as_string=${this.options.binaryAsString ?? false})`;
-    let nextRow = 0;
-    let rowsSeen = 0;
-    const ranges = this.options.settled?.get(shard.label);
-    const settled = ranges === undefined ? undefined : new RangeCursor(ranges);
+      `binary_as_string=${this.options.binaryAsString ?? false})` +
+      (from > 0 ? ` WHERE file_row_number >= ${from}` : '');
+    const metaNames = metaOutputNames(this.options.metaColumns);
+    const raw = textAsBytes ? rawStringColumn(shard.path, this.options.textColumn, from) : undefined;
     try {
       const result = await this.conn!.stream(sql);
       for (;;) {
-        if (signal.aborted) return;
+        if (signal.aborted) return false;
         const chunk = await result.fetchChunk();
-        if (chunk === null || chunk.rowCount === 0) break;
+        if (chunk === null || chunk.rowCount === 0) return true;
         const columns = chunk.convertColumns(JSDuckDBValueConverter);
         this.garbage.track(chunkBytes(columns[0]!));
         const [texts, ids, rows] = columns as [unknown[], unknown[], unknown[]];
         const sizes = columns[columns.length - 1]!;
         for (let i = 0; i < chunk.rowCount; i++) {
-          if (this.remaining <= 0) return; // the limit: a deliberate partial read, not checked against the footer
+          if (this.remaining <= 0) return false; // the limit: a deliberate partial read, not checked against the footer
           this.remaining--;
           const row = Number(rows[i]);
-          if (row !== rowsSeen) throw gap(shard.path, rowsSeen, row);
-          rowsSeen++;
-          nextRow = row + 1;
-          const done = settled?.has(row) ?? false;
-          if (done && !this.options.replay) continue;
-          const ticket = done ? ledger.replay(shard.label, row) : ledger.read(shard.label, row);
-          const text = texts[i];
-          if (done && (typeof text !== 'string' || text.trim().length === 0)) continue;
-          if (typeof text !== 'string' && sizes[i] !== null && sizes[i] !== undefined) {
-            this.reject(ticket, ledger, shard.path, row, 'too_large', `is ${sizes[i]} bytes, over the limit`);
-            continue;
-          }
-          if (typeof text !== 'string') {
-            this.reject(ticket, ledger, shard.path, row, 'null_text', 'is null');
-            continue;
-          }
-          if (text.trim().length === 0) {
-            this.reject(ticket, ledger, shard.path, row, 'empty_text', 'is blank');
-            continue;
-          }
+          if (row !== position.rowsSeen) throw gap(shard.path, position.rowsSeen, row);
+          position.rowsSeen++;
+          const text =
+            raw !== undefined
+              ? await this.judgeBytes(raw, row, shard.path)
+              : typeof texts[i] === 'string'
+                ? ({ kind: 'text', text: texts[i] as string } as const)
+                : sizes[i] === null || sizes[i] === undefined
+                  ? ({ kind: 'null' } as const)
+                  : ({ kind: 'too_large', bytes: Number(sizes[i]) } as const);
           const meta: Record<string, MetaValue> = {};
           for (let m = 0; m < metaNames.length; m++) {
             const name = metaNames[m]!;
             if (name in this.metaTypes) meta[name] = toMetaValue(columns[3 + m]![i]);
           }
-          const id = ids[i];
-          const doc: Document = {
-            id: typeof id === 'string' && id.length > 0 ? id : `${shard.label}#${row}`,
-            text,
-            sourceFile: shard.label,
-            sourceRow: row,
-            meta,
-          };
-          yield { ticket, value: doc };
+          const envelope = this.envelope(shard, ledger, position.settled, row, text, ids[i], meta);
+          if (envelope !== undefined) yield envelope;
         }
       }
-      // DuckDB's streaming result can end early without an error when it runs out of memory (seen with a
-      // 256 MB limit on a 500 MB row group): never trust the end of the stream, count against the footer.
-      if (rowsSeen !== footer.rows) throw incomplete(shard.path, rowsSeen, footer.rows);
-    } catch (error) {
-      throw classifyReadError(shard.path, error, rowGroupOf(footer, nextRow));
+    } finally {
+      await raw?.return(undefined);
     }
+  }
+
+  /** The text of `row` from the raw column: checked for size, then for UTF-8. */
+  private async judgeBytes(raw: AsyncGenerator<RawValue>, row: number, file: string): Promise<RowText> {
+    const next = await raw.next();
+    if (next.done === true || next.value.row !== row) {
+      throw new ParquetInputError(
+        'AIR_PARQUET_INCOMPLETE',
+        file,
+        `the text column has no value for row ${row}`,
+      );
+    }
+    const { bytes } = next.value;
+    if (bytes === null) return { kind: 'null' };
+    const max = this.options.maxDocumentBytes;
+    if (max !== undefined && bytes.length > max) return { kind: 'too_large', bytes: bytes.length };
+    const text = decodeUtf8(bytes);
+    return text === undefined
+      ? { kind: 'invalid_utf8', preview: invalidUtf8Preview(bytes) }
+      : { kind: 'text', text };
+  }
+
+  /** One row as a record, or undefined when it is settled and not replayed, or rejected with a reason. */
+  private envelope(
+    shard: Shard,
+    ledger: Ledger,
+    settled: RangeCursor | undefined,
+    row: number,
+    text: RowText,
+    id: unknown,
+    meta: Record<string, MetaValue>,
+  ): Envelope<Document> | undefined {
+    const done = settled?.has(row) ?? false;
+    if (done && !this.options.replay) return undefined;
+    const ticket = done ? ledger.replay(shard.label, row) : ledger.read(shard.label, row);
+    if (done && (text.kind !== 'text' || text.text.trim().length === 0)) return undefined;
+    switch (text.kind) {
+      case 'too_large':
+        this.reject(ticket, ledger, shard.path, row, 'too_large', `is ${text.bytes} bytes, over the limit`);
+        return undefined;
+      case 'null':
+        this.reject(ticket, ledger, shard.path, row, 'null_text', 'is null');
+        return undefined;
+      case 'invalid_utf8':
+        this.reject(
+          ticket,
+          ledger,
+          shard.path,
+          row,
+          'invalid_utf8',
+          `is not valid UTF-8 (${text.preview}...)`,
+        );
+        return undefined;
+      case 'text':
+        break;
+    }
+    if (text.text.trim().length === 0) {
+      this.reject(ticket, ledger, shard.path, row, 'empty_text', 'is blank');
+      return undefined;
+    }
+    return {
+      ticket,
+      value: {
+        id: typeof id === 'string' && id.length > 0 ? id : `${shard.label}#${row}`,
+        text: text.text,
+        sourceFile: shard.label,
+        sourceRow: row,
+        meta,
+      },
+    };
   }
 
   private planShard(shard: Shard, footer: ParquetFooter): PlannedShard {

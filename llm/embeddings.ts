@@ -1,11 +1,10 @@
-import type { Pool } from 'undici';
 import { z } from 'zod';
 import type { Embedder } from '../operators/sample/embedder.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { CircuitBreaker } from './circuit.js';
 import type { CallRecorder } from './client.js';
 import { LlmError } from './errors.js';
-import { openRoute, statusError, transportError } from './http.js';
+import { openRoute, postJson, transportError, type Route } from './http.js';
 import { backoffMs, sleep, type BackoffOptions } from './retry.js';
 
 /**
@@ -104,9 +103,7 @@ export class EmbeddingsClient implements Embedder {
   readonly batchSize: number;
   readonly concurrency: number;
   private learnedDimensions: number | undefined;
-  private readonly pool: Pool;
-  private readonly path: string;
-  private readonly headers: Record<string, string>;
+  private readonly route: Route;
   private readonly circuit: CircuitBreaker;
   private readonly role: string;
   private active = 0;
@@ -118,7 +115,7 @@ export class EmbeddingsClient implements Embedder {
     private readonly endpoint: ResolvedEmbeddingsEndpoint,
     private readonly options: EmbeddingsClientOptions = {},
   ) {
-    ({ pool: this.pool, path: this.path, headers: this.headers } = openRoute(endpoint, 'embeddings'));
+    this.route = openRoute(endpoint, 'embeddings');
     this.description = `embeddings (${endpoint.model} at ${endpoint.baseUrl})`;
     this.batchSize = endpoint.batchSize;
     this.concurrency = endpoint.maxConcurrency;
@@ -146,7 +143,7 @@ export class EmbeddingsClient implements Embedder {
 
   /** Idempotent: the diversity stage closes its embedder, and so may whoever made it. */
   async close(): Promise<void> {
-    this.closing ??= this.pool.close();
+    this.closing ??= this.route.pool.close();
     await this.closing;
   }
 
@@ -211,24 +208,7 @@ export class EmbeddingsClient implements Embedder {
     expected: number,
     signal: AbortSignal | undefined,
   ): Promise<{ vectors: Float32Array[]; promptTokens: number }> {
-    let status: number;
-    let text: string;
-    let retryAfter: string | string[] | undefined;
-    try {
-      const response = await this.pool.request({
-        path: this.path,
-        method: 'POST',
-        headers: this.headers,
-        body,
-        signal,
-      });
-      status = response.statusCode;
-      retryAfter = response.headers['retry-after'];
-      text = await response.body.text();
-    } catch (error) {
-      throw transportError(this.description, error);
-    }
-    if (status < 200 || status >= 300) throw statusError(this.description, status, text, retryAfter);
+    const text = await postJson(this.route, body, this.description, signal);
     const parsed = parseEmbeddings(this.description, text, expected);
     const d = parsed.vectors[0]?.length;
     if (d !== undefined) {

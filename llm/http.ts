@@ -10,41 +10,52 @@ import type { ChatCompletion, ChatCompletionRequest, FinishReason } from './type
  * 6,561 calls/s on the same undici dispatcher); this layer's retries, limits and parsing are its own anyway.
  */
 export class ChatHttp {
-  private readonly pool: Pool;
-  private readonly path: string;
-  private readonly headers: Record<string, string>;
+  private readonly route: Route;
 
   constructor(private readonly endpoint: ResolvedEndpoint) {
-    ({ pool: this.pool, path: this.path, headers: this.headers } = openRoute(endpoint, 'chat/completions'));
+    this.route = openRoute(endpoint, 'chat/completions');
   }
 
   /** One HTTP attempt; every failure is an LlmError with a code saying whether a retry can help. */
   async complete(request: ChatCompletionRequest, signal?: AbortSignal): Promise<ChatCompletion> {
     const where = describeEndpoint(this.endpoint);
-    let status: number;
-    let text: string;
-    let retryAfter: string | string[] | undefined;
-    try {
-      const response = await this.pool.request({
-        path: this.path,
-        method: 'POST',
-        headers: this.headers,
-        body: JSON.stringify(request),
-        signal,
-      });
-      status = response.statusCode;
-      retryAfter = response.headers['retry-after'];
-      text = await response.body.text();
-    } catch (error) {
-      throw transportError(where, error);
-    }
-    if (status < 200 || status >= 300) throw statusError(where, status, text, retryAfter);
-    return parseCompletion(where, text);
+    return parseCompletion(where, await postJson(this.route, JSON.stringify(request), where, signal));
   }
 
   async close(): Promise<void> {
-    await this.pool.close();
+    await this.route.pool.close();
   }
+}
+
+/**
+ * One POST of a JSON body to a route: the body of a 2xx answer as text, or an LlmError (transport or status)
+ * whose code says whether a retry can help. `where` names the endpoint in the message.
+ */
+export async function postJson(
+  route: Route,
+  body: string,
+  where: string,
+  signal: AbortSignal | undefined,
+): Promise<string> {
+  let status: number;
+  let text: string;
+  let retryAfter: string | string[] | undefined;
+  try {
+    const response = await route.pool.request({
+      path: route.path,
+      method: 'POST',
+      headers: route.headers,
+      body,
+      signal,
+    });
+    status = response.statusCode;
+    retryAfter = response.headers['retry-after'];
+    text = await response.body.text();
+  } catch (error) {
+    throw transportError(where, error);
+  }
+  if (status < 200 || status >= 300) throw statusError(where, status, text, retryAfter);
+  return text;
 }
 
 /** What an OpenAI-compatible client needs to reach one route of an endpoint. */

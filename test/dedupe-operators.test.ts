@@ -15,6 +15,7 @@ import { pipeline, type RunReport } from '../pipeline/run.js';
 import type { Document } from '../schemas/documents.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
 import { CollectingSink } from './helpers/memory.js';
+import { trueJaccard } from './helpers/jaccard.js';
 
 interface Row {
   id: string;
@@ -28,21 +29,6 @@ interface Plant {
   id: string;
   kind: 'exact' | 'near';
   of: string;
-}
-
-/** True Jaccard similarity of two texts' word 5-shingle sets, on strings (independent of the hashing). */
-function trueJaccard(a: string, b: string, size = 5): number {
-  const shingles = (text: string): Set<string> => {
-    const words = normalizeText(text).split(' ');
-    const out = new Set<string>();
-    for (let i = 0; i + size <= words.length; i++) out.add(words.slice(i, i + size).join(' '));
-    return out;
-  };
-  const sa = shingles(a);
-  const sb = shingles(b);
-  let shared = 0;
-  for (const s of sa) if (sb.has(s)) shared++;
-  return shared / (sa.size + sb.size - shared);
 }
 
 async function rowsOf(file: string): Promise<Row[]> {

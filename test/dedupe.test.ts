@@ -19,6 +19,7 @@ import { packTexts, transferablesOf } from '../pipeline/pool/packed-texts.js';
 import { WorkerPool } from '../pipeline/pool/worker-pool.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
 import { seededRandom } from '../pipeline/random.js';
+import { trueJaccard } from './helpers/jaccard.js';
 
 function vocabulary(size: number, random: () => number): string[] {
   const words = new Set<string>();
@@ -29,21 +30,6 @@ function vocabulary(size: number, random: () => number): string[] {
     words.add(word);
   }
   return [...words];
-}
-
-/** The true Jaccard similarity of two texts' word 5-shingle sets, computed on strings (not hashes). */
-function trueJaccard(a: string, b: string, size = 5): number {
-  const shingles = (text: string): Set<string> => {
-    const words = normalizeText(text).split(' ');
-    const out = new Set<string>();
-    for (let i = 0; i + size <= words.length; i++) out.add(words.slice(i, i + size).join(' '));
-    return out;
-  };
-  const sa = shingles(a);
-  const sb = shingles(b);
-  let shared = 0;
-  for (const s of sa) if (sb.has(s)) shared++;
-  return shared / (sa.size + sb.size - shared);
 }
 
 async function finewebTexts(): Promise<string[]> {

@@ -79,7 +79,7 @@ export type { RunStats } from './schemas/stats.js';
 export { qualityFilter } from './operators/sample/quality-filters.js';
 export { rateSample, reservoirSample } from './operators/sample/pre-sample.js';
 export { diversitySelect } from './operators/sample/diversity-select.js';
-export { farthestPoint, farthestPointParallel } from './operators/sample/farthest-point.js';
+export { farthestPoint, farthestPointParallel, type KernelKind } from './operators/sample/farthest-point.js';
 export { HashingVectorizer } from './operators/sample/hashing-vectorizer.js';
 export type { Embedder } from './operators/sample/embedder.js';
 export { EmbeddingsClient } from './llm/embeddings.js';

@@ -3,10 +3,11 @@
  * message per step), the hashing vectorizer (in-thread against a worker pool, alone and inside the engine), and
  * the quality filters.
  *
- *   npx tsx bench/farthest-point.ts [--part all|fp|sync|simd|vectorizer|engine|filters] [--n 100000] [--k 10000]
- *       [--dims 256,384] [--shard bench/data/shard-500m.zstd.parquet]
+ *   npx tsx bench/farthest-point.ts [--part all|fp|kernels|sync|simd|vectorizer|engine|filters] [--n 100000]
+ *       [--k 10000] [--dims 256,384] [--shard bench/data/shard-500m.zstd.parquet]
  *
- * `fp` at N = 100k, K = 10k runs for several minutes: run it in the background with output to a log file.
+ * `fp` and `kernels` at N = 100k, K = 10k run for several minutes: run them in the background with output to a
+ * log file. `kernels` uses the first of --dims.
  * Run it compiled, from the repository root: worker threads started from .ts sources load them through tsx,
  * whose module interop made the vectorizer ~5x slower in a worker than in the main thread (bench/RESULTS-sample.md):
  *
@@ -22,6 +23,7 @@ import {
   farthestPoint,
   farthestPointParallel,
   matrixOf,
+  rowOf,
   type FarthestPointResult,
   type VectorMatrix,
 } from '../operators/sample/farthest-point.js';
@@ -38,6 +40,8 @@ import { pipeline } from '../pipeline/run.js';
 import type { Sink } from '../pipeline/source.js';
 import type { Document } from '../schemas/documents.js';
 import { seededRandom } from '../pipeline/random.js';
+import { VectorStore } from '../operators/sample/vector-store.js';
+import { leb, name, section } from '../operators/sample/wasm-bytes.js';
 
 // Paths are relative to the working directory (the repository root), so the compiled copy finds them too.
 const ROOT = process.cwd();
@@ -161,25 +165,12 @@ async function benchSync(): Promise<void> {
   }
 }
 
-// ---- headroom: a WebAssembly SIMD dot-product kernel (measured here only; air does not use it) --------------
-
-/** LEB128 of an unsigned integer, and a length-prefixed name, as the wasm binary format writes them. */
-const leb = (n: number): number[] => {
-  const out: number[] = [];
-  do {
-    let byte = n & 0x7f;
-    n >>>= 7;
-    if (n !== 0) byte |= 0x80;
-    out.push(byte);
-  } while (n !== 0);
-  return out;
-};
-const name = (s: string): number[] => [...leb(s.length), ...Buffer.from(s)];
-const section = (id: number, bytes: number[]): number[] => [id, ...leb(bytes.length), ...bytes];
+// ---- per step: air's JS and SIMD kernels, and a float32 SIMD kernel (headroom, not air's code path) ----------
 
 /**
  * `dots(vec, n, d, q, out)`: out[i] = row_i · q for n rows of d float32 (d a multiple of 4), four lanes at a
- * time with f32x4 multiply and add, then the four lanes summed. Hand-assembled (no wasm toolchain is installed).
+ * time with f32x4 multiply and add, then the four lanes summed. Float32 sums round differently from air's
+ * kernels (float64, simd-kernel.ts), so this one is measured only, as the ceiling of dropping exactness.
  */
 function simdDotModule(): Uint8Array {
   const [I32, V128] = [0x7f, 0x7b];
@@ -260,25 +251,76 @@ async function benchSimdHeadroom(n: number, d: number): Promise<void> {
     minDist[index] = -Infinity;
     return index;
   };
-  const m = matrixOf(source, d);
+  const store = storeOf(matrixOf(source, d));
   let s = 0;
   for (let w = 0; w < 3; w++) s = step(s);
   const steps = 100;
   const simd = await timed(() => {
     for (let t = 0; t < steps; t++) s = step(s);
   });
-  const js = await timed(() => farthestPoint(m, { k: steps + 1, seed: 1 }));
-  log(`\n## headroom: one thread, N = ${n}, D = ${d}, ${steps} steps (not air's code path)`);
+  const js = await timed(() => farthestPoint(store, { k: steps + 1, seed: 1, kernel: 'js' }));
+  const exact = await timed(() => farthestPoint(store, { k: steps + 1, seed: 1, kernel: 'simd' }));
+  log(`\n## per step, one thread, N = ${n}, D = ${d}, ${steps} steps`);
   log('| kernel | ms per step | G multiply-adds/s |');
   log('| - | -: | -: |');
   for (const [label, seconds] of [
-    ['air (JS, typed arrays, 4 double accumulators)', js.seconds],
-    ['WebAssembly SIMD f32x4 dot + JS min/argmax', simd.seconds],
+    ["air kernel 'js' (typed arrays, 4 double accumulators)", js.seconds],
+    ["air kernel 'simd' (f64x2, the same bits as 'js')", exact.seconds],
+    ['float32 SIMD f32x4 dot + JS min/argmax (not air)', simd.seconds],
   ] as const) {
     log(
       `| ${label} | ${((seconds / steps) * 1000).toFixed(1)} | ${((n * d * steps) / seconds / 1e9).toFixed(2)} |`,
     );
   }
+}
+
+// ---- full selection: JS against SIMD kernel, one and two threads ---------------------------------------------
+
+/** The matrix in a VectorStore, as the diversity stage holds it (the SIMD kernel reads it in place). */
+function storeOf(m: VectorMatrix): VectorMatrix {
+  const store = new VectorStore({ dimensions: m.dimensions });
+  for (let i = 0; i < m.count; i++) store.set(i, rowOf(m, i));
+  return store.matrix();
+}
+
+async function benchKernels(n: number, k: number, d: number): Promise<void> {
+  const m = storeOf(randomUnitVectors(n, d, d));
+  // Warm both kernels and the worker module cache.
+  for (const kernel of ['js', 'simd'] as const) {
+    farthestPoint(m, { k: 3, seed: 1, kernel });
+    await farthestPointParallel(m, { k: 3, seed: 1, threads: 2, kernel });
+  }
+  log(`\n## farthest point, JS against SIMD kernel: N = ${n}, K = ${k}, D = ${d}, VectorStore blocks`);
+  log('| kernel | threads | s | ms per step | G multiply-adds/s | load avg after | same as js, 1 thread |');
+  log('| - | -: | -: | -: | -: | -: | :-: |');
+  const runs: Array<{ kernel: 'js' | 'simd'; threads: number; seconds: number; value: FarthestPointResult }> =
+    [];
+  for (const [kernel, threads] of [
+    ['js', 1],
+    ['simd', 1],
+    ['simd', 2],
+    ['js', 2],
+  ] as const) {
+    const run = await timed(() =>
+      threads === 1
+        ? farthestPoint(m, { k, seed: 1, kernel })
+        : farthestPointParallel(m, { k, seed: 1, threads, kernel }),
+    );
+    runs.push({ kernel, threads, ...run });
+    const macs = (n * k * d) / 1e9;
+    log(
+      `| ${kernel} | ${threads} | ${run.seconds.toFixed(1)} | ${((run.seconds / k) * 1000).toFixed(2)} | ` +
+        `${(macs / run.seconds).toFixed(2)} | ${os.loadavg()[0]!.toFixed(1)} | ` +
+        `${same(runs[0]!.value, run.value) ? 'yes' : 'NO'} |`,
+    );
+  }
+  const time = (kernel: string, threads: number) =>
+    runs.find((r) => r.kernel === kernel && r.threads === threads)!.seconds;
+  log(
+    `  simd/js speed-up: ${(time('js', 1) / time('simd', 1)).toFixed(2)}x on 1 thread, ` +
+      `${(time('js', 2) / time('simd', 2)).toFixed(2)}x on 2; simd 2 threads against js 1 thread: ` +
+      `${(time('js', 1) / time('simd', 2)).toFixed(2)}x; peak RSS ${peakRssMB().toFixed(0)} MB`,
+  );
 }
 
 // ---- vectorizer alone ------------------------------------------------------------------------------------
@@ -434,6 +476,9 @@ if (wants('vectorizer')) await benchVectorizer();
 if (wants('engine')) await benchEngine(values.shard!);
 if (wants('sync')) await benchSync();
 if (wants('simd')) await benchSimdHeadroom(Number(values.n), 256);
+if (wants('kernels')) {
+  await benchKernels(Number(values.n), Number(values.k), Number(values.dims!.split(',')[0]));
+}
 if (wants('fp')) {
   const dims = values.dims!.split(',').map(Number);
   await benchFarthestPoint(Number(values.n), Number(values.k), dims);

@@ -20,6 +20,7 @@ import {
   type QualityFilterOptions,
 } from '../operators/sample/quality-filters.js';
 import { VectorStore } from '../operators/sample/vector-store.js';
+import { blockBytes } from '../operators/sample/block-memory.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { ParquetSource } from '../pipeline/io/parquet-source.js';
 import { resolveShards } from '../pipeline/io/shards.js';
@@ -368,9 +369,11 @@ describe('farthest-point selection', () => {
       const vectors = randomVectors(n, d, seed);
       const expected = bruteForce(vectors, k, seed);
       for (const matrix of [matrixOf(Float32Array.from(vectors.flat()), d), storeOf(vectors, 37)]) {
-        const got = farthestPoint(matrix, { k, seed });
-        expect([...got.selected]).toEqual(expected.selected);
-        expected.distances.forEach((x, t) => expect(got.distances[t]).toBeCloseTo(x, 6));
+        for (const kernel of ['js', 'simd'] as const) {
+          const got = farthestPoint(matrix, { k, seed, kernel });
+          expect([...got.selected]).toEqual(expected.selected);
+          expected.distances.forEach((x, t) => expect(got.distances[t]).toBeCloseTo(x, 6));
+        }
       }
     }
   });
@@ -409,19 +412,38 @@ describe('farthest-point selection', () => {
     );
   });
 
-  it('returns the identical selection on worker threads, with Atomics or messages, on 1 to 3 threads', async () => {
+  it('returns the identical selection on worker threads, with Atomics or messages, on 1 to 3 threads, either kernel', async () => {
     const vectors = randomVectors(3001, 24, 5);
     const matrices = [matrixOf(Float32Array.from(vectors.flat()), 24), storeOf(vectors, 500)];
     const serial = farthestPoint(matrices[0]!, { k: 300, seed: 8 });
     sameResult(serial, farthestPoint(matrices[1]!, { k: 300, seed: 8 }));
-    for (const [threads, sync, matrix] of [
-      [2, 'atomics', matrices[0]!],
-      [3, 'atomics', matrices[1]!],
-      [1, 'atomics', matrices[0]!],
-      [2, 'messages', matrices[1]!],
+    sameResult(serial, farthestPoint(matrices[1]!, { k: 300, seed: 8, kernel: 'js' }));
+    for (const [threads, sync, matrix, kernel] of [
+      [2, 'atomics', matrices[0]!, 'simd'],
+      [3, 'atomics', matrices[1]!, 'simd'],
+      [1, 'atomics', matrices[0]!, 'simd'],
+      [2, 'messages', matrices[1]!, 'simd'],
+      [2, 'atomics', matrices[1]!, 'js'],
+      [2, 'messages', matrices[0]!, 'js'],
     ] as const) {
-      sameResult(serial, await farthestPointParallel(matrix, { k: 300, seed: 8, threads, sync }));
+      sameResult(serial, await farthestPointParallel(matrix, { k: 300, seed: 8, threads, sync, kernel }));
     }
+  });
+
+  it('selects the same real documents, bit for bit, with the js and simd kernels, serial and parallel', async () => {
+    const docs = await texts(FINEWEB);
+    const vectorizer = new HashingVectorizer({ dimensions: 256, bigrams: false, seed: 0 });
+    const store = new VectorStore({ blockRows: 512, dimensions: 256 });
+    const vector = new Float32Array(256);
+    docs.forEach((d, i) => {
+      vectorizer.vectorizeInto(d.text, vector, 0);
+      store.set(i, vector);
+    });
+    const m = store.matrix();
+    const k = 400;
+    const js = farthestPoint(m, { k, seed: 5, kernel: 'js' });
+    sameResult(js, farthestPoint(m, { k, seed: 5, kernel: 'simd' }));
+    sameResult(js, await farthestPointParallel(m, { k, seed: 5, threads: 2, kernel: 'simd' }));
   });
 
   it('stops its workers and rejects when aborted', async () => {
@@ -489,8 +511,9 @@ describe('diversity_select through the engine', () => {
     expect(kept.map((d) => d.id)).toEqual(await expectedIds(200));
     expect(report.totals.dropped['diversity_select:diversity']).toBe(passed - 200);
     expect(report.totals.written).toBe(200);
-    // Memory: vectors only, N × 256 × 4 bytes rounded up to blocks of 4,096 rows.
-    expect(stage.counters.vector_bytes).toBe(Math.ceil(passed / 4096) * 4096 * 256 * 4);
+    // Memory: vectors only, in blocks of 4,096 rows (4 MiB of vectors and 64 KiB of SIMD scratch each).
+    expect(stage.counters.vector_bytes).toBe(Math.ceil(passed / 4096) * blockBytes(4096, 256));
+    expect(blockBytes(4096, 256)).toBe(4096 * 256 * 4 + 65536);
     expect(stage.counters.embedded).toBe(passed);
   });
 

@@ -1,4 +1,5 @@
 import { fmix32 } from '../../pipeline/hash.js';
+import type { WasmMemory } from './block-memory.js';
 
 /**
  * The one step of greedy farthest-point selection that touches every row, shared by the single-thread version and
@@ -14,6 +15,32 @@ export interface VectorMatrix {
   readonly dimensions: number;
   readonly blockRows: number;
   readonly blocks: readonly Float32Array[];
+  /**
+   * When the blocks live in shared WebAssembly memories (VectorStore's do): memories[b] holds blocks[b] at
+   * offset 0, laid out by block-memory.ts's blockLayout(blockRows, dimensions), for the SIMD kernel.
+   */
+  readonly memories?: readonly WasmMemory[];
+}
+
+/** `js`: typed-array loops (this file); `simd`: WebAssembly SIMD dot products (simd-kernel.ts), same bits. */
+export type KernelKind = 'js' | 'simd';
+
+/** One thread's step over a range of rows; see `updateAndArgmax`. */
+export interface RowKernel {
+  updateAndArgmax(
+    query: Float32Array,
+    minDist: Float64Array,
+    lo: number,
+    hi: number,
+    best: Float64Array,
+  ): number;
+}
+
+/** The JS kernel as a RowKernel. */
+export function jsKernel(m: VectorMatrix): RowKernel {
+  return {
+    updateAndArgmax: (query, minDist, lo, hi, best) => updateAndArgmax(m, query, minDist, lo, hi, best),
+  };
 }
 
 /** A row-major N×D Float32Array as a one-block matrix (no copy). */

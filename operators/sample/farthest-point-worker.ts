@@ -1,6 +1,13 @@
 // One worker of parallel farthest-point selection: owns rows [lo, hi) of the shared minDist array.
 import type { MessagePort } from 'node:worker_threads';
-import { rowOf, updateAndArgmax, type VectorMatrix } from './farthest-point-kernel.js';
+import {
+  jsKernel,
+  rowOf,
+  type KernelKind,
+  type RowKernel,
+  type VectorMatrix,
+} from './farthest-point-kernel.js';
+import { hasMemories, SimdKernel } from './simd-kernel.js';
 
 /**
  * What every worker gets at start. All arrays are views of SharedArrayBuffers: the vectors are never copied.
@@ -26,6 +33,8 @@ export interface FarthestPointTask {
   readonly sync: 'atomics' | 'messages';
   /** `messages` mode: this worker's end of a channel to the parent. */
   readonly port?: MessagePort;
+  /** `simd`: the matrix has memories with a query slot per worker (prepareSimd); this worker uses slot `worker`. */
+  readonly kernel: KernelKind;
 }
 
 /** Messages of `messages` mode: the parent sends the last selected row, the worker answers its best row. */
@@ -57,12 +66,19 @@ function barrier(control: Int32Array, parties: number): void {
   while (Atomics.load(control, GENERATION) === generation) Atomics.wait(control, GENERATION, generation);
 }
 
+function kernelOf(task: FarthestPointTask): RowKernel {
+  if (task.kernel === 'js') return jsKernel(task.matrix);
+  if (!hasMemories(task.matrix)) throw new Error('the simd kernel needs a matrix in WebAssembly memories');
+  return new SimdKernel(task.matrix, task.worker);
+}
+
 function runAtomics(task: FarthestPointTask): void {
   const { matrix, k, worker, workers, lo, hi, minDist, control, best, selected, distances } = task;
+  const kernel = kernelOf(task);
   const scratch = new Float64Array(1);
   let s = task.start;
   for (let t = 1; t < k; t++) {
-    const index = updateAndArgmax(matrix, rowOf(matrix, s), minDist, lo, hi, scratch);
+    const index = kernel.updateAndArgmax(rowOf(matrix, s), minDist, lo, hi, scratch);
     const half = (t & 1) * workers * 2;
     best[half + worker * 2] = scratch[0]!;
     best[half + worker * 2 + 1] = index;
@@ -99,6 +115,7 @@ export default function farthestPointTask(task: FarthestPointTask): Promise<'don
   }
   const port = task.port!;
   const { matrix, minDist, lo, hi } = task;
+  const kernel = kernelOf(task);
   const scratch = new Float64Array(1);
   return new Promise((resolve) => {
     port.on('message', (request: StepRequest | 'end') => {
@@ -107,7 +124,7 @@ export default function farthestPointTask(task: FarthestPointTask): Promise<'don
         resolve('done');
         return;
       }
-      const index = updateAndArgmax(matrix, rowOf(matrix, request.query), minDist, lo, hi, scratch);
+      const index = kernel.updateAndArgmax(rowOf(matrix, request.query), minDist, lo, hi, scratch);
       port.postMessage({ value: scratch[0]!, index } satisfies StepReply);
     });
   });

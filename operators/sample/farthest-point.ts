@@ -1,10 +1,18 @@
 import { MessageChannel, type MessagePort } from 'node:worker_threads';
 import { siblingModule } from '../../pipeline/pool/worker-file.js';
 import { WorkerPool } from '../../pipeline/pool/worker-pool.js';
-import { startIndex, rowOf, updateAndArgmax, type VectorMatrix } from './farthest-point-kernel.js';
+import {
+  jsKernel,
+  rowOf,
+  startIndex,
+  type KernelKind,
+  type RowKernel,
+  type VectorMatrix,
+} from './farthest-point-kernel.js';
 import type { FarthestPointTask, StepReply, StepRequest } from './farthest-point-worker.js';
+import { prepareSimd, SimdKernel, simdAvailable } from './simd-kernel.js';
 
-export { matrixOf, rowOf, startIndex, type VectorMatrix } from './farthest-point-kernel.js';
+export { matrixOf, rowOf, startIndex, type KernelKind, type VectorMatrix } from './farthest-point-kernel.js';
 
 /**
  * Greedy farthest-point (max-min) selection of k rows under cosine distance 1 - a·b (rows L2-normalised):
@@ -17,6 +25,12 @@ export interface FarthestPointOptions {
   readonly k: number;
   /** Picks the first row (`startIndex`). */
   readonly seed: number;
+  /**
+   * The per-row step: `simd` (default where WebAssembly SIMD runs; 3.3-3.6x faster, bench/RESULTS-sample.md §6) or
+   * `js`. Both give the same selection bit for bit. `simd` reads matrices backed by WebAssembly memories
+   * (VectorStore) in place and copies any other (matrixOf) into memories once per selection.
+   */
+  readonly kernel?: KernelKind;
 }
 
 export interface FarthestPointResult {
@@ -59,6 +73,13 @@ function plan(m: VectorMatrix, options: FarthestPointOptions): { k: number; star
   return { k, start: k === 0 ? undefined : startIndex(options.seed, m.count) };
 }
 
+function kernelOf(options: FarthestPointOptions): KernelKind {
+  const kernel = options.kernel ?? (simdAvailable ? 'simd' : 'js');
+  if (kernel === 'simd' && !simdAvailable)
+    throw new Error('this runtime has no WebAssembly SIMD: use kernel js');
+  return kernel;
+}
+
 /** Single-thread selection, in the calling thread. */
 export function farthestPoint(m: VectorMatrix, options: FarthestPointOptions): FarthestPointResult {
   checkMatrix(m);
@@ -66,17 +87,24 @@ export function farthestPoint(m: VectorMatrix, options: FarthestPointOptions): F
   const selected = new Uint32Array(k);
   const distances = new Float64Array(k);
   if (start === undefined) return { selected, distances };
-  const minDist = new Float64Array(m.count).fill(Infinity);
-  const best = new Float64Array(1);
-  let s = start;
-  minDist[s] = -Infinity;
-  selected[0] = s;
-  distances[0] = Infinity;
-  for (let t = 1; t < k; t++) {
-    s = updateAndArgmax(m, rowOf(m, s), minDist, 0, m.count, best);
+  const simd = kernelOf(options) === 'simd' ? prepareSimd(m, 1) : undefined;
+  const matrix = simd?.matrix ?? m;
+  const kernel: RowKernel = simd === undefined ? jsKernel(m) : new SimdKernel(simd.matrix, 0);
+  try {
+    const minDist = new Float64Array(m.count).fill(Infinity);
+    const best = new Float64Array(1);
+    let s = start;
     minDist[s] = -Infinity;
-    selected[t] = s;
-    distances[t] = best[0]!;
+    selected[0] = s;
+    distances[0] = Infinity;
+    for (let t = 1; t < k; t++) {
+      s = kernel.updateAndArgmax(rowOf(matrix, s), minDist, 0, m.count, best);
+      minDist[s] = -Infinity;
+      selected[t] = s;
+      distances[t] = best[0]!;
+    }
+  } finally {
+    simd?.release();
   }
   return { selected, distances };
 }
@@ -112,8 +140,29 @@ export async function farthestPointParallel(
   options.signal?.throwIfAborted();
   const workers = Math.max(1, Math.min(Math.floor(options.threads), m.count));
   const sync = options.sync ?? 'atomics';
-  const matrix = sharedMatrix(m);
-  const minDist = sharedFloat64(m.count).fill(Infinity);
+  const kernel = kernelOf(options);
+  // Worker w uses query slot w of every block (simd-kernel.ts).
+  const simd = kernel === 'simd' ? prepareSimd(m, workers) : undefined;
+  try {
+    const matrix = simd?.matrix ?? sharedMatrix(m);
+    return await runWorkers(matrix, { k, start, workers, sync, kernel, signal: options.signal });
+  } finally {
+    simd?.release();
+  }
+}
+
+interface WorkersPlan {
+  readonly k: number;
+  readonly start: number;
+  readonly workers: number;
+  readonly sync: 'atomics' | 'messages';
+  readonly kernel: KernelKind;
+  readonly signal: AbortSignal | undefined;
+}
+
+async function runWorkers(matrix: VectorMatrix, plan: WorkersPlan): Promise<FarthestPointResult> {
+  const { k, start, workers, sync, kernel } = plan;
+  const minDist = sharedFloat64(matrix.count).fill(Infinity);
   minDist[start] = -Infinity;
   const selected = new Uint32Array(new SharedArrayBuffer(k * 4));
   const distances = sharedFloat64(k);
@@ -130,6 +179,7 @@ export async function farthestPointParallel(
     selected,
     distances,
     sync,
+    kernel,
   };
   const pool = new WorkerPool({
     filename: siblingModule(import.meta.url, 'farthest-point-worker'),
@@ -143,13 +193,13 @@ export async function farthestPointParallel(
       const task: FarthestPointTask = {
         ...base,
         worker,
-        lo: Math.floor((m.count * worker) / workers),
-        hi: Math.floor((m.count * (worker + 1)) / workers),
+        lo: Math.floor((matrix.count * worker) / workers),
+        hi: Math.floor((matrix.count * (worker + 1)) / workers),
         port,
       };
       return pool.run<'done'>(task, {
         transferList: port === undefined ? [] : [port],
-        signal: options.signal,
+        signal: plan.signal,
       });
     });
     // The first failure rejects at once; closing the pool below then terminates threads left at the barrier.

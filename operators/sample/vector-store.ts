@@ -1,13 +1,16 @@
+import { allocateBlock, type WasmMemory } from './block-memory.js';
 import type { VectorMatrix } from './farthest-point-kernel.js';
 
 /**
- * The vectors of a blocking stage, L2-normalised on the way in, in blocks of `blockRows` rows on
- * SharedArrayBuffers: the store grows without copying what it holds, and worker threads read it without a copy.
- * Memory is rows × dimensions × 4 bytes, rounded up to whole blocks.
+ * The vectors of a blocking stage, L2-normalised on the way in, in blocks of `blockRows` rows, each in its own
+ * shared WebAssembly.Memory (block-memory.ts): the store grows without copying what it holds, worker threads read
+ * it without a copy, and the SIMD kernel reads it in place. Memory is rows × dimensions × 4 bytes rounded up to
+ * whole blocks, plus per block 8 bytes a row and a few query slots of dimensions × 8 bytes, in 64 KiB pages.
  */
 export class VectorStore {
   readonly blockRows: number;
   private readonly blocks: Float32Array[] = [];
+  private readonly memories: WasmMemory[] = [];
   private dims: number | undefined;
   private rows = 0;
   private filled = 0;
@@ -27,9 +30,9 @@ export class VectorStore {
     return this.rows;
   }
 
-  /** Bytes allocated. */
+  /** Bytes allocated (the blocks' memories). */
   get bytes(): number {
-    return this.blocks.reduce((n, b) => n + b.byteLength, 0);
+    return this.memories.reduce((n, m) => n + m.buffer.byteLength, 0);
   }
 
   /** Stores `vector` scaled to unit length (a zero vector stays zero) as row `row`; rows may come in any order. */
@@ -45,7 +48,9 @@ export class VectorStore {
     const scale = norm > 0 ? 1 / Math.sqrt(norm) : 0;
     const b = Math.floor(row / this.blockRows);
     while (this.blocks.length <= b) {
-      this.blocks.push(new Float32Array(new SharedArrayBuffer(this.blockRows * d * 4)));
+      const { memory, vectors } = allocateBlock(this.blockRows, d);
+      this.blocks.push(vectors);
+      this.memories.push(memory);
     }
     const block = this.blocks[b]!;
     const offset = (row - b * this.blockRows) * d;
@@ -59,12 +64,19 @@ export class VectorStore {
     if (this.filled !== this.rows) {
       throw new RangeError(`${this.filled} vectors stored for ${this.rows} rows`);
     }
-    return { count: this.rows, dimensions: this.dims ?? 1, blockRows: this.blockRows, blocks: this.blocks };
+    return {
+      count: this.rows,
+      dimensions: this.dims ?? 1,
+      blockRows: this.blockRows,
+      blocks: this.blocks,
+      memories: this.memories,
+    };
   }
 
   /** Releases every block. */
   clear(): void {
     this.blocks.length = 0;
+    this.memories.length = 0;
     this.rows = 0;
     this.filled = 0;
   }

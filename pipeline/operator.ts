@@ -91,7 +91,16 @@ export interface Selection {
  */
 export interface BlockingOperator<I> extends OperatorBase {
   readonly blocking: true;
+  /**
+   * When set, records arrive grouped by this key (a shard, say) and the stage needs only one group to decide:
+   * the engine selects each group's records and sends them on as soon as the next group begins, instead of
+   * at the end of the input. A key seen again after its group ended fails the run (the grouping is a promise
+   * of the stages upstream: the source reads shards in order and every stage before keeps order).
+   */
+  partitionOf?(input: I): string;
+  /** Sees the records of the current group (or of the whole input) in order; `index` counts from 0 in it. */
   observe(input: I, index: number, ctx: OperatorContext): Promise<void> | void;
+  /** Decides over the `count` records observed since the last call, and forgets them. */
   select(count: number, ctx: OperatorContext): Promise<Selection>;
 }
 

@@ -350,14 +350,19 @@ export class PipelineRun {
     }
   }
 
-  /** Parks every record on disk while the operator observes it, then sends on the selected ones in order. */
+  /**
+   * Parks every record on disk while the operator observes it, then sends on the selected ones in order: at the
+   * end of the input, or (with `partitionOf`) at the end of each group of records.
+   */
   private async runBlockingStage(op: BlockingOperator<unknown>, index: number): Promise<void> {
     const input = this.queues[index]!;
     const output = this.queues[index + 1]!;
     const stats = this.stats[index]!;
     const ctx = this.contextFor(stats);
-    const spill = new SpillFile<unknown>(this.options.spillDir);
-    const tickets: Ticket[] = [];
+    let spill = new SpillFile<unknown>(this.options.spillDir);
+    let tickets: Ticket[] = [];
+    let group: string | undefined;
+    const ended = new Set<string>();
     try {
       for (;;) {
         const taken = await input.take(1);
@@ -365,6 +370,21 @@ export class PipelineRun {
         const batch = index <= this.lastReplayStage ? taken : this.withoutReplays(taken, stats);
         if (batch.length === 0) continue;
         const { ticket, value } = batch[0]!;
+        const key = op.partitionOf?.(value);
+        if (key !== undefined && key !== group) {
+          if (ended.has(key)) {
+            throw new LedgerError(
+              `stage ${op.name}: a record of "${key}" arrived after that group was decided (records out of order)`,
+            );
+          }
+          if (group !== undefined) {
+            ended.add(group);
+            await this.sendSelection(op, ctx, stats, spill, tickets, output);
+            spill = new SpillFile<unknown>(this.options.spillDir);
+            tickets = [];
+          }
+          group = key;
+        }
         if (ticket.replay) increment(stats.counters, 'replayed');
         else stats.in += 1;
         const started = performance.now();
@@ -373,29 +393,7 @@ export class PipelineRun {
         tickets.push(ticket);
         await spill.append(value);
       }
-      increment(stats.counters, 'spilled_bytes', spill.bytes);
-      const started = performance.now();
-      const selection = await op.select(tickets.length, ctx);
-      stats.busyMs += performance.now() - started;
-      if (selection.keep.length !== tickets.length) {
-        throw new LedgerError(
-          `stage ${op.name} selected over ${selection.keep.length} records of ${tickets.length}`,
-        );
-      }
-      let i = 0;
-      for await (const value of spill.read()) {
-        const ticket = tickets[i]!;
-        if (ticket.replay) {
-          if (selection.keep[i++]) await output.push({ ticket, value });
-        } else if (selection.keep[i++]) {
-          stats.passed += 1;
-          stats.out += 1;
-          await output.push({ ticket, value });
-        } else {
-          increment(stats.dropped, selection.dropReason);
-          this.ledger.dropped(ticket, op.name, selection.dropReason);
-        }
-      }
+      await this.sendSelection(op, ctx, stats, spill, tickets, output);
       output.close();
     } catch (error) {
       if (error instanceof Cancelled) return;
@@ -403,6 +401,41 @@ export class PipelineRun {
     } finally {
       await spill.remove();
     }
+  }
+
+  /** Asks a blocking stage to decide over the records parked in `spill`, then sends the kept ones on. */
+  private async sendSelection(
+    op: BlockingOperator<unknown>,
+    ctx: OperatorContext,
+    stats: StageStats,
+    spill: SpillFile<unknown>,
+    tickets: readonly Ticket[],
+    output: BoundedQueue<Envelope<unknown>>,
+  ): Promise<void> {
+    increment(stats.counters, 'spilled_bytes', spill.bytes);
+    const started = performance.now();
+    const selection = await op.select(tickets.length, ctx);
+    stats.busyMs += performance.now() - started;
+    if (selection.keep.length !== tickets.length) {
+      throw new LedgerError(
+        `stage ${op.name} selected over ${selection.keep.length} records of ${tickets.length}`,
+      );
+    }
+    let i = 0;
+    for await (const value of spill.read()) {
+      const ticket = tickets[i]!;
+      if (ticket.replay) {
+        if (selection.keep[i++]) await output.push({ ticket, value });
+      } else if (selection.keep[i++]) {
+        stats.passed += 1;
+        stats.out += 1;
+        await output.push({ ticket, value });
+      } else {
+        increment(stats.dropped, selection.dropReason);
+        this.ledger.dropped(ticket, op.name, selection.dropReason);
+      }
+    }
+    await spill.remove();
   }
 
   /** A run whose records mostly fail is stopped early, with the counts, instead of failing row by row. */

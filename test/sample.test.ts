@@ -24,7 +24,7 @@ import { blockBytes } from '../operators/sample/block-memory.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { ParquetSource } from '../pipeline/io/parquet-source.js';
 import { resolveShards } from '../pipeline/io/shards.js';
-import type { Ledger } from '../pipeline/ledger.js';
+import type { Ledger, Ticket } from '../pipeline/ledger.js';
 import type { Outcome } from '../pipeline/operator.js';
 import { pipeline } from '../pipeline/run.js';
 import type { Envelope, Source } from '../pipeline/source.js';
@@ -214,10 +214,14 @@ describe('pre-sample', () => {
     );
     const random = seededRandom(3);
     const interleaved = [...docs].sort(() => random() - 0.5);
-    for (const order of [docs, interleaved]) {
+    // Shard by shard, each shard is decided when the next begins; interleaved, all at the end of the input.
+    for (const [order, eachShard] of [
+      [docs, true],
+      [interleaved, false],
+    ] as const) {
       const sink = new CollectingSink<Document>(64);
       const report = await pipeline(new DocumentSource(order))
-        .pipe(reservoirSample<Document>({ perShard: 100, seed: 5 }))
+        .pipe(reservoirSample<Document>({ perShard: 100, seed: 5, eachShard }))
         .into(sink, { queueCapacity: 16 })
         .run();
       expect(report.status).toBe('completed');
@@ -233,6 +237,48 @@ describe('pre-sample', () => {
         [...kept.map((id) => position.get(id)!)].sort((a, b) => a - b),
       );
     }
+  });
+
+  it('reservoir mode sends the sample of each shard on before the next shard is read to its end', async () => {
+    const docs = ['a.parquet', 'b.parquet', 'c.parquet'].flatMap((shard) =>
+      Array.from({ length: 400 }, (_, row) => doc(`${shard}:${row}`, 'x', shard, row)),
+    );
+    const events: string[] = [];
+    class LoggingSource extends DocumentSource {
+      override async *read(ledger: Ledger, signal: AbortSignal): AsyncIterable<Envelope<Document>> {
+        for await (const envelope of super.read(ledger, signal)) {
+          events.push(`read ${envelope.value.id}`);
+          yield envelope;
+        }
+      }
+    }
+    class LoggingSink extends CollectingSink<Document> {
+      override async write(value: Document, ticket: Ticket): Promise<void> {
+        events.push(`write ${value.sourceFile}`);
+        await super.write(value, ticket);
+      }
+    }
+    const sink = new LoggingSink(8);
+    const report = await pipeline(new LoggingSource(docs))
+      .pipe(reservoirSample<Document>({ perShard: 50, seed: 1 }))
+      .into(sink, { queueCapacity: 8 })
+      .run();
+    expect(report.status).toBe('completed');
+    expect(sink.committed).toHaveLength(150);
+    const firstWrite = (shard: string) => events.indexOf(`write ${shard}`);
+    // Shard a's sample reaches the sink while shard b is still being read, and b's while c is.
+    expect(firstWrite('a.parquet')).toBeLessThan(events.indexOf('read b.parquet:399'));
+    expect(firstWrite('b.parquet')).toBeLessThan(events.indexOf('read c.parquet:399'));
+    expect(firstWrite('a.parquet')).toBeGreaterThan(events.indexOf('read b.parquet:0'));
+
+    // Records of a shard that come back after it was decided fail the run instead of sampling it twice.
+    const back = [...docs.slice(0, 400), ...docs.slice(400, 500), docs[10]!];
+    const broken = await pipeline(new DocumentSource(back))
+      .pipe(reservoirSample<Document>({ perShard: 50, seed: 1 }))
+      .into(new CollectingSink<Document>(8))
+      .run();
+    expect(broken.status).toBe('failed');
+    expect(broken.error).toMatch(/a record of "a\.parquet" arrived after that group was decided/);
   });
 
   it('reservoir mode samples uniformly: no position in the shard is favoured', async () => {

@@ -136,10 +136,15 @@ class SmallestK {
  * Keeps the `perShard` documents of each shard (by `sourceFile`) with the smallest samplePriority(seed, id):
  * a seeded uniform sample of the shard that does not depend on arrival order. A blocking stage: it needs all
  * of a shard before it knows, and holds only indices and priorities; drop reason `pre_sample`.
+ *
+ * `eachShard` (default true): documents arrive shard by shard (as the source reads them), so each shard is
+ * decided, and its sample sent on to the LLM stages, as soon as the next shard begins, not after the last one.
+ * Off, the stage decides at the end of the input, whatever the order of arrival.
  */
 export function reservoirSample<T extends { readonly id: string; readonly sourceFile: string }>(options: {
   readonly perShard: number;
   readonly seed: number;
+  readonly eachShard?: boolean;
 }): BlockingOperator<T> {
   const { perShard, seed } = options;
   if (!Number.isInteger(perShard) || perShard < 1) {
@@ -151,6 +156,7 @@ export function reservoirSample<T extends { readonly id: string; readonly source
     blocking: true,
     // Its selection depends on every record it saw: a resumed run shows it the settled ones again.
     replay: true,
+    ...(options.eachShard === false ? {} : { partitionOf: (doc: T) => doc.sourceFile }),
     observe(doc, index) {
       let heap = shards.get(doc.sourceFile);
       if (heap === undefined) {

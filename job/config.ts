@@ -231,7 +231,7 @@ export const airConfigSchema = z.strictObject({
       /** `lexical`: content-word overlap, no call; `llm`: a duplicate-check call each round, as the reference. */
       duplicateCheck: z.enum(['lexical', 'llm']).default(DEFAULT_REFINE.duplicateCheck),
       /** `lexical` only: the share of the shorter constraint's content words at which two are the same. */
-      duplicateOverlap: z.number().min(0).max(1).default(DEFAULT_REFINE.duplicateOverlap),
+      duplicateOverlap: z.number().gt(0).max(1).default(DEFAULT_REFINE.duplicateOverlap),
       constraintMinWords: z.number().int().nonnegative().default(DEFAULT_REFINE.constraintWords.minWords),
       constraintMaxWords: positiveInt.default(DEFAULT_REFINE.constraintWords.maxWords),
     })
@@ -290,6 +290,13 @@ export function parseRunConfig(raw: unknown, origin = 'config'): RunConfig {
     const refine = result.data.air.refine;
     if (refine.gateOnStudentCheck && !refine.studentCheck) {
       throw new ConfigError(`${origin}: air.refine.gateOnStudentCheck needs air.refine.studentCheck`);
+    }
+    if (refine.duplicateCheck === 'lexical' && !refine.judgeSeesRefined) {
+      // The word check stands in for the LLM one because the judge sees (and avoids) the accepted constraints.
+      throw new ConfigError(
+        `${origin}: air.refine.judgeSeesRefined: false needs air.refine.duplicateCheck: llm (a judge that ` +
+          'does not see the accepted constraints repeats them in other words, which the word check misses)',
+      );
     }
     return result.data;
   }

@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest';
+import { parseRunConfig } from '../job/config.js';
 import { parseStructured } from '../llm/structured.js';
 import type { ChatMessage, ChatOptions, ChatResult, LlmClient } from '../llm/types.js';
 import { generate } from '../operators/air/generate.js';
@@ -129,6 +130,37 @@ describe('the lexical duplicate check of constraints', () => {
     expect(restatedConstraint(partly, accepted, 0.6)).toBe(-1);
     expect(restatedConstraint(partly, accepted, 0.4)).toBe(1);
     expect(restatedConstraint('Compare spring tides with neap tides in a table.', accepted, 0.6)).toBe(-1);
+  });
+
+  it('never takes a prohibition for a restatement of the requirement it reverses', () => {
+    const accepted = [{ text: 'Mention the tidal ranges of the coastal towns by name.' }];
+    expect(
+      restatedConstraint('Do not mention tidal ranges or any coastal towns by name.', accepted, 0.6),
+    ).toBe(-1);
+    expect(restatedConstraint("Don't name the coastal towns or their tidal ranges.", accepted, 0.6)).toBe(-1);
+    expect(restatedConstraint('Name the coastal towns and give their tidal ranges.', accepted, 0.6)).toBe(0);
+    const forbidden = [{ text: 'Avoid naming any coastal town.' }];
+    expect(restatedConstraint('Do not name coastal towns.', forbidden, 0.6)).toBe(0);
+    expect(() => restatedConstraint('x', accepted, 0)).toThrow(RangeError);
+  });
+
+  it('is refused where the judge does not see the accepted constraints', () => {
+    expect(() =>
+      refine(runner(new ScriptedLlm({ judge: [] })), { ...DEFAULT_REFINE, judgeSeesRefined: false }),
+    ).toThrow(/needs judgeSeesRefined/);
+    expect(() =>
+      parseRunConfig({ input: 'x', output: 'y', air: { refine: { judgeSeesRefined: false } } }),
+    ).toThrow(/judgeSeesRefined: false needs air\.refine\.duplicateCheck: llm/);
+    expect(
+      parseRunConfig({
+        input: 'x',
+        output: 'y',
+        air: { refine: { judgeSeesRefined: false, duplicateCheck: 'llm' } },
+      }).air.refine.duplicateCheck,
+    ).toBe('llm');
+    expect(() =>
+      parseRunConfig({ input: 'x', output: 'y', air: { refine: { duplicateOverlap: 0 } } }),
+    ).toThrow();
   });
 });
 

@@ -5,11 +5,11 @@
  * that without a call. The reference code needs its LLM check because its judge never sees what it accepted.
  */
 
-/** Words every constraint is made of: they say that something is required, not what. */
+/** Words every constraint is made of: they say that something is required (or forbidden: see isNegated), not what. */
 const FUNCTION_WORDS = new Set(
   (
-    'a an the and or but nor of to in on at by for with from into onto as than then that this these those it its ' +
-    'is are be been being was were do does did not no any all each every some such only also so very more most ' +
+    'a an the and or but of to in on at by for with from into onto as than then that this these those it its ' +
+    'is are be been being was were do does did not no nor never any all each every some such only also so very more most ' +
     'less least should must shall will would can could may might use using used make sure ensure answer answers ' +
     'response responses reply output text write written include includes including provide provided give ' +
     'keep your you their them they he she we our us which what who whom whose where when how why ' +
@@ -38,15 +38,30 @@ export function overlapCoefficient(a: ReadonlySet<string>, b: ReadonlySet<string
   return shared / small.size;
 }
 
+/** Words that turn a requirement into its opposite: "mention X" and "do not mention X" share every other word. */
+const NEGATION =
+  /\b(not|no|never|nor|without|avoid|avoids|avoiding|exclude|excluding|omit|omitting)\b|n['’]t\b/i;
+
+/** Whether the constraint forbids rather than requires. */
+export function isNegated(text: string): boolean {
+  return NEGATION.test(text);
+}
+
 /**
  * The index of the first accepted constraint that `proposal` restates (content-word overlap at or above
- * `threshold`), or -1 when it asks for something new.
+ * `threshold`, and the same polarity: a prohibition never restates a requirement), or -1 when it asks for
+ * something new.
  */
 export function restatedConstraint(
   proposal: string,
   accepted: readonly { readonly text: string }[],
   threshold: number,
 ): number {
+  if (!(threshold > 0 && threshold <= 1))
+    throw new RangeError(`threshold must be in (0, 1], got ${threshold}`);
   const words = contentWords(proposal);
-  return accepted.findIndex((c) => overlapCoefficient(words, contentWords(c.text)) >= threshold);
+  const negated = isNegated(proposal);
+  return accepted.findIndex(
+    (c) => isNegated(c.text) === negated && overlapCoefficient(words, contentWords(c.text)) >= threshold,
+  );
 }

@@ -113,6 +113,11 @@ export function refine(
   if (options.gateOnStudentCheck && !options.studentCheck) {
     throw new RangeError('refine: gateOnStudentCheck needs studentCheck');
   }
+  if (options.duplicateCheck === 'lexical' && !options.judgeSeesRefined) {
+    throw new RangeError(
+      'refine: the lexical duplicate check needs judgeSeesRefined (else use duplicateCheck: llm)',
+    );
+  }
   const foldCheck = options.studentCheck && options.checkWithNextJudge;
   return {
     name: 'refine',

@@ -63,7 +63,7 @@ export interface JobResult {
   parts: readonly PartEntry[];
   /** Where the run's ledger and stage counters were written. */
   ledgerFile: string;
-  /** LLM calls, tokens, latency and cost per role and model (method `air` only). */
+  /** Model calls, tokens, latency and cost per role and model (method `air`, or embeddings in any method). */
   llm?: LlmUsage;
 }
 
@@ -114,6 +114,7 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
       binaryAsString: config.source.binaryAsString,
       limit: config.source.limit,
       maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
+      maxRowGroupTextBytes: config.engine.duckdbMemoryMB * 1024 * 1024,
       badRecords: config.source.badRecords,
       settled: start.settled,
       // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
@@ -192,11 +193,14 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
         if (start.resumed) {
           // Replays never reach LLM stages, so this stage learns the rows written before from the parts.
           const parts = (await committedParts(config.output)).map((p) => p.file);
-          await instructionDedupe.prime(
-            writtenInstructions(db, config.output, parts),
-            options.signal ?? new AbortController().signal,
-          );
-          options.log?.(`instruction dedupe: ${instructionDedupe.kept} written instructions indexed`);
+          const signal = options.signal ?? new AbortController().signal;
+          try {
+            await instructionDedupe.prime(writtenInstructions(db, config.output, parts), signal);
+            options.log?.(`instruction dedupe: ${instructionDedupe.kept} written instructions indexed`);
+          } catch (error) {
+            // Stopped while priming: the run below sees the same signal and reports itself interrupted.
+            if (!signal.aborted) throw error;
+          }
         }
         examples = examples.pipe(instructionDedupe);
       }

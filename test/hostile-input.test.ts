@@ -75,6 +75,23 @@ describe('hostile inputs', () => {
     expect(stopped.report.error!.split('\n')).toHaveLength(1);
   });
 
+  it('invalid UTF-8 in a shard the byte reader cannot read (LZ4) stops with one line saying both', async () => {
+    const file = await writeParquet(
+      path.join(dir, 'bad-utf8-lz4.parquet'),
+      `select 'doc-' || i as id, case when i = 150 then from_hex('6869FFFE206F6B') ` +
+        `else encode('document number ' || i || ' with a few more words') end as text from range(300) t(i)`,
+      'FORMAT parquet, COMPRESSION lz4, ROW_GROUP_SIZE 100',
+    );
+    const result = await runJob(
+      documents(file, path.join(dir, 'bad-utf8-lz4-out'), { source: { binaryAsString: true } }),
+    );
+    expect(result.report.status).toBe('failed');
+    expect(result.report.error).toMatch(
+      /bad-utf8-lz4\.parquet: text that is not valid UTF-8 .*; reading the text column as bytes instead failed too \(.*LZ4/,
+    );
+    expect(result.report.error!.split('\n')).toHaveLength(1);
+  });
+
   it('invalid UTF-8 in a column other than the text still stops, naming the file and the row group', async () => {
     const file = path.join(dir, 'bad-utf8-id.parquet');
     const good = new TextEncoder().encode('a perfectly fine document');

@@ -557,9 +557,9 @@ describe('diversity_select through the engine', () => {
     expect(kept.map((d) => d.id)).toEqual(await expectedIds(200));
     expect(report.totals.dropped['diversity_select:diversity']).toBe(passed - 200);
     expect(report.totals.written).toBe(200);
-    // Memory: vectors only, in blocks of 4,096 rows (4 MiB of vectors and 64 KiB of SIMD scratch each).
-    expect(stage.counters.vector_bytes).toBe(Math.ceil(passed / 4096) * blockBytes(4096, 256));
-    expect(blockBytes(4096, 256)).toBe(4096 * 256 * 4 + 65536);
+    // Memory: vectors only, in blocks of 32,768 rows (32 MiB of vectors and 320 KiB of SIMD scratch each).
+    expect(stage.counters.vector_bytes).toBe(Math.ceil(passed / 32_768) * blockBytes(32_768, 256));
+    expect(blockBytes(32_768, 256)).toBe(32_768 * 256 * 4 + 5 * 65536);
     expect(stage.counters.embedded).toBe(passed);
   });
 

@@ -1,5 +1,14 @@
 import { describe, expect, it } from 'vitest';
-import { decodeUtf8, firstInvalidUtf8, invalidUtf8Preview } from '../pipeline/io/raw-string-column.js';
+import { writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import {
+  decodeUtf8,
+  firstInvalidUtf8,
+  invalidUtf8Preview,
+  rawStringColumn,
+} from '../pipeline/io/raw-string-column.js';
 import { seededRandom } from '../pipeline/random.js';
 
 describe('the UTF-8 check of raw text bytes', () => {
@@ -28,5 +37,28 @@ describe('the UTF-8 check of raw text bytes', () => {
     expect(firstInvalidUtf8(new Uint8Array([0x41, 0xed, 0xa0, 0x80]))).toBe(1);
     expect(firstInvalidUtf8(new Uint8Array([0x41, 0xe2, 0x9c]))).toBe(1);
     expect(firstInvalidUtf8(new Uint8Array([0xf0, 0x9d, 0x84, 0x9e]))).toBe(-1);
+  });
+});
+
+describe('the text column read as bytes', () => {
+  it('gives each row its stored bytes from any row on, and refuses a row group larger than its budget', async () => {
+    const file = path.join(os.tmpdir(), `air-raw-${process.pid}.parquet`);
+    const texts = Array.from({ length: 250 }, (_, i) =>
+      new TextEncoder().encode(`row ${i} `.repeat(1 + (i % 5))),
+    );
+    texts[120] = new Uint8Array([0x68, 0x69, 0xff]);
+    const buffer = parquetWriteBuffer({
+      columnData: [{ name: 'text', data: texts, type: 'STRING' }],
+      rowGroupSize: 100,
+    });
+    await writeFile(file, new Uint8Array(buffer));
+    const read: Array<{ row: number; bytes: Uint8Array | null }> = [];
+    for await (const value of rawStringColumn(file, 'text', 95, 2 ** 20)) read.push(value);
+    expect(read.map((r) => r.row)).toEqual(Array.from({ length: 155 }, (_, i) => 95 + i));
+    for (const { row, bytes } of read) expect(bytes).toEqual(texts[row]);
+    const small = rawStringColumn(file, 'text', 0, 500);
+    await expect(small.next()).rejects.toThrow(
+      /reading it as bytes would inflate row group 0 to .* over the 500 bytes of engine\.duckdbMemoryMB/,
+    );
   });
 });

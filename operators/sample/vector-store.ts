@@ -16,7 +16,9 @@ export class VectorStore {
   private filled = 0;
 
   constructor(options: { blockRows?: number; dimensions?: number } = {}) {
-    this.blockRows = options.blockRows ?? 4096;
+    // Large blocks: V8 reserves ~10 GiB of address space (not memory) per WebAssembly memory for its bounds
+    // guards, so 4,096-row blocks would cap a store near 50M rows; 32,768 rows (32 MiB at D = 256) near 400M.
+    this.blockRows = options.blockRows ?? 32_768;
     this.dims = options.dimensions;
   }
 

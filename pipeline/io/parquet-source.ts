@@ -1,7 +1,7 @@
 import { JSDuckDBValueConverter, type DuckDBConnection, type DuckDBInstance } from '@duckdb/node-api';
 import type { Document, MetaColumnType, MetaValue } from '../../schemas/documents.js';
 import { t } from '../../schemas/types.js';
-import { ParquetInputError } from '../errors.js';
+import { errorMessage, ParquetInputError } from '../errors.js';
 import { countRows, RangeCursor, type RowRanges } from '../row-ranges.js';
 import { GarbageBudget } from '../memory.js';
 import type { Ledger, Ticket } from '../ledger.js';
@@ -41,6 +41,19 @@ export interface ParquetSourceOptions {
   readonly badRecords?: 'skip' | 'stop';
   /** Documents longer than this (UTF-8 bytes) are dropped as `too_large` without being loaded into JS. */
   readonly maxDocumentBytes?: number;
+  /**
+   * The most a shard's text column may inflate to, per row group, where it must be read as bytes (after
+   * invalid UTF-8; see rawStringColumn). The job passes DuckDB's memory limit. Default 1 GiB.
+   */
+  readonly maxRowGroupTextBytes?: number;
+}
+
+/** A failure of the byte reader (hyparquet), told apart from DuckDB's so the message can name both. */
+class RawColumnError extends Error {
+  constructor(override readonly cause: unknown) {
+    super(errorMessage(cause));
+    this.name = 'RawColumnError';
+  }
 }
 
 /** Where a shard's read stands: rows seen so far (the next row expected) and the rows settled before. */
@@ -185,7 +198,17 @@ export class ParquetSource implements Source<Document> {
         const complete = yield* this.readRows(planned, ledger, signal, position, true);
         if (!complete) return;
       } catch (retry) {
-        throw classifyReadError(shard.path, retry, rowGroupOf(footer, position.rowsSeen));
+        if (!(retry instanceof RawColumnError)) {
+          throw classifyReadError(shard.path, retry, rowGroupOf(footer, position.rowsSeen));
+        }
+        // The byte reader failed where DuckDB had found invalid UTF-8: say both, not just "corrupt".
+        const found = classifyReadError(shard.path, error).message.slice(shard.path.length + 2);
+        throw new ParquetInputError(
+          'AIR_PARQUET_CORRUPT',
+          shard.path,
+          `${found}; reading the text column as bytes instead failed too (${errorMessage(retry.cause)})`,
+          { cause: retry.cause },
+        );
       }
     }
     // DuckDB's streaming result can end early without an error when it runs out of memory (seen with a
@@ -226,7 +249,14 @@ export class ParquetSource implements Source<Document> {
       `binary_as_string=${this.options.binaryAsString ?? false})` +
       (from > 0 ? ` WHERE file_row_number >= ${from}` : '');
     const metaNames = metaOutputNames(this.options.metaColumns);
-    const raw = textAsBytes ? rawStringColumn(shard.path, this.options.textColumn, from) : undefined;
+    const raw = textAsBytes
+      ? rawStringColumn(
+          shard.path,
+          this.options.textColumn,
+          from,
+          this.options.maxRowGroupTextBytes ?? 2 ** 30,
+        )
+      : undefined;
     try {
       const result = await this.conn!.stream(sql);
       for (;;) {
@@ -267,7 +297,13 @@ export class ParquetSource implements Source<Document> {
 
   /** The text of `row` from the raw column: checked for size, then for UTF-8. */
   private async judgeBytes(raw: AsyncGenerator<RawValue>, row: number, file: string): Promise<RowText> {
-    const next = await raw.next();
+    let next: IteratorResult<RawValue>;
+    try {
+      next = await raw.next();
+    } catch (error) {
+      if (error instanceof ParquetInputError) throw error;
+      throw new RawColumnError(error);
+    }
     if (next.done === true || next.value.row !== row) {
       throw new ParquetInputError(
         'AIR_PARQUET_INCOMPLETE',

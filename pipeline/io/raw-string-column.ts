@@ -1,6 +1,7 @@
 import { brotliDecompressSync, gunzipSync } from 'node:zlib';
 import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, type Compressors } from 'hyparquet';
 import { decompress as zstdDecompress } from 'zstd-napi';
+import { ParquetInputError } from '../errors.js';
 
 /** One row's bytes as stored; null for a null value. */
 export interface RawValue {
@@ -8,30 +9,58 @@ export interface RawValue {
   readonly bytes: Uint8Array | null;
 }
 
-/** Snappy is built into hyparquet; LZ4 is not offered (no maintained Node codec here), and says so. */
-const COMPRESSORS: Compressors = {
-  ZSTD: (input) => zstdDecompress(input),
-  GZIP: (input) => gunzipSync(input),
-  BROTLI: (input) => brotliDecompressSync(input),
-};
+/**
+ * Decompressors for what hyparquet lacks (snappy is built in; LZ4 is not offered: no maintained Node codec here),
+ * each refusing a page that says it inflates past `maxBytes` before allocating it.
+ */
+function compressors(file: string, maxBytes: number): Compressors {
+  const guarded =
+    (inflate: (input: Uint8Array) => Uint8Array) =>
+    (input: Uint8Array, outputLength: number): Uint8Array => {
+      if (outputLength > maxBytes) throw tooLarge(file, `a page of ${mb(outputLength)}`, maxBytes);
+      return inflate(input);
+    };
+  return {
+    ZSTD: guarded((input) => zstdDecompress(input)),
+    GZIP: guarded((input) => gunzipSync(input)),
+    BROTLI: guarded((input) => brotliDecompressSync(input)),
+  };
+}
+
+const mb = (bytes: number): string =>
+  bytes < 1024 * 1024 ? `${bytes} bytes` : `${(bytes / 1024 / 1024).toFixed(0)} MB`;
+
+function tooLarge(file: string, what: string, maxBytes: number): ParquetInputError {
+  return new ParquetInputError(
+    'AIR_PARQUET_CORRUPT',
+    file,
+    `the text column holds invalid UTF-8, and reading it as bytes would inflate ${what}, over the ` +
+      `${mb(maxBytes)} of engine.duckdbMemoryMB; raise it if the file is trusted`,
+  );
+}
 
 /**
  * The bytes of one top-level string column, row group by row group, never decoded as UTF-8. DuckDB stops at
  * the first invalid UTF-8 value of a row group and cannot read past it (its Parquet reader validates every
  * string; the option to relax that is newer than our binding), so the source reads the text column of the
- * rest of such a shard here and judges each value itself. Memory: one row group of the column at a time.
+ * rest of such a shard here and judges each value itself. Memory: one row group of the column at a time, and
+ * never more than `maxBytes` of it (checked against the footer and every page header before inflating).
  */
 export async function* rawStringColumn(
   file: string,
   column: string,
   fromRow: number,
+  maxBytes: number,
 ): AsyncGenerator<RawValue> {
   const buffer = await asyncBufferFromFile(file);
   const metadata = await parquetMetadataAsync(buffer);
   let start = 0;
-  for (const group of metadata.row_groups) {
+  for (const [g, group] of metadata.row_groups.entries()) {
     const end = start + Number(group.num_rows);
     if (end > fromRow) {
+      const chunk = group.columns.find((c) => c.meta_data?.path_in_schema.join('.') === column);
+      const inflated = Number(chunk?.meta_data?.total_uncompressed_size ?? 0);
+      if (inflated > maxBytes) throw tooLarge(file, `row group ${g} to ${mb(inflated)}`, maxBytes);
       const rowStart = Math.max(start, fromRow);
       const rows = await parquetReadObjects({
         file: buffer,
@@ -39,7 +68,7 @@ export async function* rawStringColumn(
         columns: [column],
         rowStart,
         rowEnd: end,
-        compressors: COMPRESSORS,
+        compressors: compressors(file, maxBytes),
         // Keep the stored bytes: the caller decides what invalid UTF-8 means.
         parsers: { stringFromBytes: (bytes: Uint8Array | undefined) => bytes as unknown as string },
       });

@@ -389,6 +389,10 @@ describe('refine', () => {
       ['accepted', 1],
     ]);
     expect(strip(a)).toEqual(strip(b));
+    // The one documented difference: after the gated round 3, the folded judge had already read round 3's
+    // answer (it graded it); the reference judge of round 4 reads the last accepted answer, round 2's.
+    expect(a.history[3]!.studentAnswer).toBe(a.history[2]!.revisedAnswer);
+    expect(b.history[3]!.studentAnswer).toBe(b.history[1]!.revisedAnswer);
   });
 
   it('asks the pending check with the next judge call, on the answer to the instruction that has it', async () => {

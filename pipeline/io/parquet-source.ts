@@ -187,28 +187,31 @@ export class ParquetSource implements Source<Document> {
       rowsSeen: 0,
       settled: cursorOf(this.options.settled?.get(shard.label)),
     };
-    try {
-      const complete = yield* this.readRows(planned, ledger, signal, position, false);
-      if (!complete) return;
-    } catch (error) {
-      if (!isInvalidUtf8Error(error))
-        throw classifyReadError(shard.path, error, rowGroupOf(footer, position.rowsSeen));
-      // DuckDB cannot read past invalid UTF-8: the text column of the rest of the shard is read as bytes.
+    // DuckDB cannot read past invalid UTF-8. Where it stops, the text column of that row group is read as
+    // bytes, then DuckDB goes on from the next row group (it skips whole row groups by file_row_number).
+    let invalidUtf8: unknown;
+    for (;;) {
+      const bytesUntil = invalidUtf8 === undefined ? undefined : rowGroupEnd(footer, position.rowsSeen);
       try {
-        const complete = yield* this.readRows(planned, ledger, signal, position, true);
+        const complete = yield* this.readRows(planned, ledger, signal, position, bytesUntil);
         if (!complete) return;
-      } catch (retry) {
-        if (!(retry instanceof RawColumnError)) {
-          throw classifyReadError(shard.path, retry, rowGroupOf(footer, position.rowsSeen));
+        if (bytesUntil === undefined || position.rowsSeen >= footer.rows) break;
+        invalidUtf8 = undefined;
+      } catch (error) {
+        if (error instanceof RawColumnError) {
+          // The byte reader failed where DuckDB had found invalid UTF-8: say both, not just "corrupt".
+          const found = classifyReadError(shard.path, invalidUtf8).message.slice(shard.path.length + 2);
+          throw new ParquetInputError(
+            'AIR_PARQUET_CORRUPT',
+            shard.path,
+            `${found}; reading the text column as bytes instead failed too (${errorMessage(error.cause)})`,
+            { cause: error.cause },
+          );
         }
-        // The byte reader failed where DuckDB had found invalid UTF-8: say both, not just "corrupt".
-        const found = classifyReadError(shard.path, error).message.slice(shard.path.length + 2);
-        throw new ParquetInputError(
-          'AIR_PARQUET_CORRUPT',
-          shard.path,
-          `${found}; reading the text column as bytes instead failed too (${errorMessage(retry.cause)})`,
-          { cause: retry.cause },
-        );
+        if (bytesUntil !== undefined || !isInvalidUtf8Error(error)) {
+          throw classifyReadError(shard.path, error, rowGroupOf(footer, position.rowsSeen));
+        }
+        invalidUtf8 = error;
       }
     }
     // DuckDB's streaming result can end early without an error when it runs out of memory (seen with a
@@ -217,17 +220,18 @@ export class ParquetSource implements Source<Document> {
   }
 
   /**
-   * Reads the shard from `position.rowsSeen` on, advancing it row by row. With `textAsBytes`, DuckDB reads every
-   * column but the text, which comes as stored bytes from `rawStringColumn` and is checked for UTF-8 here.
-   * Returns false when stopped early (the row limit, or the run's signal).
+   * Reads the shard from `position.rowsSeen` on, advancing it row by row. With `bytesUntil`, it reads the rows
+   * before that one only, DuckDB every column but the text, which comes as stored bytes from `rawStringColumn`
+   * and is checked for UTF-8 here. Returns false when stopped early (the row limit, or the run's signal).
    */
   private async *readRows(
     planned: PlannedShard,
     ledger: Ledger,
     signal: AbortSignal,
     position: ReadPosition,
-    textAsBytes: boolean,
+    bytesUntil: number | undefined,
   ): AsyncGenerator<Envelope<Document>, boolean> {
+    const textAsBytes = bytesUntil !== undefined;
     const { shard } = planned;
     const textColumn = sqlIdent(this.options.textColumn);
     const maxBytes = this.options.maxDocumentBytes;
@@ -247,7 +251,8 @@ export class ParquetSource implements Source<Document> {
     const sql =
       `SELECT ${select.join(', ')} FROM read_parquet(${sqlString(shard.path)}, file_row_number=true, ` +
       `binary_as_string=${this.options.binaryAsString ?? false})` +
-      (from > 0 ? ` WHERE file_row_number >= ${from}` : '');
+      (from > 0 ? ` WHERE file_row_number >= ${from}` : '') +
+      (bytesUntil === undefined ? '' : `${from > 0 ? ' AND' : ' WHERE'} file_row_number < ${bytesUntil}`);
     const metaNames = metaOutputNames(this.options.metaColumns);
     const raw = textAsBytes
       ? rawStringColumn(
@@ -479,6 +484,16 @@ function chunkBytes(texts: readonly unknown[]): number {
   let bytes = 0;
   for (const text of texts) if (typeof text === 'string') bytes += text.length;
   return bytes;
+}
+
+/** The first row after the row group that holds `row`. */
+function rowGroupEnd(footer: ParquetFooter, row: number): number {
+  let end = 0;
+  for (const rows of footer.rowGroups) {
+    end += rows;
+    if (row < end) return end;
+  }
+  return end;
 }
 
 function rowGroupOf(footer: ParquetFooter, row: number): number | undefined {

@@ -42,8 +42,8 @@ function tooLarge(file: string, what: string, maxBytes: number): ParquetInputErr
 /**
  * The bytes of one top-level string column, row group by row group, never decoded as UTF-8. DuckDB stops at
  * the first invalid UTF-8 value of a row group and cannot read past it (its Parquet reader validates every
- * string; the option to relax that is newer than our binding), so the source reads the text column of the
- * rest of such a shard here and judges each value itself. Memory: one row group of the column at a time, and
+ * string; the option to relax that is newer than our binding), so the source reads the text column of such a
+ * row group here and judges each value itself. Memory: one row group of the column at a time, and
  * never more than `maxBytes` of it (checked against the footer and every page header before inflating).
  */
 export async function* rawStringColumn(

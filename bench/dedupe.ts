@@ -20,13 +20,13 @@ import { LshIndex } from '../operators/dedupe/lsh.js';
 import { MinHasher } from '../operators/dedupe/minhash.js';
 import type { MinHashResult } from '../operators/dedupe/minhash-worker.js';
 import { createMinHashPool, nearDedupe } from '../operators/dedupe/near-dedupe.js';
-import { normalizeText } from '../operators/dedupe/normalize.js';
 import type { DropNote, DropNoteSink, Ledger, Ticket } from '../pipeline/ledger.js';
 import type { BatchOperator, RecordOperator } from '../pipeline/operator.js';
 import { packTexts, transferablesOf } from '../pipeline/pool/packed-texts.js';
 import { pipeline, type RunReport } from '../pipeline/run.js';
 import type { Envelope, Sink, Source } from '../pipeline/source.js';
 import { seededRandom } from '../pipeline/random.js';
+import { trueJaccard } from '../test/helpers/jaccard.js';
 
 const FINEWEB = path.resolve(import.meta.dirname, '../../shared/data/web/fineweb-sample.snappy.parquet');
 const { values } = parseArgs({
@@ -264,20 +264,4 @@ async function throughEngine(docs: readonly Doc[], stages: DocOperator[]): Promi
       `${similarities.filter((j) => j < 0.8).length} below 0.8, ${similarities.filter((j) => j < 0.7).length} below 0.7`,
   );
   await pool.close();
-}
-
-/** True Jaccard similarity of two texts' word 5-shingle sets, on strings. */
-function trueJaccard(a: string, b: string, size = 5): number {
-  const shingles = (text: string): Set<string> => {
-    const words = normalizeText(text).split(' ');
-    const out = new Set<string>();
-    for (let i = 0; i + size <= Math.max(words.length, size); i++)
-      out.add(words.slice(i, i + size).join(' '));
-    return out;
-  };
-  const sa = shingles(a);
-  const sb = shingles(b);
-  let shared = 0;
-  for (const x of sa) if (sb.has(x)) shared++;
-  return shared / (sa.size + sb.size - shared);
 }

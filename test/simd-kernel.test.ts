@@ -3,6 +3,7 @@ import {
   allocateBlock,
   blockBytes,
   blockLayout,
+  DEFAULT_BLOCK_ROWS,
   ensureQuerySlots,
   lockBlocks,
   querySlots,
@@ -168,14 +169,17 @@ describe('simd kernel', () => {
   });
 
   it('copies a plain matrix into memories of whole rows', () => {
-    const rows = randomRows(5000, 6, 3);
+    const n = DEFAULT_BLOCK_ROWS + 904;
+    const rows = randomRows(n, 6, 3);
     const m = matrixOf(rows, 6);
     expect(hasMemories(m)).toBe(false);
     const copy = memoryMatrix(m);
-    expect(copy.count).toBe(5000);
+    expect(copy.count).toBe(n);
     expect(copy.memories.length).toBe(copy.blocks.length);
     expect(copy.blocks.length).toBeGreaterThan(1);
-    for (const i of [0, 4095, 4096, 4999]) expect([...rowOf(copy, i)]).toEqual([...rowOf(m, i)]);
+    for (const i of [0, DEFAULT_BLOCK_ROWS - 1, DEFAULT_BLOCK_ROWS, n - 1]) {
+      expect([...rowOf(copy, i)]).toEqual([...rowOf(m, i)]);
+    }
     const stored = storeOf(rows, 6, 100);
     expect(memoryMatrix(stored)).toBe(stored);
   });

@@ -22,6 +22,12 @@ interface WasmMemoryApi {
 const wasm = (globalThis as unknown as { WebAssembly: WasmMemoryApi }).WebAssembly;
 
 export const PAGE_BYTES = 65536;
+/**
+ * Rows per block unless told otherwise. Large: V8 reserves ~10 GiB of address space (not memory) per WebAssembly
+ * memory for its bounds guards, so 4,096-row blocks would cap a store near 50M rows; 32,768 rows (32 MiB at
+ * D = 256) near 400M.
+ */
+export const DEFAULT_BLOCK_ROWS = 32_768;
 /** WebAssembly 32-bit memories hold at most 4 GiB. */
 const MAX_PAGES = 65536;
 /** Query slots a new block has room for; more threads grow the memory (ensureQuerySlots) up to MAX_QUERY_SLOTS. */

@@ -2,6 +2,7 @@ import { rowOf, type RowKernel, type VectorMatrix } from './farthest-point-kerne
 import {
   allocateBlock,
   blockLayout,
+  DEFAULT_BLOCK_ROWS,
   ensureQuerySlots,
   lockBlocks,
   type BlockLayout,
@@ -210,17 +211,14 @@ export class SimdKernel implements RowKernel {
 
 // ---- getting a matrix ready ----------------------------------------------------------------------------------
 
-/** Rows per memory when a matrix without memories (matrixOf) is copied into some. */
-const COPY_BLOCK_ROWS = 4096;
-
 /**
  * `m` itself when its blocks live in memories (VectorStore); otherwise a copy into new shared memories of
- * COPY_BLOCK_ROWS rows each: N·D·4 more bytes while the selection runs, copied in well under a step's time.
+ * DEFAULT_BLOCK_ROWS rows each: N·D·4 more bytes while the selection runs, copied in well under a step's time.
  */
 export function memoryMatrix(m: VectorMatrix): MemoryMatrix {
   if (hasMemories(m)) return m;
   const d = m.dimensions;
-  const blockRows = Math.max(1, Math.min(COPY_BLOCK_ROWS, m.count));
+  const blockRows = Math.max(1, Math.min(DEFAULT_BLOCK_ROWS, m.count));
   const blocks: Float32Array[] = [];
   const memories: WasmMemory[] = [];
   for (let lo = 0; lo < m.count; lo += blockRows) {

@@ -1,4 +1,4 @@
-import { allocateBlock, type WasmMemory } from './block-memory.js';
+import { allocateBlock, DEFAULT_BLOCK_ROWS, type WasmMemory } from './block-memory.js';
 import type { VectorMatrix } from './farthest-point-kernel.js';
 
 /**
@@ -16,9 +16,7 @@ export class VectorStore {
   private filled = 0;
 
   constructor(options: { blockRows?: number; dimensions?: number } = {}) {
-    // Large blocks: V8 reserves ~10 GiB of address space (not memory) per WebAssembly memory for its bounds
-    // guards, so 4,096-row blocks would cap a store near 50M rows; 32,768 rows (32 MiB at D = 256) near 400M.
-    this.blockRows = options.blockRows ?? 32_768;
+    this.blockRows = options.blockRows ?? DEFAULT_BLOCK_ROWS;
     this.dims = options.dimensions;
   }
 

@@ -20,6 +20,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { airConfigSchema, type AirConfig } from '../job/config.js';
 import type { SimulatorOptions } from '../llm/simulator/index.js';
 import { loadPromptSet } from '../operators/air/prompts.js';
+import { REFERENCE_CALLS } from '../operators/air/refine.js';
 import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
 import { DEFAULT_VALIDITY } from '../operators/air/validity-filter.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
@@ -80,7 +81,7 @@ if (CALL_LAYOUT !== 'folded' && CALL_LAYOUT !== 'reference') {
 const AIR: AirConfig = airConfigSchema.parse({
   llmScores: false,
   depths: DEPTHS_MODE,
-  refine: CALL_LAYOUT === 'reference' ? { checkWithNextJudge: false, duplicateCheck: 'llm' } : {},
+  refine: CALL_LAYOUT === 'reference' ? REFERENCE_CALLS : {},
 });
 
 interface SideSummary {

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfigInput } from '../job/config.js';
 import { LLM_CACHE_FILE } from '../job/llm.js';
 import { runJob, type JobResult } from '../job/run-job.js';
+import { REFERENCE_CALLS } from '../operators/air/refine.js';
 import { CONSTRAINT_TYPES } from '../operators/constraint-tagger.js';
 import { sumValues } from '../pipeline/stats.js';
 import { DOLMA, query, tempDir } from './helpers/duckdb.js';
@@ -131,7 +132,7 @@ describe('air run --llm sim on real documents', () => {
         source: { limit: 300 },
         air: {
           documentsInFlight: 32,
-          refine: { maxIterations: 3, checkWithNextJudge: false, duplicateCheck: 'llm' },
+          refine: { maxIterations: 3, ...REFERENCE_CALLS },
         },
       }),
     );

@@ -69,6 +69,13 @@ type RowText =
   | { readonly kind: 'too_large'; readonly bytes: number }
   | { readonly kind: 'invalid_utf8'; readonly preview: string };
 
+/** The text DuckDB gave: a string, or null with the length that kept an oversized one out of JS, or null. */
+function duckdbText(text: unknown, bytes: unknown): RowText {
+  if (typeof text === 'string') return { kind: 'text', text };
+  if (bytes === null || bytes === undefined) return { kind: 'null' };
+  return { kind: 'too_large', bytes: Number(bytes) };
+}
+
 function cursorOf(ranges: RowRanges | undefined): RangeCursor | undefined {
   return ranges === undefined ? undefined : new RangeCursor(ranges);
 }
@@ -279,13 +286,7 @@ export class ParquetSource implements Source<Document> {
           if (row !== position.rowsSeen) throw gap(shard.path, position.rowsSeen, row);
           position.rowsSeen++;
           const text =
-            raw !== undefined
-              ? await this.judgeBytes(raw, row, shard.path)
-              : typeof texts[i] === 'string'
-                ? ({ kind: 'text', text: texts[i] as string } as const)
-                : sizes[i] === null || sizes[i] === undefined
-                  ? ({ kind: 'null' } as const)
-                  : ({ kind: 'too_large', bytes: Number(sizes[i]) } as const);
+            raw !== undefined ? await this.judgeBytes(raw, row, shard.path) : duckdbText(texts[i], sizes[i]);
           const meta: Record<string, MetaValue> = {};
           for (let m = 0; m < metaNames.length; m++) {
             const name = metaNames[m]!;

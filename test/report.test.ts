@@ -12,7 +12,7 @@ import { CARD_MARKER } from '../report/card/dataset-card.js';
 import { readStatsFile } from '../report/stats/stats-file.js';
 import { SAMPLE, query, tempDir } from './helpers/duckdb.js';
 
-// The run's report.html opened in headless Chromium (Debian's `chromium` package; .ci/run installs it): no
+// The run's report.html opened in headless Chromium (Debian's `chromium` package; `npm test` installs it): no
 // console error, nothing fetched from a network, every plot present with marks in it, a screenshot kept in
 // test-artifacts/. Then the dataset card: Hugging Face front matter and every output column.
 
@@ -27,7 +27,7 @@ const run = (): string => path.join(dir, 'run');
 beforeAll(async () => {
   if (!existsSync(CHROMIUM)) {
     throw new Error(
-      `${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium), as .ci/run does`,
+      `${CHROMIUM} is missing: install Debian's chromium package (apt-get install chromium), as scripts/test-deps.sh does when npm test starts`,
     );
   }
   ({ dir, cleanup } = await tempDir('air-report-'));

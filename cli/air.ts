@@ -17,6 +17,9 @@ import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
 import { registerStatsCommand } from './stats-command.js';
 import { summaryLines } from './summary.js';
+import { formatDownload } from './format.js';
+import { watchLauncher } from './launcher.js';
+import type { DownloadProgress } from '../llm/model-files.js';
 
 export const EXIT = { ok: 0, failure: 1, usage: 2, sigint: 130, sigterm: 143 } as const;
 
@@ -259,6 +262,12 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  // A launcher gone is a stop, never the second signal that quits at once (`timeout` signals both).
+  const stopWatching = watchLauncher(() => {
+    if (stopSignal !== undefined) return;
+    io.stderr('\nair: the npm process that started air has exited');
+    onSignal('SIGTERM');
+  });
 
   const mode = config.progress === 'auto' ? (io.isTTY ? 'tty' : 'log') : config.progress;
   let timer: NodeJS.Timeout | undefined;
@@ -268,6 +277,7 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
     const result = await runJob(config, {
       force: flags.force === true,
       signal: stop.signal,
+      onDownload: downloadDisplay(mode, io, config.progressIntervalSeconds),
       log: (line) => io.stderr(`air: ${line}\n`),
       onStart: (started) => {
         run = started;
@@ -287,12 +297,37 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
     return EXIT.ok;
   } catch (error) {
     io.stderr(`air: ${errorMessage(error)}\n`);
+    // Stopped before the run began (a model download): the exit code still says which signal stopped it.
+    if (stopSignal !== undefined) return stopSignal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
     return isUsageError(error) ? EXIT.usage : EXIT.failure;
   } finally {
     if (timer !== undefined) clearInterval(timer);
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    stopWatching();
   }
+}
+
+/**
+ * A model download's progress: one line rewritten in place on a terminal, a log line every `intervalSeconds`
+ * otherwise, and the last state once it ends.
+ */
+function downloadDisplay(
+  mode: RunConfig['progress'],
+  io: CliIO,
+  intervalSeconds: number,
+): ((progress: DownloadProgress) => void) | undefined {
+  if (mode === 'off') return undefined;
+  const intervalMs = mode === 'tty' ? 250 : intervalSeconds * 1000;
+  let last = -Infinity;
+  return (progress) => {
+    const done = progress.totalBytes > 0 && progress.downloadedBytes >= progress.totalBytes;
+    const now = performance.now();
+    if (!done && now - last < intervalMs) return;
+    last = now;
+    const line = `air: downloading ${formatDownload(progress)}`;
+    io.stderr(mode === 'tty' ? `\r\x1b[2K${line}${done ? '\n' : ''}` : `${line}\n`);
+  };
 }
 
 /** Config file first, then flags on top; validated once, with errors naming the bad key. */
@@ -406,4 +441,6 @@ if (isEntryPoint()) {
     throw error;
   });
   process.exitCode = await main(process.argv.slice(2));
+  // Work abandoned by a stop (a model download that does not heed its signal) must not keep the process alive.
+  setTimeout(() => process.exit(), 1000).unref();
 }

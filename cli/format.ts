@@ -1,5 +1,6 @@
 import type { ShardTally } from '../pipeline/ledger.js';
 import { sumValues, type StageStats } from '../pipeline/stats.js';
+import type { DownloadProgress } from '../llm/model-files.js';
 
 /** Formatting for people: thousands separators, durations, rates, ledger cells. */
 const integer = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
@@ -51,4 +52,12 @@ export function tallyCells(tally: Omit<ShardTally, 'shard'>): string[] {
     formatCount(tally.abandoned),
     formatCount(tally.rowsWritten),
   ];
+}
+
+/** "qwen.gguf: 120.3 of 491.4 MB (24%), 12.3 MB/s, ETA 30s". */
+export function formatDownload(p: DownloadProgress): string {
+  const mb = (bytes: number): string => (bytes / 1e6).toFixed(1);
+  const share = p.totalBytes > 0 ? ` (${Math.floor((100 * p.downloadedBytes) / p.totalBytes)}%)` : '';
+  const eta = p.etaSeconds === undefined ? '' : `, ETA ${formatDuration(p.etaSeconds * 1000)}`;
+  return `${p.file}: ${mb(p.downloadedBytes)} of ${mb(p.totalBytes)} MB${share}, ${mb(p.bytesPerSecond)} MB/s${eta}`;
 }

@@ -2,13 +2,20 @@ import path from 'node:path';
 import { Accounting } from '../llm/accounting.js';
 import { openResponseCache, type ResponseCache } from '../llm/cache.js';
 import { HttpLlmClient } from '../llm/client.js';
-import { endpointSchema, resolveEndpoint, type ResolvedEndpoint } from '../llm/endpoint.js';
-import { DEFAULT_LOCAL_MODEL } from '../llm/model-files.js';
+import {
+  endpointSchema,
+  resolveEndpoint,
+  type EndpointConfig,
+  type ResolvedEndpoint,
+} from '../llm/endpoint.js';
+import { isLocalSpec, parseLocalSpec } from '../llm/local.js';
+import { DEFAULT_LOCAL_MODEL, resolveModelFile, type DownloadProgress } from '../llm/model-files.js';
 import { startSimulator, type Simulator } from '../llm/simulator/index.js';
 import { ConfigError } from '../pipeline/errors.js';
 import type { LlmConfig } from './config.js';
 
 export const LLM_ROLES = ['guidance', 'student'] as const;
+export type LlmRole = (typeof LLM_ROLES)[number];
 export const LLM_CACHE_FILE = 'llm-cache.sqlite';
 
 export interface LlmSetup {
@@ -16,7 +23,7 @@ export interface LlmSetup {
   readonly accounting: Accounting;
   readonly cache: ResponseCache;
   /** The model name of each role, as configured (written with every row). */
-  readonly models: Readonly<Record<(typeof LLM_ROLES)[number], string>>;
+  readonly models: Readonly<Record<LlmRole, string>>;
   /** The in-process simulator in `sim` mode. */
   readonly simulator: Simulator | undefined;
   close(): Promise<void>;
@@ -35,7 +42,6 @@ export async function setUpLlm(
   /** Where calls are accounted; the run passes the one its embedding calls go to as well. */
   accounting: Accounting = new Accounting(config.prices),
 ): Promise<LlmSetup> {
-  const localDefaults = { threads: 2, parallel: 2, contextSize: 4096, modelsDir: config.modelsDir };
   let simulator: Simulator | undefined;
   const endpoints: ResolvedEndpoint[] = [];
   if (config.mode === 'sim') {
@@ -60,30 +66,14 @@ export async function setUpLlm(
         ),
       );
     }
-  } else if (config.guidance === undefined && config.student === undefined) {
-    // Nothing configured: a small instruct model runs inside air for both roles (downloaded once, then cached).
-    for (const role of LLM_ROLES) {
-      endpoints.push(
-        resolveEndpoint(
-          role,
-          endpointSchema.parse({ model: DEFAULT_LOCAL_MODEL, local: localDefaults }),
-          env,
-        ),
+  } else {
+    const chosen = roleEndpoints(config);
+    if (config.guidance === undefined && config.student === undefined) {
+      log?.(
+        `no LLM endpoint configured: both roles use ${DEFAULT_LOCAL_MODEL} inside air (fetched once if not cached)`,
       );
     }
-    log?.(
-      `no LLM endpoint configured: both roles use ${DEFAULT_LOCAL_MODEL} inside air (fetched once if not cached)`,
-    );
-  } else {
-    for (const role of LLM_ROLES) {
-      const endpoint = config[role];
-      if (endpoint === undefined) {
-        throw new ConfigError(
-          `llm.${role} is not configured: pass --${role}-url and --${role}-model, set llm.${role} in the config, or use --llm sim`,
-        );
-      }
-      endpoints.push(resolveEndpoint(role, endpoint, env));
-    }
+    for (const role of LLM_ROLES) endpoints.push(resolveEndpoint(role, chosen[role], env));
   }
   const cache = openResponseCache(
     config.cache && outputDir !== undefined ? path.join(outputDir, LLM_CACHE_FILE) : undefined,
@@ -102,4 +92,51 @@ export async function setUpLlm(
       await simulator?.close();
     },
   };
+}
+
+/**
+ * The endpoint each role uses in `endpoints` mode: the configured ones, or, when none is, the default small model
+ * inside air for both roles. Refuses a config that names one role and not the other.
+ */
+function roleEndpoints(config: LlmConfig): Record<LlmRole, EndpointConfig> {
+  if (config.guidance === undefined && config.student === undefined) {
+    const local = { threads: 2, parallel: 2, contextSize: 4096, modelsDir: config.modelsDir };
+    const endpoint = endpointSchema.parse({ model: DEFAULT_LOCAL_MODEL, local });
+    return { guidance: endpoint, student: endpoint };
+  }
+  const chosen: Partial<Record<LlmRole, EndpointConfig>> = {};
+  for (const role of LLM_ROLES) {
+    const endpoint = config[role];
+    if (endpoint === undefined) {
+      throw new ConfigError(
+        `llm.${role} is not configured: pass --${role}-url and --${role}-model, set llm.${role} in the config, or use --llm sim`,
+      );
+    }
+    chosen[role] = endpoint;
+  }
+  return chosen as Record<LlmRole, EndpointConfig>;
+}
+
+/**
+ * Finds or downloads every embedded model's file before the run reads any input, so a model that cannot be had
+ * fails the run in seconds instead of after stage 0, and a download shows its progress. The file is then found in
+ * the model cache when the model loads.
+ */
+export async function resolveLocalModels(
+  config: LlmConfig,
+  options: { signal?: AbortSignal; onDownload?: (progress: DownloadProgress) => void } = {},
+): Promise<void> {
+  if (config.mode === 'sim') return;
+  const seen = new Set<string>();
+  for (const endpoint of Object.values(roleEndpoints(config))) {
+    if (!isLocalSpec(endpoint.model)) continue;
+    const location = parseLocalSpec(endpoint.model).path;
+    if (seen.has(location)) continue;
+    seen.add(location);
+    await resolveModelFile(location, {
+      directory: endpoint.local.modelsDir,
+      signal: options.signal,
+      onProgress: options.onDownload,
+    });
+  }
 }

@@ -1,6 +1,7 @@
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AccountingSnapshot } from '../llm/accounting.js';
+import type { DownloadProgress } from '../llm/model-files.js';
 import type { ScoredExample } from '../operators/air/types.js';
 import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
 import { uniqueIds } from '../operators/dedupe/unique-ids.js';
@@ -42,7 +43,7 @@ import { documentRow, documentsTable, type Document } from '../schemas/documents
 import { appendAirStages } from './air-graph.js';
 import type { RunConfig } from './config.js';
 import { configFingerprint } from './fingerprint.js';
-import { setUpLlm, type LlmSetup } from './llm.js';
+import { resolveLocalModels, setUpLlm, type LlmSetup } from './llm.js';
 import { writtenInstructions } from './written-instructions.js';
 
 export interface JobOptions {
@@ -55,6 +56,8 @@ export interface JobOptions {
   env?: NodeJS.ProcessEnv;
   /** Resume an interrupted run even though settings that decide results differ. */
   force?: boolean;
+  /** Progress of a model file being downloaded before the run starts (`local:` model URIs not cached yet). */
+  onDownload?: (progress: DownloadProgress) => void;
 }
 
 export interface JobResult {
@@ -91,6 +94,23 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
   let llm: LlmSetup | undefined;
   let pool: WorkerPool | undefined;
   try {
+    const source = new ParquetSource(db, {
+      shards,
+      textColumn: config.source.textColumn,
+      idColumn: config.source.idColumn,
+      metaColumns: config.source.metaColumns,
+      binaryAsString: config.source.binaryAsString,
+      limit: config.source.limit,
+      maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
+      maxRowGroupTextBytes: config.engine.duckdbMemoryMB * 1024 * 1024,
+      badRecords: config.source.badRecords,
+    });
+    // Every shard's footer and columns are checked first: bad input fails before a model download or output.
+    const meta = await source.metaColumnTypes();
+    // Every model is found or downloaded before any row is read: a model that cannot be had fails at once.
+    if (config.method === 'air') {
+      await resolveLocalModels(config.llm, { signal: options.signal, onDownload: options.onDownload });
+    }
     await mkdir(config.output, { recursive: true });
     const start = await openOutput(config, shards, options.force === true);
     if (start.complete) {
@@ -106,21 +126,8 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     const failures = new FailureRows(config.output, start.nextFailedPart);
     const notes = new DropNotesFile(path.join(config.output, DUPLICATES_FILE), start.notesBytes);
     const checkpointer = new Checkpointer(start.log, failures, () => notes.checkpoint());
-    const source = new ParquetSource(db, {
-      shards,
-      textColumn: config.source.textColumn,
-      idColumn: config.source.idColumn,
-      metaColumns: config.source.metaColumns,
-      binaryAsString: config.source.binaryAsString,
-      limit: config.source.limit,
-      maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
-      maxRowGroupTextBytes: config.engine.duckdbMemoryMB * 1024 * 1024,
-      badRecords: config.source.badRecords,
-      settled: start.settled,
-      // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
-      replay: start.resumed,
-    });
-    const meta = await source.metaColumnTypes();
+    // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
+    source.continueFrom(start.settled, start.resumed);
     // Statistics are collected from each row as it is written: no second pass over the output.
     const stats = new StatsCollector({ kind: config.method });
     let table: TableSchema;

@@ -31,12 +31,6 @@ export interface ParquetSourceOptions {
   readonly binaryAsString?: boolean;
   /** Read at most this many rows in all, shards in order (for trial runs and benchmarks). */
   readonly limit?: number;
-  /**
-   * Rows an earlier, interrupted run settled, by shard label: they are not counted again. With `replay`
-   * they are still read and sent as replay records (for stages that keep state); without it, skipped.
-   */
-  readonly settled?: ReadonlyMap<string, RowRanges>;
-  readonly replay?: boolean;
   /** What to do with a null, blank or oversized text: drop it with a reason (default), or stop the run. */
   readonly badRecords?: 'skip' | 'stop';
   /** Documents longer than this (UTF-8 bytes) are dropped as `too_large` without being loaded into JS. */
@@ -102,11 +96,23 @@ export class ParquetSource implements Source<Document> {
   private readonly garbage = new GarbageBudget(16 * 1024 * 1024);
   /** Rows still to read under `limit`. */
   private remaining = Infinity;
+  private settled: ReadonlyMap<string, RowRanges> | undefined;
+  private replay = false;
 
   constructor(
     private readonly db: DuckDBInstance,
     private readonly options: ParquetSourceOptions,
   ) {}
+
+  /**
+   * Continue an interrupted run: the rows it settled, by shard label, are not counted again. With `replay`
+   * they are still read and sent as replay records (for stages that keep state); without it, skipped. Set
+   * before reading; the footers can be checked (prepare) before the output folder is opened.
+   */
+  continueFrom(settled: ReadonlyMap<string, RowRanges>, replay: boolean): void {
+    this.settled = settled;
+    this.replay = replay;
+  }
 
   /** Checks every shard's footer and columns; idempotent. */
   async prepare(): Promise<void> {
@@ -144,7 +150,7 @@ export class ParquetSource implements Source<Document> {
     await this.prepare();
     const rows = this.plan!.reduce((sum, p) => sum + p.footer.rows, 0);
     let done = 0;
-    for (const ranges of this.options.settled?.values() ?? []) done += countRows(ranges);
+    for (const ranges of this.settled?.values() ?? []) done += countRows(ranges);
     return Math.min(rows, this.options.limit ?? Infinity) - done;
   }
 
@@ -192,7 +198,7 @@ export class ParquetSource implements Source<Document> {
     const { shard, footer } = planned;
     const position: ReadPosition = {
       rowsSeen: 0,
-      settled: cursorOf(this.options.settled?.get(shard.label)),
+      settled: cursorOf(this.settled?.get(shard.label)),
     };
     // DuckDB cannot read past invalid UTF-8. Where it stops, the text column of that row group is read as
     // bytes, then DuckDB goes on from the next row group (it skips whole row groups by file_row_number).
@@ -338,7 +344,7 @@ export class ParquetSource implements Source<Document> {
     meta: Record<string, MetaValue>,
   ): Envelope<Document> | undefined {
     const done = settled?.has(row) ?? false;
-    if (done && !this.options.replay) return undefined;
+    if (done && !this.replay) return undefined;
     const ticket = done ? ledger.replay(shard.label, row) : ledger.read(shard.label, row);
     if (done && (text.kind !== 'text' || text.text.trim().length === 0)) return undefined;
     switch (text.kind) {

@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import type { Embedder } from '../operators/sample/embedder.js';
+import type { Embedder } from './embedder.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { CircuitBreaker } from './circuit.js';
 import type { CallRecorder } from './client.js';

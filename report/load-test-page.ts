@@ -1,5 +1,5 @@
-import { esc, lineChartSvg } from '../report/line-chart.js';
-import type { LoadTestReport } from './load-test.js';
+import { esc, lineChartSvg } from './line-chart.js';
+import type { LoadTestReport } from '../llm/load-test.js';
 
 /** `air bench`'s page: throughput and latency curves against concurrency, the knee, and the raw table. */
 export function loadTestHtml(report: LoadTestReport): string {

@@ -81,7 +81,7 @@ export { rateSample, reservoirSample } from './operators/sample/pre-sample.js';
 export { diversitySelect } from './operators/sample/diversity-select.js';
 export { farthestPoint, farthestPointParallel, type KernelKind } from './operators/sample/farthest-point.js';
 export { HashingVectorizer } from './operators/sample/hashing-vectorizer.js';
-export type { Embedder } from './operators/sample/embedder.js';
+export type { Embedder } from './llm/embedder.js';
 export { EmbeddingsClient } from './llm/embeddings.js';
 export { exactDedupe } from './operators/dedupe/exact-dedupe.js';
 export { nearDedupe, createMinHashPool } from './operators/dedupe/near-dedupe.js';

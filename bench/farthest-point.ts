@@ -28,7 +28,7 @@ import {
   type VectorMatrix,
 } from '../operators/sample/farthest-point.js';
 import { diversitySelect } from '../operators/sample/diversity-select.js';
-import type { Embedder } from '../operators/sample/embedder.js';
+import type { Embedder } from '../llm/embedder.js';
 import { HashingEmbedder, PooledHashingEmbedder } from '../operators/sample/hashing-embedder.js';
 import { HashingVectorizer } from '../operators/sample/hashing-vectorizer.js';
 import { qualityIssue, type QualityFilterOptions } from '../operators/sample/quality-filters.js';

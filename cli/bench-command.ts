@@ -6,7 +6,7 @@ import { benchPipeline, type PipelineBenchReport } from '../job/pipeline-bench.j
 import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { concurrencyLevels, loadTest, type LevelResult } from '../llm/load-test.js';
-import { loadTestHtml } from '../llm/load-test-report.js';
+import { loadTestHtml } from '../report/load-test-page.js';
 import { positiveIntArg } from './args.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { formatTable } from './format.js';

@@ -8,7 +8,7 @@ import { uniqueIds } from '../operators/dedupe/unique-ids.js';
 import { createMinHashPool, nearDedupe } from '../operators/dedupe/near-dedupe.js';
 import { lengthFilter } from '../operators/length-filter.js';
 import { diversitySelect } from '../operators/sample/diversity-select.js';
-import type { Embedder } from '../operators/sample/embedder.js';
+import type { Embedder } from '../llm/embedder.js';
 import { hashingEmbedder } from '../operators/sample/options.js';
 import { rateSample, reservoirSample } from '../operators/sample/pre-sample.js';
 import { qualityFilter } from '../operators/sample/quality-filters.js';

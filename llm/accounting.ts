@@ -47,6 +47,9 @@ export interface CallRecord {
   readonly attempts: number;
 }
 
+/** What the LLM client reports to: an `Accounting`, or anything that records the same calls. */
+export type CallRecorder = Pick<Accounting, 'record' | 'recordError'>;
+
 /** The counters every level of accounting keeps (one role and model, or the whole run). */
 export interface CallCounts {
   /** Answered calls, cache hits included. */

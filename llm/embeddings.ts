@@ -1,8 +1,8 @@
 import { z } from 'zod';
-import type { Embedder } from '../operators/sample/embedder.js';
+import type { Embedder } from './embedder.js';
 import { ConfigError } from '../pipeline/errors.js';
 import { CircuitBreaker } from './circuit.js';
-import type { CallRecorder } from './client.js';
+import type { CallRecorder } from './accounting.js';
 import { LlmError } from './errors.js';
 import { openRoute, postJson, transportError, type Route } from './http.js';
 import { backoffMs, sleep, type BackoffOptions } from './retry.js';

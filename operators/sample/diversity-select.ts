@@ -1,6 +1,6 @@
 import { LedgerError } from '../../pipeline/errors.js';
 import type { BlockingOperator, OperatorContext, Selection } from '../../pipeline/operator.js';
-import type { Embedder } from './embedder.js';
+import type { Embedder } from '../../llm/embedder.js';
 import { farthestPoint, farthestPointParallel, type FarthestPointResult } from './farthest-point.js';
 import { VectorStore } from './vector-store.js';
 

@@ -1,7 +1,7 @@
 import { packTexts, transferablesOf } from '../../pipeline/pool/packed-texts.js';
 import { siblingModule } from '../../pipeline/pool/worker-file.js';
 import { WorkerPool } from '../../pipeline/pool/worker-pool.js';
-import type { Embedder } from './embedder.js';
+import type { Embedder } from '../../llm/embedder.js';
 import { HashingVectorizer, type HashingVectorizerOptions } from './hashing-vectorizer.js';
 import type { HashingResult, HashingTask } from './hashing-worker.js';
 

@@ -1,5 +1,5 @@
 import type { DiversitySelectOptions } from './diversity-select.js';
-import type { Embedder } from './embedder.js';
+import type { Embedder } from '../../llm/embedder.js';
 import { HashingEmbedder, PooledHashingEmbedder } from './hashing-embedder.js';
 import type { HashingVectorizerOptions } from './hashing-vectorizer.js';
 import type { PreSampleOptions } from './pre-sample.js';

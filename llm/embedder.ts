@@ -1,7 +1,8 @@
 /**
  * What diversity selection needs of a vector source: texts in, one vector per text out. The default is the
  * in-process hashing vectorizer; `llm/embeddings.ts` implements it over an OpenAI-compatible /v1/embeddings
- * endpoint. Operators see only this interface, never HTTP.
+ * endpoint. Operators see only this interface, never HTTP. It lives in llm/ (below operators/) so that its
+ * HTTP implementation imports nothing from a higher floor.
  */
 export interface Embedder {
   /** One line for logs and errors, e.g. `hashing(256)` or `embeddings (model at http://host/v1)`. */

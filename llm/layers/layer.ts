@@ -1,0 +1,28 @@
+import type { ResolvedEndpoint } from '../endpoint.js';
+import type { ChatCompletionRequest, ChatOptions, ChatResult } from '../types.js';
+
+/**
+ * The LLM client is a stack of layers around a lane, in the manner of undici's interceptors: a layer takes the
+ * next one's `Complete` and returns its own, so each does one thing and is tested alone against a scripted next.
+ */
+export interface Call {
+  readonly request: ChatCompletionRequest;
+  readonly options: ChatOptions;
+  /**
+   * HTTP attempts the logical call made before this request (set when a request is shortened or lengthened and
+   * sent again; 0 when unset), so that a result's `attempts` counts the whole call, as accounting expects.
+   */
+  readonly spentAttempts?: number;
+}
+
+export type Complete = (call: Call) => Promise<ChatResult>;
+
+export type Layer = (next: Complete) => Complete;
+
+/** What a layer above the lane names a call by: role and model for accounting, the URL too for messages. */
+export type Named = Pick<ResolvedEndpoint, 'role' | 'model' | 'baseUrl'>;
+
+/** `layers` outermost first, so the list reads in the order a call goes down to `bottom`. */
+export function compose(layers: readonly Layer[], bottom: Complete): Complete {
+  return layers.reduceRight<Complete>((next, layer) => layer(next), bottom);
+}

@@ -69,7 +69,8 @@ export type {
   Seeded,
   StopReason,
 } from './operators/air/types.js';
-export { airTable, airRow, airFields } from './schemas/air.js';
+export { airTable, airFields } from './schemas/air.js';
+export { airRow } from './job/air-row.js';
 export { appendAirStages } from './job/air-graph.js';
 export { configFingerprint } from './job/fingerprint.js';
 export { StatsCollector } from './report/stats/collector.js';

@@ -9,7 +9,7 @@ import { concurrencyLevels, loadTest, type LevelResult } from '../llm/load-test.
 import { loadTestHtml } from '../report/load-test-page.js';
 import { positiveIntArg } from './args.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
-import { formatTable } from './format.js';
+import { formatTable } from '../report/format.js';
 
 export interface BenchIO {
   stdout: (text: string) => void;

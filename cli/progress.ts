@@ -1,6 +1,7 @@
 import type { ProgressSnapshot } from '../pipeline/run.js';
 import { sumValues } from '../pipeline/stats.js';
-import { formatCount, formatDuration, formatRate, formatTable, stageCountCells } from './format.js';
+import { formatCount, formatDuration, formatRate, formatTable } from '../report/format.js';
+import { stageCountCells } from './format.js';
 
 /**
  * Turns engine snapshots into progress output: a live table redrawn in place on a terminal, or one log

@@ -10,7 +10,7 @@ import {
 } from '../operators/instruction-metrics.js';
 import { duckdbMessage, openDuckDB, sqlIdent, sqlString } from '../pipeline/io/duckdb.js';
 import { ConfigError, ParquetInputError } from '../pipeline/errors.js';
-import { formatCount, formatTable } from './format.js';
+import { formatCount, formatTable } from '../report/format.js';
 
 interface ScoreFlags {
   instructionColumn: string;

@@ -13,7 +13,7 @@ import {
 } from '../llm/simulator/index.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
 import { countArg, integerArg, portArg, positiveArg, positiveIntArg, rateArg } from './args.js';
-import { formatCount, formatRate } from './format.js';
+import { formatCount, formatRate } from '../report/format.js';
 
 /** Where `air sim` writes, and an extra way to stop it besides SIGINT/SIGTERM (for tests). */
 export interface SimCommandIO {

@@ -8,7 +8,7 @@ import { recomputeRunArtifacts } from '../report/run-stats.js';
 import { statsFromOutput } from '../report/stats/read-output.js';
 import { readStatsFile } from '../report/stats/stats-file.js';
 import { commaList } from './args.js';
-import { formatCount } from './format.js';
+import { formatCount } from '../report/format.js';
 
 interface StatsFlags {
   compare?: boolean;

@@ -1,5 +1,6 @@
 import type { RunReport } from '../pipeline/run.js';
-import { formatCount, formatDuration, formatTable, stageCountCells, tallyCells } from './format.js';
+import { formatCount, formatDuration, formatTable } from '../report/format.js';
+import { stageCountCells, tallyCells } from './format.js';
 
 /** The end-of-run ledger: where every input row went, per shard and per stage. */
 export function summaryLines(report: RunReport, outputDir: string): string[] {

@@ -22,6 +22,7 @@ import type { Settlement } from '../pipeline/ledger.js';
 import { countRows } from '../pipeline/row-ranges.js';
 import { Checkpointer, openOutput } from './checkpoint.js';
 import { writeRunStats } from '../report/run-stats.js';
+import { DUPLICATES_FILE, LEDGER_FILE } from '../report/stats/ledger-file.js';
 import { StatsCollector } from '../report/stats/collector.js';
 import type { TableSchema } from '../schemas/types.js';
 import { errorMessage } from '../pipeline/errors.js';
@@ -38,7 +39,8 @@ import {
   type RecordFailure,
   type RunReport,
 } from '../pipeline/run.js';
-import { airRow, airTable } from '../schemas/air.js';
+import { airTable } from '../schemas/air.js';
+import { airRow } from './air-row.js';
 import { documentRow, documentsTable, type Document } from '../schemas/documents.js';
 import { appendAirStages } from './air-graph.js';
 import type { RunConfig } from './config.js';
@@ -75,10 +77,6 @@ export interface LlmUsage {
   cache: { hits: number; misses: number };
   promptVersion: string;
 }
-
-export const LEDGER_FILE = 'ledger.json';
-/** One JSON line per record removed as a duplicate, naming the record it duplicates. */
-export const DUPLICATES_FILE = 'duplicates.jsonl';
 
 /**
  * The job: read Parquet shards → length filter → (method `air`) generate → refine → merge → filter → score →

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { ConfigError } from '../pipeline/errors.js';
 
 /**
  * The schema of `stats.json`: what a run wrote, computed while streaming and mergeable across shards and
@@ -243,12 +242,3 @@ export type ExactDistributionName = (typeof EXACT_DISTRIBUTIONS)[number];
 export type Funnel = z.infer<typeof funnelSchema>;
 export type TimeBucket = z.infer<typeof timeBucketSchema>;
 export type ConstraintTypeCounts = z.infer<typeof constraintTypeCountsSchema>;
-
-/** Validates stats read back from a file; the error names the file and the first bad field. */
-export function parseRunStats(value: unknown, source: string): RunStats {
-  const result = runStatsSchema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const at = issue.path.length === 0 ? '' : ` at ${issue.path.join('.')}`;
-  throw new ConfigError(`${source}: not air stats version ${STATS_VERSION}${at}: ${issue.message}`);
-}

@@ -7,7 +7,7 @@ import { runJob } from '../job/run-job.js';
 import { mergeStats, mergeTime, StatsCollector } from '../report/stats/collector.js';
 import { readStatsFile } from '../report/stats/stats-file.js';
 import type { ExactDistribution, LogDistribution, RunStats } from '../schemas/stats.js';
-import { parseRunStats } from '../schemas/stats.js';
+import { parseRunStats } from '../report/stats/stats-file.js';
 import { SAMPLE, query, tempDir, writeParquet } from './helpers/duckdb.js';
 
 // The real job against the simulator on the 300 real documents of examples/data, once over two shards and once

@@ -1,5 +1,5 @@
 import { stringify } from 'yaml';
-import { formatCount, formatDuration } from '../../cli/format.js';
+import { formatCount, formatDuration } from '../format.js';
 import type { DistributionSummary, RunStats } from '../../schemas/stats.js';
 import { describeType } from '../../schemas/types.js';
 import { constraintTypeRows, llmAccounting, lossReasons, yieldOf } from '../stats/derived.js';

@@ -1,4 +1,4 @@
-import { formatCount, formatDuration } from '../../cli/format.js';
+import { formatCount, formatDuration } from '../format.js';
 import { sumValues } from '../../pipeline/stats.js';
 import type { DistributionSummary, RunStats } from '../../schemas/stats.js';
 import { esc } from '../svg.js';

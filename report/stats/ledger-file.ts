@@ -3,6 +3,11 @@ import { z } from 'zod';
 import { ConfigError } from '../../pipeline/errors.js';
 import { accountingSnapshotSchema, stageStatsSchema } from '../../schemas/stats.js';
 
+/** A run's ledger, beside its part files (written by job/run-job.ts). */
+export const LEDGER_FILE = 'ledger.json';
+/** One JSON line per record removed as a duplicate, naming the record it duplicates. */
+export const DUPLICATES_FILE = 'duplicates.jsonl';
+
 const count = z.number().int().nonnegative();
 const counts = z.record(z.string(), count);
 

@@ -6,7 +6,7 @@ import {
   type DuckDBConnection,
   type DuckDBType,
 } from '@duckdb/node-api';
-import { LEDGER_FILE } from '../../job/run-job.js';
+import { LEDGER_FILE } from './ledger-file.js';
 import { duckdbMessage, openDuckDB, sqlIdent, sqlString } from '../../pipeline/io/duckdb.js';
 import { ConfigError, ParquetInputError } from '../../pipeline/errors.js';
 import { GarbageBudget } from '../../pipeline/memory.js';

@@ -6,6 +6,7 @@ import { generate } from '../operators/air/generate.js';
 import { merge } from '../operators/air/merge.js';
 import { loadPromptSet, PROMPT_STEPS } from '../operators/air/prompts.js';
 import { DEFAULT_REFINE, REFERENCE_CALLS, composeInstruction, refine } from '../operators/air/refine.js';
+import { refineOptionsSchema } from '../operators/air/refine-options.js';
 import {
   judgeSchema,
   matchConstraintType,
@@ -161,6 +162,22 @@ describe('the lexical duplicate check of constraints', () => {
     expect(() =>
       parseRunConfig({ input: 'x', output: 'y', air: { refine: { duplicateOverlap: 0 } } }),
     ).toThrow();
+  });
+
+  it('takes its options, defaults and cross-field rules from one schema, spelled per reader', () => {
+    const { concurrency: _concurrency, ...options } = DEFAULT_REFINE;
+    expect(parseRunConfig({ input: 'x', output: 'y' }).air.refine).toEqual(options);
+    expect(refineOptionsSchema.parse({})).toEqual(options);
+    const noCheck = { ...DEFAULT_REFINE, studentCheck: false };
+    expect(() => refine(runner(new ScriptedLlm({ judge: [] })), noCheck)).toThrow(
+      new RangeError('refine: gateOnStudentCheck needs studentCheck'),
+    );
+    expect(() =>
+      parseRunConfig({ input: 'x', output: 'y', air: { refine: { studentCheck: false } } }, 'run.yaml'),
+    ).toThrow('run.yaml: air.refine.gateOnStudentCheck needs air.refine.studentCheck');
+    expect(() => refine(runner(new ScriptedLlm({ judge: [] })), { ...DEFAULT_REFINE, gateScore: 4 })).toThrow(
+      /refine: gateScore: /,
+    );
   });
 });
 

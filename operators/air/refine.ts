@@ -3,8 +3,14 @@ import { errorKind } from '../../pipeline/errors.js';
 import { CONSTRAINT_TYPES, type ConstraintType } from '../constraint-tagger.js';
 import { restatedConstraint } from './constraint-overlap.js';
 import {
+  checkRefineOptions,
+  constraintRules,
+  refineOptionsSchema,
+  type RefineOperatorOptions,
+  type RefineOptions,
+} from './refine-options.js';
+import {
   CHECK_SCHEMA,
-  DEFAULT_CONSTRAINT_RULES,
   DUPLICATE_SCHEMA,
   judgeSchema,
   labelOf,
@@ -12,7 +18,6 @@ import {
   readFoldedCheck,
   readJudge,
   readScore,
-  type ConstraintRules,
   type JudgeReading,
 } from './replies.js';
 import type { CallSite, StepRunner } from './steps.js';
@@ -25,50 +30,8 @@ import type {
   StopReason,
 } from './types.js';
 
-export interface RefineOptions {
-  /** Most judge rounds per document (method: 5). */
-  readonly maxIterations: number;
-  /** Grade the student's revised answer against each new constraint (0-3). */
-  readonly studentCheck: boolean;
-  /**
-   * Keep a constraint only where the student falls short of it even when asked (check < gateScore): the
-   * paper's intent, which the reference code computes but never uses. Needs `studentCheck`.
-   */
-  readonly gateOnStudentCheck: boolean;
-  /** The check score at or above which the student is taken to follow a constraint already (0-3). */
-  readonly gateScore: number;
-  /** Show the judge the instruction with the constraints so far (the reference shows the original one). */
-  readonly judgeSeesRefined: boolean;
-  /**
-   * Ask round k's 0-3 check in round k+1's judge call, which reads the same revised answer anyway; only a
-   * constraint with no judge call after it (the last round) gets a check call of its own. The reference
-   * makes one check call per round.
-   */
-  readonly checkWithNextJudge: boolean;
-  /**
-   * `lexical`: a proposal whose content words mostly repeat an accepted constraint's is a duplicate (no
-   * call). `llm`: a duplicate-check call in every round after the first acceptance, as the reference does.
-   */
-  readonly duplicateCheck: 'lexical' | 'llm';
-  /** `lexical` only: the share of the shorter constraint's content words at which two are the same (0-1). */
-  readonly duplicateOverlap: number;
-  readonly constraintWords: ConstraintRules;
-  /** Documents in their loops at once; each moves through its iterations on its own. */
-  readonly concurrency: number;
-}
-
-export const DEFAULT_REFINE: RefineOptions = {
-  maxIterations: 5,
-  studentCheck: true,
-  gateOnStudentCheck: true,
-  gateScore: 3,
-  judgeSeesRefined: true,
-  checkWithNextJudge: true,
-  duplicateCheck: 'lexical',
-  duplicateOverlap: 0.6,
-  constraintWords: DEFAULT_CONSTRAINT_RULES,
-  concurrency: 128,
-};
+/** The method's settings, and as many documents in flight as a 64-slot server keeps busy. */
+export const DEFAULT_REFINE: RefineOperatorOptions = { ...refineOptionsSchema.parse({}), concurrency: 128 };
 
 /** The call layout of the reference code: a check call and a duplicate-check call of their own each round. */
 export const REFERENCE_CALLS: Pick<RefineOptions, 'checkWithNextJudge' | 'duplicateCheck'> = {
@@ -108,20 +71,13 @@ interface Pending {
  */
 export function refine(
   steps: StepRunner,
-  options: RefineOptions = DEFAULT_REFINE,
+  { concurrency, ...given }: RefineOperatorOptions = DEFAULT_REFINE,
 ): RecordOperator<Seeded, Refined> {
-  if (options.gateOnStudentCheck && !options.studentCheck) {
-    throw new RangeError('refine: gateOnStudentCheck needs studentCheck');
-  }
-  if (options.duplicateCheck === 'lexical' && !options.judgeSeesRefined) {
-    throw new RangeError(
-      'refine: the lexical duplicate check needs judgeSeesRefined (else use duplicateCheck: llm)',
-    );
-  }
+  const options = checkRefineOptions(given);
   const foldCheck = options.studentCheck && options.checkWithNextJudge;
   return {
     name: 'refine',
-    concurrency: options.concurrency,
+    concurrency,
     async process(seed, ctx): Promise<Outcome<Refined>> {
       const calls: CallRecord[] = [...seed.calls];
       const before = calls.length;
@@ -302,7 +258,7 @@ async function judge(
             at,
           );
     return {
-      reading: readJudge(value, allowed, options.constraintWords),
+      reading: readJudge(value, allowed, constraintRules(options)),
       check: input.pending === null ? undefined : readFoldedCheck(value),
     };
   } catch (error) {

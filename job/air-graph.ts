@@ -37,5 +37,6 @@ export function appendAirStages(
       }),
     )
     .pipe(score(steps, { llm: config.llmScores, concurrency: inFlight }));
+  // Read once every stage is built: each stage declared the steps it calls, and only those make the version.
   return { pipeline, promptVersion: steps.promptVersion };
 }

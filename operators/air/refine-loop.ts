@@ -14,6 +14,7 @@ import {
   readScore,
   type JudgeReading,
 } from './replies.js';
+import type { PromptStep } from './prompts.js';
 import type { CallSite, StepRunner } from './steps.js';
 import type {
   AcceptedConstraint,
@@ -73,6 +74,19 @@ export class RefineLoop {
   /** The student's answer to the instruction with the accepted constraints. */
   private answer = '';
   private stopReason: StopReason = 'max_iterations';
+
+  /** The steps a loop with these options may call. */
+  static stepsUsed(options: RefineOptions): PromptStep[] {
+    const { studentCheck, checkWithNextJudge, duplicateCheck } = options;
+    return [
+      'polish',
+      'student',
+      'judge',
+      ...(studentCheck ? (['check'] as const) : []),
+      ...(studentCheck && checkWithNextJudge ? (['judge-check'] as const) : []),
+      ...(duplicateCheck === 'llm' ? (['duplicate'] as const) : []),
+    ];
+  }
 
   constructor(
     private readonly steps: StepRunner,

@@ -106,18 +106,6 @@ export async function runRounds(
   documents: readonly Document[],
   options: RoundsOptions,
 ): Promise<RoundsResult> {
-  // The reference's steps, called here directly rather than through the operators that declare them.
-  steps.uses(
-    'instruction',
-    'instruction-score',
-    'polish',
-    'student',
-    'judge',
-    'duplicate',
-    'check',
-    'merge',
-    'answer',
-  );
   // Every call of the run shares one signal that never fires; many listeners on it are expected.
   const signal = new AbortController().signal;
   setMaxListeners(0, signal);

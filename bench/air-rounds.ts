@@ -137,10 +137,14 @@ async function measured<T>(
 }
 
 function steps(llm: BenchClient): StepRunner {
-  return new StepRunner(llm.client, loadPromptSet(AIR.promptSet), {
+  const runner = new StepRunner(llm.client, loadPromptSet(AIR.promptSet), {
     seed: AIR.seed,
     maxTokens: { ...DEFAULT_MAX_TOKENS, ...AIR.maxTokens },
   });
+  // runRounds calls the reference's steps directly, not through the operators that declare them.
+  runner.uses('instruction', 'instruction-score', 'polish', 'student', 'judge', 'duplicate', 'check');
+  runner.uses('merge', 'answer');
+  return runner;
 }
 
 function common(llm: BenchClient, documents: number, wallS: number, result: Yield) {

@@ -2,6 +2,7 @@ import { generate } from '../operators/air/generate.js';
 import { merge } from '../operators/air/merge.js';
 import { loadPromptSet } from '../operators/air/prompts.js';
 import { refine } from '../operators/air/refine.js';
+import { constraintRules } from '../operators/air/refine-options.js';
 import { score } from '../operators/air/score.js';
 import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
 import type { ScoredExample } from '../operators/air/types.js';
@@ -25,33 +26,17 @@ export function appendAirStages(
   const pipeline = documents
     .pipe(generate(steps, { ...config.generate, concurrency: inFlight }))
     .pipe(
-      refine(steps, {
-        maxIterations: config.refine.maxIterations,
-        studentCheck: config.refine.studentCheck,
-        gateOnStudentCheck: config.refine.gateOnStudentCheck,
-        gateScore: config.refine.gateScore,
-        judgeSeesRefined: config.refine.judgeSeesRefined,
-        checkWithNextJudge: config.refine.checkWithNextJudge,
-        duplicateCheck: config.refine.duplicateCheck,
-        duplicateOverlap: config.refine.duplicateOverlap,
-        constraintWords: {
-          minWords: config.refine.constraintMinWords,
-          maxWords: config.refine.constraintMaxWords,
-        },
-        // A document holds its slot through ~15 sequential calls; twice the slots keep the servers fed.
-        concurrency: inFlight * 2,
-      }),
+      // A document holds its slot through ~15 sequential calls; twice the slots keep the servers fed.
+      refine(steps, { ...config.refine, concurrency: inFlight * 2 }),
     )
     .pipe(merge(steps, { depths: config.depths, concurrency: inFlight }))
     .pipe(
       validityFilter({
         ...config.filter,
-        constraintWords: {
-          minWords: config.refine.constraintMinWords,
-          maxWords: config.refine.constraintMaxWords,
-        },
+        constraintWords: constraintRules(config.refine),
       }),
     )
     .pipe(score(steps, { llm: config.llmScores, concurrency: inFlight }));
+  // Read once every stage is built: each stage declared the steps it calls, and only those make the version.
   return { pipeline, promptVersion: steps.promptVersion };
 }

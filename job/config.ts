@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { PriceTableSchema } from '../llm/accounting.js';
 import { embeddingsEndpointSchema } from '../llm/embeddings.js';
 import { PROMPT_STEPS } from '../operators/air/prompts.js';
-import { DEFAULT_REFINE } from '../operators/air/refine.js';
+import { refineOptionsSchema, ruleMessage } from '../operators/air/refine-options.js';
 import { endpointSchema } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
 
@@ -215,27 +215,9 @@ export const airConfigSchema = z.strictObject({
       maxWords: positiveInt.default(50),
     })
     .default({ minScore: 4, minWords: 3, maxWords: 50 }),
-  // The defaults are the operator's own (DEFAULT_REFINE): one place says what air does unless told.
-  refine: z
-    .strictObject({
-      maxIterations: positiveInt.default(DEFAULT_REFINE.maxIterations),
-      /** Grade the student's revised answer against each new constraint (0-3). */
-      studentCheck: z.boolean().default(DEFAULT_REFINE.studentCheck),
-      /** Keep constraints only where the student still falls short once asked (check below gateScore). */
-      gateOnStudentCheck: z.boolean().default(DEFAULT_REFINE.gateOnStudentCheck),
-      gateScore: z.number().int().min(0).max(3).default(DEFAULT_REFINE.gateScore),
-      /** Show the judge the refined instruction (the reference code shows the original). */
-      judgeSeesRefined: z.boolean().default(DEFAULT_REFINE.judgeSeesRefined),
-      /** Ask each round's 0-3 check in the next round's judge call (one call a round fewer than the reference). */
-      checkWithNextJudge: z.boolean().default(DEFAULT_REFINE.checkWithNextJudge),
-      /** `lexical`: content-word overlap, no call; `llm`: a duplicate-check call each round, as the reference. */
-      duplicateCheck: z.enum(['lexical', 'llm']).default(DEFAULT_REFINE.duplicateCheck),
-      /** `lexical` only: the share of the shorter constraint's content words at which two are the same. */
-      duplicateOverlap: z.number().gt(0).max(1).default(DEFAULT_REFINE.duplicateOverlap),
-      constraintMinWords: z.number().int().nonnegative().default(DEFAULT_REFINE.constraintWords.minWords),
-      constraintMaxWords: positiveInt.default(DEFAULT_REFINE.constraintWords.maxWords),
-    })
-    .prefault({}),
+  // The operator's own schema: one place says what refine takes, what it does unless told, and which
+  // settings cannot go together.
+  refine: refineOptionsSchema.prefault({}),
   /** `deepest`: one row per document; `all`: one row per depth reached. */
   depths: z.enum(['deepest', 'all']).default('deepest'),
   filter: z
@@ -287,21 +269,12 @@ export function parseRunConfig(raw: unknown, origin = 'config'): RunConfig {
     if (result.data.filter.minWords > result.data.filter.maxWords) {
       throw new ConfigError(`${origin}: filter.minWords is greater than filter.maxWords`);
     }
-    const refine = result.data.air.refine;
-    if (refine.gateOnStudentCheck && !refine.studentCheck) {
-      throw new ConfigError(`${origin}: air.refine.gateOnStudentCheck needs air.refine.studentCheck`);
-    }
-    if (refine.duplicateCheck === 'lexical' && !refine.judgeSeesRefined) {
-      // The word check stands in for the LLM one because the judge sees (and avoids) the accepted constraints.
-      throw new ConfigError(
-        `${origin}: air.refine.judgeSeesRefined: false needs air.refine.duplicateCheck: llm (a judge that ` +
-          'does not see the accepted constraints repeats them in other words, which the word check misses)',
-      );
-    }
     return result.data;
   }
   const lines = result.error.issues.map((issue) => {
     const at = issue.path.map(String).join('.');
+    const rule = ruleMessage(issue, (key) => [...issue.path.slice(0, -1), key].join('.'));
+    if (rule !== undefined) return rule;
     if (issue.code === 'unrecognized_keys') {
       const keys = issue.keys.map((k) => (at ? `${at}.${k}` : k));
       return `unknown key ${keys.map((k) => `"${k}"`).join(', ')}`;

@@ -1,3 +1,6 @@
+import { cp, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parseRunConfig } from '../job/config.js';
 import { parseStructured } from '../llm/structured.js';
@@ -6,6 +9,7 @@ import { generate } from '../operators/air/generate.js';
 import { merge } from '../operators/air/merge.js';
 import { loadPromptSet, PROMPT_STEPS } from '../operators/air/prompts.js';
 import { DEFAULT_REFINE, REFERENCE_CALLS, composeInstruction, refine } from '../operators/air/refine.js';
+import { refineOptionsSchema } from '../operators/air/refine-options.js';
 import {
   judgeSchema,
   matchConstraintType,
@@ -21,6 +25,7 @@ import { DEFAULT_VALIDITY, firstBrokenRule } from '../operators/air/validity-fil
 import { CONSTRAINT_TYPES, type ConstraintType } from '../operators/constraint-tagger.js';
 import { contentWords, overlapCoefficient, restatedConstraint } from '../operators/air/constraint-overlap.js';
 import type { OperatorContext, Outcome } from '../pipeline/operator.js';
+import { tempDir } from './helpers/duckdb.js';
 
 const ALL_TYPES = CONSTRAINT_TYPES.map((t) => t.id);
 
@@ -162,6 +167,22 @@ describe('the lexical duplicate check of constraints', () => {
       parseRunConfig({ input: 'x', output: 'y', air: { refine: { duplicateOverlap: 0 } } }),
     ).toThrow();
   });
+
+  it('takes its options, defaults and cross-field rules from one schema, spelled per reader', () => {
+    const { concurrency: _concurrency, ...options } = DEFAULT_REFINE;
+    expect(parseRunConfig({ input: 'x', output: 'y' }).air.refine).toEqual(options);
+    expect(refineOptionsSchema.parse({})).toEqual(options);
+    const noCheck = { ...DEFAULT_REFINE, studentCheck: false };
+    expect(() => refine(runner(new ScriptedLlm({ judge: [] })), noCheck)).toThrow(
+      new RangeError('refine: gateOnStudentCheck needs studentCheck'),
+    );
+    expect(() =>
+      parseRunConfig({ input: 'x', output: 'y', air: { refine: { studentCheck: false } } }, 'run.yaml'),
+    ).toThrow('run.yaml: air.refine.gateOnStudentCheck needs air.refine.studentCheck');
+    expect(() => refine(runner(new ScriptedLlm({ judge: [] })), { ...DEFAULT_REFINE, gateScore: 4 })).toThrow(
+      /refine: gateScore: /,
+    );
+  });
 });
 
 describe('AIR prompt templates', () => {
@@ -189,6 +210,51 @@ describe('AIR prompt templates', () => {
     expect(prompts.mergeExample(1)).toContain('Merged:');
     expect(prompts.mergeExample(3).match(/^\d\./gm)).toHaveLength(3);
     expect(prompts.mergeExample(9).match(/^\d\./gm)).toHaveLength(5);
+  });
+
+  it('version each step by its own files: a new template or an edited one changes no other step', async () => {
+    const bundled = fileURLToPath(new URL('../operators/air/prompts/v1/', import.meta.url));
+    const { dir, cleanup } = await tempDir('air-prompts-');
+    try {
+      await cp(bundled, dir, { recursive: true });
+      const before = loadPromptSet('v1', dir);
+      expect(before.stepVersions).toEqual(loadPromptSet('v1').stepVersions);
+      expect(before.stepVersions['judge-check']).toMatch(/^v1\/judge-check@[0-9a-f]{12}$/);
+      // A template for a step no run uses yet.
+      await writeFile(path.join(dir, 'rewrite.md'), '## user\nRewrite {{instruction}}.\n');
+      const added = loadPromptSet('v1', dir);
+      expect(added.stepVersions).toEqual(before.stepVersions);
+      expect(added.version).toBe(before.version);
+      // An edited template changes its own step's version, and a run's only if the run uses that step.
+      await writeFile(path.join(dir, 'duplicate.md'), '## user\n{{constraints}} / {{constraint}}\n');
+      const edited = loadPromptSet('v1', dir);
+      const changed = PROMPT_STEPS.filter((step) => edited.stepVersions[step] !== before.stepVersions[step]);
+      expect(changed).toEqual(['duplicate']);
+      const lexicalRun = ['polish', 'student', 'judge', 'judge-check', 'check'] as const;
+      expect(edited.versionOf(lexicalRun)).toBe(before.versionOf(lexicalRun));
+      expect(edited.versionOf([...lexicalRun, 'duplicate'])).not.toBe(
+        before.versionOf([...lexicalRun, 'duplicate']),
+      );
+      expect(before.versionOf(lexicalRun)).toMatch(/^v1\+[0-9a-f]{12}$/);
+    } finally {
+      await cleanup();
+    }
+  });
+
+  it("a run's prompt version names the steps its operators declare, and only those can be called", async () => {
+    const prompts = loadPromptSet('v1');
+    const folded = runner(new ScriptedLlm({ judge: [] }));
+    refine(folded);
+    expect(folded.promptVersion).toBe(
+      prompts.versionOf(['polish', 'student', 'judge', 'judge-check', 'check']),
+    );
+    const reference = runner(new ScriptedLlm({ judge: [] }));
+    refine(reference, { ...DEFAULT_REFINE, ...REFERENCE_CALLS });
+    expect(reference.promptVersion).toBe(
+      prompts.versionOf(['polish', 'student', 'judge', 'duplicate', 'check']),
+    );
+    const at = { docId: 'd', iteration: 0, calls: [], signal: new AbortController().signal };
+    await expect(reference.text('answer', { instruction: 'x' }, at)).rejects.toThrow(/never declared/);
   });
 });
 

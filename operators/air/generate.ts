@@ -25,6 +25,7 @@ export function generate(
   steps: StepRunner,
   options: GenerateOptions = DEFAULT_GENERATE,
 ): RecordOperator<Document, Seeded> {
+  steps.uses('instruction', 'instruction-score');
   return {
     name: 'generate',
     concurrency: options.concurrency,

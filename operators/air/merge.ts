@@ -20,6 +20,7 @@ export function merge(
   steps: StepRunner,
   options: MergeOptions = DEFAULT_MERGE,
 ): RecordOperator<Refined, Example> {
+  steps.uses('merge', 'answer');
   return {
     name: 'merge',
     concurrency: options.concurrency,

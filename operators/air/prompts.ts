@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChatMessage } from '../../llm/types.js';
 
 /**
  * The AIR prompts live as template files in `prompts/<version>/`, one per step, each with a `## system` and a
- * `## user` section and `{{name}}` placeholders. The version written with every output row is the folder name
- * plus a hash of the files' bytes, so an edited template can never pass for the old one.
+ * `## user` section and `{{name}}` placeholders. Each step has a version of its own, made of its own files'
+ * bytes only, so an edited template can never pass for the old one and adding a step changes no other step's
+ * version. A run's prompt version (written with every row) is a digest of the versions of the steps it uses.
  */
 export const PROMPT_SET = 'v1';
 
@@ -32,8 +34,12 @@ interface Template {
 }
 
 export interface PromptSet {
-  /** e.g. `v1+3f2a9c0d1b7e`: the set's name and the first 12 hex digits of the SHA-256 of its files. */
+  /** Per step, e.g. `v1/judge-check@3f2a9c0d1b7e`: the set, the step and 12 hex digits of its files' SHA-256. */
+  readonly stepVersions: Readonly<Record<PromptStep, string>>;
+  /** `versionOf` every step of the set. */
   readonly version: string;
+  /** e.g. `v1+5d0e6b7a2c94`: the set's name and 12 hex digits of the SHA-256 of these steps' versions. */
+  versionOf(steps: Iterable<PromptStep>): string;
   /** Messages for one step, with every placeholder filled. */
   render(step: PromptStep, values: Readonly<Record<string, string>>): ChatMessage[];
   /** The few-shot merge example written for this many constraints (the deepest one past the last). */
@@ -42,23 +48,35 @@ export interface PromptSet {
 
 const PLACEHOLDER = /\{\{([a-z_]+)\}\}/g;
 
-export function loadPromptSet(set: string = PROMPT_SET): PromptSet {
-  const dir = fileURLToPath(new URL(`./prompts/${set}/`, import.meta.url));
-  const hash = createHash('sha256');
-  for (const file of readdirSync(dir).sort()) {
-    hash
-      .update(file)
-      .update('\0')
-      .update(readFileSync(`${dir}${file}`))
-      .update('\0');
-  }
+/** The files a step's prompt is made of: its template, and for merge the few-shot examples. */
+function filesOf(step: PromptStep): string[] {
+  return step === 'merge' ? ['merge.md', 'merge-examples.md'] : [`${step}.md`];
+}
+
+/** `folder` defaults to the bundled `prompts/<set>/`. */
+export function loadPromptSet(
+  set: string = PROMPT_SET,
+  folder = fileURLToPath(new URL(`./prompts/${set}/`, import.meta.url)),
+): PromptSet {
+  const read = (file: string): Buffer => readFileSync(path.join(folder, file));
   const templates = new Map<PromptStep, Template>();
-  for (const step of PROMPT_STEPS)
-    templates.set(step, parseTemplate(readFileSync(`${dir}${step}.md`, 'utf8'), step));
-  const examples = parseSections(readFileSync(`${dir}merge-examples.md`, 'utf8'), /^## depth (\d+)$/m);
+  const stepVersions = {} as Record<PromptStep, string>;
+  for (const step of PROMPT_STEPS) {
+    templates.set(step, parseTemplate(read(`${step}.md`).toString('utf8'), step));
+    const hash = createHash('sha256');
+    for (const file of filesOf(step)) hash.update(file).update('\0').update(read(file)).update('\0');
+    stepVersions[step] = `${set}/${step}@${hash.digest('hex').slice(0, 12)}`;
+  }
+  const examples = parseSections(read('merge-examples.md').toString('utf8'), /^## depth (\d+)$/m);
   const depths = [...examples.keys()].map(Number).sort((a, b) => a - b);
+  const versionOf = (steps: Iterable<PromptStep>): string => {
+    const versions = [...new Set(steps)].map((step) => stepVersions[step]).sort();
+    return `${set}+${createHash('sha256').update(versions.join('\n')).digest('hex').slice(0, 12)}`;
+  };
   return {
-    version: `${set}+${hash.digest('hex').slice(0, 12)}`,
+    stepVersions,
+    version: versionOf(PROMPT_STEPS),
+    versionOf,
     render(step, values) {
       const template = templates.get(step)!;
       const fill = (text: string): string =>

@@ -20,6 +20,7 @@ export function score(
   steps: StepRunner,
   options: ScoreOptions = DEFAULT_SCORE,
 ): RecordOperator<Example, ScoredExample> {
+  if (options.llm) steps.uses('score');
   return {
     name: 'score',
     concurrency: options.concurrency,

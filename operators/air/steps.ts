@@ -50,14 +50,25 @@ export class EmptyReplyError extends AirError<'AIR_EMPTY_REPLY'> {
  * still differ), calls the step's role, and records tokens and latency on the row.
  */
 export class StepRunner {
+  private readonly declared = new Set<PromptStep>();
+
   constructor(
     private readonly llm: LlmClient,
     private readonly prompts: PromptSet,
     private readonly settings: StepSettings,
   ) {}
 
+  /**
+   * Declares the steps an operator may call (each operator does so when it is built). Only declared steps
+   * can be called, so the prompt version below names every prompt a row can have been made with.
+   */
+  uses(...steps: readonly PromptStep[]): void {
+    for (const step of steps) this.declared.add(step);
+  }
+
+  /** The version of the declared steps' prompts: the same for every row of a run, once its stages are built. */
   get promptVersion(): string {
-    return this.prompts.version;
+    return this.prompts.versionOf(this.declared);
   }
 
   /** A free-text step; an empty reply is an error (the reference code crashed on those). */
@@ -89,6 +100,7 @@ export class StepRunner {
     at: CallSite,
     schema?: ChatOptions['schema'],
   ): Promise<ChatResult> {
+    if (!this.declared.has(step)) throw new Error(`step "${step}" is called but was never declared (uses)`);
     const role = step === 'student' ? STUDENT : GUIDANCE;
     const seed = fmix32(fnv1a32(`${this.settings.seed}\0${at.docId}\0${step}\0${at.iteration}`)) & 0x7fffffff;
     const result = await this.llm.chat(role, this.prompts.render(step, values), {

@@ -71,7 +71,7 @@ export type {
 } from './operators/air/types.js';
 export { airTable, airFields } from './schemas/air.js';
 export { airRow } from './job/air-row.js';
-export { appendAirStages } from './job/air-graph.js';
+export { appendAirStages } from './job/stages/air-stages.js';
 export { configFingerprint } from './job/fingerprint.js';
 export { StatsCollector } from './report/stats/collector.js';
 export { mergeStats } from './report/stats/collector.js';

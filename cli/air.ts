@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { Command, CommanderError, Option } from 'commander';
+import { Command, CommanderError } from 'commander';
 import { parseRunConfig, type RunConfig } from '../job/config.js';
 import { prepareRetry } from '../job/retry-failed.js';
 import { runJob } from '../job/run-job.js';
@@ -9,10 +9,10 @@ import { AirError, errorMessage } from '../pipeline/errors.js';
 import { MANIFEST_FILE, readManifest } from '../pipeline/io/manifest.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
-import { commaList, countArg, integerArg, nonNegativeArg, positiveIntArg } from './args.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { ProgressReporter } from './progress.js';
+import { settingOption, settingsFromFlags, SETTING_FLAGS } from './setting-flags.js';
 import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
 import { registerStatsCommand } from './stats-command.js';
@@ -36,42 +36,22 @@ const defaultIO: CliIO = {
   isTTY: process.stderr.isTTY === true,
 };
 
-interface RunFlags {
+/** The flags `air run` reads itself, and the setting flags (cli/setting-flags.ts) that go to the config by key. */
+type RunFlags = OwnRunFlags & Readonly<Record<string, unknown>>;
+
+interface OwnRunFlags {
   input?: string[];
   output?: string;
   config?: string;
-  textColumn?: string;
-  idColumn?: string;
-  meta?: string[];
-  minWords?: number;
-  maxWords?: number;
-  partRows?: number;
-  partMb?: number;
-  compression?: string;
-  rowGroupRows?: number;
-  rowGroupMb?: number;
-  queueCapacity?: number;
-  graceSeconds?: number;
-  duckdbThreads?: number;
-  duckdbMemoryMb?: number;
-  progress?: string;
-  progressInterval?: number;
-  llm?: string;
   guidanceUrl?: string;
   guidanceModel?: string;
   studentUrl?: string;
   studentModel?: string;
   apiKeyEnv?: string;
-  method?: string;
-  limit?: number;
   resume?: string;
   force?: boolean;
   /** False with --no-dedupe (commander's negation), else undefined. */
   dedupe?: boolean;
-  maxIterations?: number;
-  depths?: string;
-  seed?: number;
-  documentsInFlight?: number;
 }
 
 /** Runs the CLI; resolves to the process exit code instead of exiting, so tests can call it. */
@@ -90,84 +70,12 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     .option('-i, --input <path...>', 'Parquet file(s), folder(s) or glob(s) to read')
     .option('-o, --output <dir>', 'output folder (part-*.parquet and ledger.json)')
     .option('-c, --config <file>', 'JSON or YAML config file; flags override its values')
-    .option('--text-column <name>', 'input column with the document text (default: text)')
-    .option(
-      '--id-column <name>',
-      'input column with the document id (default: id if present, else <shard>#<row>)',
-    )
-    .option(
-      '--limit <n>',
-      'read at most this many documents in all, shards in order (trial runs)',
-      positiveIntArg,
-    )
-    .option('--meta <columns>', 'comma-separated columns to pass through, a.b for struct fields', commaList)
-    .addOption(
-      new Option(
-        '--method <name>',
-        'air: the AIR method (needs LLMs; --llm sim for the simulator); documents: filtered documents only (default: air)',
-      ).choices(['air', 'documents']),
-    )
     .option(
       '--resume <dir>',
       'continue the interrupted run in <dir> with its own config (rerunning the same command does too)',
     )
     .option('--force', 'resume although settings that change results differ from the interrupted run')
     .option('--no-dedupe', 'keep exact and near-duplicate documents and instructions (default: removed)')
-    .option('--min-words <n>', 'drop documents with fewer words (default: 50)', countArg)
-    .option('--max-words <n>', 'drop documents with more words (default: 2048)', countArg)
-    .option('--part-rows <n>', 'rows per output part file (default: 100000)', countArg)
-    .option('--part-mb <n>', 'MB of text per output part file (default: 256)', nonNegativeArg)
-    .addOption(
-      new Option('--compression <codec>', 'Parquet compression of the output (default: zstd)').choices([
-        'zstd',
-        'snappy',
-        'gzip',
-        'brotli',
-        'uncompressed',
-      ]),
-    )
-    .option('--row-group-rows <n>', 'rows per row group in the output (default: 50000)', countArg)
-    .option('--row-group-mb <n>', 'MB of text per row group in the output (default: 16)', nonNegativeArg)
-    .option('--queue-capacity <n>', 'records buffered between two stages (default: 256)', countArg)
-    .option(
-      '--grace-seconds <n>',
-      'time in-flight records get after Ctrl-C/SIGTERM (default: 30)',
-      nonNegativeArg,
-    )
-    .option('--duckdb-threads <n>', 'threads for decoding input Parquet (default: 2)', countArg)
-    .option('--duckdb-memory-mb <n>', 'memory limit of the Parquet engine (default: 512)', countArg)
-    .addOption(
-      new Option('--progress <mode>', 'progress display (default: auto)').choices([
-        'auto',
-        'tty',
-        'log',
-        'off',
-      ]),
-    )
-    .option(
-      '--progress-interval <seconds>',
-      'seconds between progress log lines (default: 5)',
-      nonNegativeArg,
-    )
-    .addOption(
-      new Option(
-        '--llm <mode>',
-        'endpoints: the servers below; sim: a built-in simulator (default: endpoints)',
-      ).choices(['endpoints', 'sim']),
-    )
-    .option(
-      '--max-iterations <n>',
-      'most judge rounds (constraints) per document (default: 5)',
-      positiveIntArg,
-    )
-    .addOption(
-      new Option(
-        '--depths <which>',
-        'rows per document: deepest depth reached, or all depths (default: deepest)',
-      ).choices(['deepest', 'all']),
-    )
-    .option('--seed <n>', 'seed of every sampling decision (default: 0)', integerArg)
-    .option('--documents-in-flight <n>', 'documents in flight per LLM stage (default: 64)', positiveIntArg)
     .option('--guidance-url <url>', 'base URL of the guidance (large) model server, up to /v1')
     .option('--guidance-model <name>', 'guidance model name, or local:<path.gguf> to run it inside air')
     .option('--student-url <url>', 'base URL of the student (small) model server, up to /v1')
@@ -188,18 +96,13 @@ Example:
     .action(async (flags: RunFlags) => {
       exitCode = await runCommand(flags, io);
     });
+  const run = program.commands.find((c) => c.name() === 'run')!;
+  for (const flag of SETTING_FLAGS) run.addOption(settingOption(flag));
 
   program
     .command('retry-failed <dir>')
     .description('Run again only the input rows whose records failed in the run in <dir> (its own config).')
-    .addOption(
-      new Option('--progress <mode>', 'progress display (default: auto)').choices([
-        'auto',
-        'tty',
-        'log',
-        'off',
-      ]),
-    )
+    .addOption(settingOption(SETTING_FLAGS.find((f) => f.key === 'progress')!))
     .action(async (dir: string, flags: { progress?: string }) => {
       const plan = await prepareRetry(dir);
       if (plan.rows === 0) {
@@ -342,48 +245,18 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
     fromFile = mergeConfig(manifest.header.config as Record<string, unknown>, fromFile);
     fromFile.output = flags.resume;
   }
-  const fromFlags = {
+  const fromFlags = mergeConfig(settingsFromFlags(flags), {
     input: flags.input,
     output: flags.output,
-    method: flags.method,
-    air: {
-      seed: flags.seed,
-      depths: flags.depths,
-      documentsInFlight: flags.documentsInFlight,
-      refine: flags.maxIterations === undefined ? undefined : { maxIterations: flags.maxIterations },
-    },
-    source: {
-      textColumn: flags.textColumn,
-      idColumn: flags.idColumn,
-      metaColumns: flags.meta,
-      limit: flags.limit,
-    },
-    filter: { minWords: flags.minWords, maxWords: flags.maxWords },
     dedupe:
       flags.dedupe === false
         ? { ids: false, exact: false, near: { enabled: false }, instructions: { enabled: false } }
         : undefined,
-    writer: {
-      partRows: flags.partRows,
-      partMB: flags.partMb,
-      compression: flags.compression,
-      rowGroupRows: flags.rowGroupRows,
-      rowGroupMB: flags.rowGroupMb,
-    },
-    engine: {
-      queueCapacity: flags.queueCapacity,
-      graceSeconds: flags.graceSeconds,
-      duckdbThreads: flags.duckdbThreads,
-      duckdbMemoryMB: flags.duckdbMemoryMb,
-    },
-    progress: flags.progress,
-    progressIntervalSeconds: flags.progressInterval,
     llm: {
-      mode: flags.llm,
       guidance: roleFlags(flags.guidanceUrl, flags.guidanceModel, flags.apiKeyEnv),
       student: roleFlags(flags.studentUrl, flags.studentModel, flags.apiKeyEnv),
     },
-  };
+  });
   const merged = mergeConfig(fromFile, fromFlags);
   if (merged.input === undefined)
     throw new AirError('AIR_USAGE', 'no input: pass --input <path> or set "input" in --config');

@@ -1,52 +1,45 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import type { AccountingSnapshot } from '../llm/accounting.js';
-import type { DownloadProgress } from '../llm/model-files.js';
-import type { ScoredExample } from '../operators/air/types.js';
-import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
-import { uniqueIds } from '../operators/dedupe/unique-ids.js';
-import { createMinHashPool, nearDedupe } from '../operators/dedupe/near-dedupe.js';
-import { lengthFilter } from '../operators/length-filter.js';
-import { diversitySelect } from '../operators/sample/diversity-select.js';
-import type { Embedder } from '../llm/embedder.js';
-import { hashingEmbedder } from '../operators/sample/options.js';
-import { rateSample, reservoirSample } from '../operators/sample/pre-sample.js';
-import { qualityFilter } from '../operators/sample/quality-filters.js';
+import type { DuckDBInstance } from '@duckdb/node-api';
 import { Accounting } from '../llm/accounting.js';
-import { EmbeddingsClient, resolveEmbeddingsEndpoint } from '../llm/embeddings.js';
-import { availableParallelism } from 'node:os';
+import type { DownloadProgress } from '../llm/model-files.js';
+import type { StageSteps } from '../operators/air/steps.js';
+import type { ScoredExample } from '../operators/air/types.js';
+import { createMinHashPool } from '../operators/dedupe/near-dedupe.js';
+import { errorMessage } from '../pipeline/errors.js';
 import { DropNotesFile } from '../pipeline/io/drop-notes.js';
+import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { FailureRows } from '../pipeline/io/failure-rows.js';
-import { readManifest } from '../pipeline/io/manifest.js';
+import type { MetaColumnType } from '../schemas/documents.js';
+import { ParquetSink, type CommittedPart, type ParquetSinkOptions } from '../pipeline/io/parquet-sink.js';
+import { ParquetSource } from '../pipeline/io/parquet-source.js';
+import { resolveShards, type Shard } from '../pipeline/io/shards.js';
 import type { Settlement } from '../pipeline/ledger.js';
 import { countRows } from '../pipeline/row-ranges.js';
-import { Checkpointer, openOutput } from './checkpoint.js';
-import { writeRunStats } from '../report/run-stats.js';
-import { DUPLICATES_FILE, LEDGER_FILE } from '../report/stats/ledger-file.js';
-import { StatsCollector } from '../report/stats/collector.js';
-import type { TableSchema } from '../schemas/types.js';
-import { errorMessage } from '../pipeline/errors.js';
-import type { WorkerPool } from '../pipeline/pool/worker-pool.js';
-import { openDuckDB } from '../pipeline/io/duckdb.js';
-import { peakRssMB } from '../pipeline/memory.js';
-import { ParquetSink, type CommittedPart } from '../pipeline/io/parquet-sink.js';
-import { ParquetSource } from '../pipeline/io/parquet-source.js';
-import { resolveShards } from '../pipeline/io/shards.js';
 import {
   pipeline,
-  type Pipeline,
+  type PipelineOptions,
   type PipelineRun,
   type RecordFailure,
   type RunReport,
 } from '../pipeline/run.js';
+import { writeRunStats } from '../report/run-stats.js';
+import { StatsCollector } from '../report/stats/collector.js';
+import { DUPLICATES_FILE } from '../report/stats/ledger-file.js';
 import { airTable } from '../schemas/air.js';
-import { airRow } from './air-row.js';
 import { documentRow, documentsTable, type Document } from '../schemas/documents.js';
-import { appendAirStages } from './air-graph.js';
+import type { TableSchema } from '../schemas/types.js';
+import { airRow } from './air-row.js';
+import { Checkpointer, openOutput, type StartingPoint } from './checkpoint.js';
 import type { RunConfig } from './config.js';
 import { configFingerprint } from './fingerprint.js';
 import { resolveLocalModels, setUpLlm, type LlmSetup } from './llm.js';
+import { committedParts, previousResult, writeLedger, type JobResult, type LlmUsage } from './run-ledger.js';
+import { appendAirStages, instructionDedupeStage } from './stages/air-stages.js';
+import { documentStages } from './stages/document-stages.js';
 import { writtenInstructions } from './written-instructions.js';
+
+export type { JobResult, LlmUsage, PartEntry } from './run-ledger.js';
 
 export interface JobOptions {
   /** Aborting stops reading input; in-flight records finish within engine.graceSeconds. */
@@ -62,26 +55,33 @@ export interface JobOptions {
   onDownload?: (progress: DownloadProgress) => void;
 }
 
-export interface JobResult {
-  report: RunReport;
-  /** Every committed part of the output folder. */
-  parts: readonly PartEntry[];
-  /** Where the run's ledger and stage counters were written. */
-  ledgerFile: string;
-  /** Model calls, tokens, latency and cost per role and model (method `air`, or embeddings in any method). */
-  llm?: LlmUsage;
+/** The output folder opened for writing: where the run starts, and what records drops and failures. */
+interface OpenOutput {
+  readonly start: StartingPoint;
+  readonly failures: FailureRows;
+  readonly notes: DropNotesFile;
+  readonly checkpointer: Checkpointer;
 }
 
-export interface LlmUsage {
-  accounting: AccountingSnapshot;
-  cache: { hits: number; misses: number };
-  promptVersion: string;
+/** A run put together and ready to start, with what its end needs. */
+interface BuiltRun {
+  readonly run: PipelineRun;
+  readonly table: TableSchema;
+  readonly stats: StatsCollector;
+  readonly accounting: Accounting;
+  readonly llm: LlmSetup | undefined;
+  readonly promptVersion: string;
+  readonly callLayout?: readonly StageSteps[];
 }
+
+/** What a run holds open until it ends, closed in reverse order. */
+type Closer = () => Promise<void> | void;
 
 /**
- * The job: read Parquet shards → length filter → (method `air`) generate → refine → merge → filter → score →
- * write Parquet parts. Writes `ledger.json` beside the parts whatever the outcome, so a failed or interrupted run
- * still says where every row went.
+ * The job, in phases: check the input's footers, find every model, open (or resume) the output folder, build
+ * the stage list (stage 0, then for method `air` generate → refine → merge → filter → score → instruction
+ * dedupe), run it with checkpoints, and write the ledger and stats. `ledger.json` is written whatever the
+ * outcome, so a failed or interrupted run still says where every row went.
  */
 export async function runJob(config: RunConfig, options: JobOptions = {}): Promise<JobResult> {
   const shards = await resolveShards(config.input);
@@ -89,278 +89,223 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     threads: config.engine.duckdbThreads,
     memoryLimit: `${config.engine.duckdbMemoryMB}MB`,
   });
-  let llm: LlmSetup | undefined;
-  let pool: WorkerPool | undefined;
+  const closers: Closer[] = [() => db.closeSync()];
   try {
-    const source = new ParquetSource(db, {
-      shards,
-      textColumn: config.source.textColumn,
-      idColumn: config.source.idColumn,
-      metaColumns: config.source.metaColumns,
-      binaryAsString: config.source.binaryAsString,
-      limit: config.source.limit,
-      maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
-      maxRowGroupTextBytes: config.engine.duckdbMemoryMB * 1024 * 1024,
-      badRecords: config.source.badRecords,
-    });
+    const source = parquetSource(db, config, shards);
     // Every shard's footer and columns are checked first: bad input fails before a model download or output.
     const meta = await source.metaColumnTypes();
     // Every model is found or downloaded before any row is read: a model that cannot be had fails at once.
     if (config.method === 'air') {
       await resolveLocalModels(config.llm, { signal: options.signal, onDownload: options.onDownload });
     }
-    await mkdir(config.output, { recursive: true });
-    const start = await openOutput(config, shards, options.force === true);
-    if (start.complete) {
-      options.log?.(`${config.output}: this run is already complete; nothing to do`);
-      return await previousResult(config);
-    }
-    if (start.resumed) {
-      const done = [...start.settled.values()].reduce((n, r) => n + countRows(r), 0);
-      options.log?.(
-        `${config.output}: resuming an interrupted run; ${done.toLocaleString('en-US')} input rows are done`,
-      );
-    }
-    const failures = new FailureRows(config.output, start.nextFailedPart);
-    const notes = new DropNotesFile(path.join(config.output, DUPLICATES_FILE), start.notesBytes);
-    const checkpointer = new Checkpointer(start.log, failures, () => notes.checkpoint());
+    const output = await openRunOutput(config, shards, options);
+    if (output === undefined) return await previousResult(config);
     // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
-    source.continueFrom(start.settled, start.resumed);
-    // Statistics are collected from each row as it is written: no second pass over the output.
-    const stats = new StatsCollector({ kind: config.method });
-    let table: TableSchema;
-    const writer = {
-      dir: config.output,
-      partRows: config.writer.partRows,
-      partBytes: config.writer.partMB * 1024 * 1024,
-      rowGroupRows: config.writer.rowGroupRows,
-      rowGroupBytes: config.writer.rowGroupMB * 1024 * 1024,
-      compression: config.writer.compression,
-      partMs: config.writer.partSeconds * 1000,
-      firstPart: start.resumed ? start.nextPart : undefined,
-      afterCommit: (part: CommittedPart) => checkpointer.commit(part),
-    };
-    const runOptions = {
-      queueCapacity: config.engine.queueCapacity,
-      graceMs: config.engine.graceSeconds * 1000,
-      signal: options.signal,
-      log: options.log,
-      dropNotes: notes,
-      onSettle: (settlement: Settlement) => checkpointer.settle(settlement),
-      onFailure: (failure: RecordFailure) => failures.add(failure),
-      maxFailureRate: config.engine.maxFailureRate,
-      minRowsForFailureRate: config.engine.minRowsForFailureRate,
-    };
-    const dedupe = config.dedupe;
-    const wantsPool = dedupe.near.enabled || (config.method === 'air' && dedupe.instructions.enabled);
-    if (wantsPool) pool = createMinHashPool(config.engine.workerThreads);
-    let documents = pipeline(source)
-      .pipe(lengthFilter<Document>(config.filter))
-      .pipe(qualityFilter<Document>(config.sample.quality));
-    if (dedupe.ids) documents = documents.pipe(uniqueIds<Document>((d) => d.id));
-    if (dedupe.exact) {
-      documents = documents.pipe(exactDedupe<Document>({ textOf: (d) => d.text, idOf: (d) => d.id }));
-    }
-    if (dedupe.near.enabled) {
-      const { enabled: _enabled, ...near } = dedupe.near;
-      documents = documents.pipe(
-        nearDedupe<Document>({ ...near, textOf: (d) => d.text, idOf: (d) => d.id, pool: pool! }),
-      );
-    }
-
-    // One account for every model call of the run: chat calls and the diversity stage's embedding calls.
-    const accounting = new Accounting(config.llm.prices);
-    documents = appendSampling(documents, config, options.env, accounting);
-    let run: PipelineRun;
-    let promptVersion = '';
-    if (config.method === 'documents') {
-      const documentSink = new ParquetSink<Document>({
-        ...writer,
-        schema: (table = documentsTable(meta)),
-        toRow: (doc) => stats.row(documentRow(doc)),
-      });
-      run = documents.into(documentSink, runOptions);
-    } else {
-      llm = await setUpLlm(config.llm, config.output, options.env, options.log, accounting);
-      const air = appendAirStages(documents, llm.client, config.air);
-      promptVersion = air.promptVersion;
-      let examples = air.pipeline;
-      if (dedupe.instructions.enabled) {
-        // First to arrive is kept: which of two near-identical instructions survives depends on timing.
-        const instructionDedupe = nearDedupe<ScoredExample>({
-          name: 'instruction_dedupe',
-          replay: false,
-          threshold: dedupe.instructions.threshold,
-          textOf: (e) => e.instruction,
-          idOf: (e) => `${e.doc.id}@${e.depth}`,
-          pool: pool!,
-        });
-        if (start.resumed) {
-          // Replays never reach LLM stages, so this stage learns the rows written before from the parts.
-          const parts = (await committedParts(config.output)).map((p) => p.file);
-          const signal = options.signal ?? new AbortController().signal;
-          try {
-            await instructionDedupe.prime(writtenInstructions(db, config.output, parts), signal);
-            options.log?.(`instruction dedupe: ${instructionDedupe.kept} written instructions indexed`);
-          } catch (error) {
-            // Stopped while priming: the run below sees the same signal and reports itself interrupted.
-            if (!signal.aborted) throw error;
-          }
-        }
-        examples = examples.pipe(instructionDedupe);
-      }
-      const provenance = {
-        guidanceModel: llm.models.guidance,
-        studentModel: llm.models.student,
-        promptVersion,
-        configFingerprint: configFingerprint(config),
-      };
-      const airSink = new ParquetSink<ScoredExample>({
-        ...writer,
-        schema: (table = airTable(meta)),
-        toRow: (example) => stats.row(airRow(example, provenance)),
-      });
-      run = examples.into(airSink, runOptions);
-    }
-    run.ledger.restore(start.tallies);
-    options.onStart?.(run);
-    const ticker = setInterval(() => {
-      checkpointer
-        .commit(null)
-        .catch((error: unknown) => options.log?.(`checkpoint failed: ${String(error)}`));
-    }, config.engine.checkpointSeconds * 1000);
-    let report: RunReport;
-    try {
-      report = await run.run();
-    } finally {
-      clearInterval(ticker);
-    }
-    // Drops and failures settled after the last part, then (when every row is settled) the end mark.
-    await checkpointer.commit(null);
-    if (report.status === 'completed') await checkpointer.complete();
-    const account = accounting.snapshot();
-    const usage: LlmUsage | undefined =
-      llm !== undefined
-        ? { accounting: account, cache: llm.cache.stats(), promptVersion }
-        : account.entries.length > 0
-          ? { accounting: account, cache: { hits: 0, misses: 0 }, promptVersion: '' }
-          : undefined;
-    const parts = await committedParts(config.output);
-    const ledgerFile = await writeLedger(config, report, parts, usage, failures.rowsWritten);
-    try {
-      await writeRunStats(config.output, {
-        stats,
-        report,
-        llm: usage,
-        schema: table!,
-        config,
-        configFingerprint: configFingerprint(config),
-        resumed: start.resumed,
-      });
-    } catch (error) {
-      // The report describes the run; failing to write it must not fail a run whose rows are committed.
-      options.log?.(`stats: ${errorMessage(error)}`);
-    }
-    return { report, parts, ledgerFile, llm: usage };
+    source.continueFrom(output.start.settled, output.start.resumed);
+    const built = await buildRun({ db, config, source, meta, output, options, closers });
+    const report = await runWithCheckpoints(built.run, output, config, options);
+    return await finishRun(config, report, built, output, options);
   } finally {
-    await pool?.close();
-    await llm?.close();
-    db.closeSync();
+    for (const close of closers.reverse()) await close();
   }
 }
 
-async function writeLedger(
+function parquetSource(db: DuckDBInstance, config: RunConfig, shards: readonly Shard[]): ParquetSource {
+  return new ParquetSource(db, {
+    shards,
+    textColumn: config.source.textColumn,
+    idColumn: config.source.idColumn,
+    metaColumns: config.source.metaColumns,
+    binaryAsString: config.source.binaryAsString,
+    limit: config.source.limit,
+    maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
+    maxRowGroupTextBytes: config.engine.duckdbMemoryMB * 1024 * 1024,
+    badRecords: config.source.badRecords,
+  });
+}
+
+/** Opens the output folder, or resumes the interrupted run in it; undefined when that run had completed. */
+async function openRunOutput(
+  config: RunConfig,
+  shards: readonly Shard[],
+  options: JobOptions,
+): Promise<OpenOutput | undefined> {
+  await mkdir(config.output, { recursive: true });
+  const start = await openOutput(config, shards, options.force === true);
+  if (start.complete) {
+    options.log?.(`${config.output}: this run is already complete; nothing to do`);
+    return undefined;
+  }
+  if (start.resumed) {
+    const done = [...start.settled.values()].reduce((n, r) => n + countRows(r), 0);
+    options.log?.(
+      `${config.output}: resuming an interrupted run; ${done.toLocaleString('en-US')} input rows are done`,
+    );
+  }
+  const failures = new FailureRows(config.output, start.nextFailedPart);
+  const notes = new DropNotesFile(path.join(config.output, DUPLICATES_FILE), start.notesBytes);
+  const checkpointer = new Checkpointer(start.log, failures, () => notes.checkpoint());
+  return { start, failures, notes, checkpointer };
+}
+
+interface BuildContext {
+  readonly db: DuckDBInstance;
+  readonly config: RunConfig;
+  readonly source: ParquetSource;
+  readonly meta: Readonly<Record<string, MetaColumnType>>;
+  readonly output: OpenOutput;
+  readonly options: JobOptions;
+  readonly closers: Closer[];
+}
+
+/** The stage list, source to sink: stage 0 for every method, then the method's own stages and sink. */
+async function buildRun(ctx: BuildContext): Promise<BuiltRun> {
+  const { config, closers } = ctx;
+  // One account for every model call of the run: chat calls and the diversity stage's embedding calls.
+  const accounting = new Accounting(config.llm.prices);
+  const pool = needsMinHashPool(config) ? createMinHashPool(config.engine.workerThreads) : undefined;
+  if (pool !== undefined) closers.push(() => pool.close());
+  const stages = documentStages(config, { pool, accounting, env: ctx.options.env });
+  const documents = pipeline(ctx.source).through(stages);
+  // Statistics are collected from each row as it is written: no second pass over the output.
+  const stats = new StatsCollector({ kind: config.method });
+  if (config.method === 'documents') {
+    const table = documentsTable(ctx.meta);
+    const sink = new ParquetSink<Document>({
+      ...sinkOptions(ctx),
+      schema: table,
+      toRow: (doc) => stats.row(documentRow(doc)),
+    });
+    const run = documents.into(sink, pipelineOptions(ctx));
+    return { run, table, stats, accounting, llm: undefined, promptVersion: '' };
+  }
+  const llm = await setUpLlm(config.llm, config.output, ctx.options.env, ctx.options.log, accounting);
+  closers.push(() => llm.close());
+  const air = appendAirStages(documents, llm.client, config.air);
+  let examples = air.pipeline;
+  if (config.dedupe.instructions.enabled) {
+    const written = ctx.output.start.resumed
+      ? writtenInstructions(
+          ctx.db,
+          config.output,
+          (await committedParts(config.output)).map((p) => p.file),
+        )
+      : undefined;
+    examples = examples.pipe(
+      await instructionDedupeStage(config.dedupe.instructions.threshold, pool!, written, ctx.options),
+    );
+  }
+  const provenance = {
+    guidanceModel: llm.models.guidance,
+    studentModel: llm.models.student,
+    promptVersion: air.promptVersion,
+    configFingerprint: configFingerprint(config),
+  };
+  const table = airTable(ctx.meta);
+  const sink = new ParquetSink<ScoredExample>({
+    ...sinkOptions(ctx),
+    schema: table,
+    toRow: (example) => stats.row(airRow(example, provenance)),
+  });
+  const run = examples.into(sink, pipelineOptions(ctx));
+  return { run, table, stats, accounting, llm, promptVersion: air.promptVersion, callLayout: air.layout };
+}
+
+function needsMinHashPool(config: RunConfig): boolean {
+  const dedupe = config.dedupe;
+  return dedupe.near.enabled || (config.method === 'air' && dedupe.instructions.enabled);
+}
+
+/** The part writer's settings; every committed part is checkpointed with the rows it settled. */
+function sinkOptions({ config, output }: BuildContext): Omit<ParquetSinkOptions<never>, 'schema' | 'toRow'> {
+  return {
+    dir: config.output,
+    partRows: config.writer.partRows,
+    partBytes: config.writer.partMB * 1024 * 1024,
+    rowGroupRows: config.writer.rowGroupRows,
+    rowGroupBytes: config.writer.rowGroupMB * 1024 * 1024,
+    compression: config.writer.compression,
+    partMs: config.writer.partSeconds * 1000,
+    firstPart: output.start.resumed ? output.start.nextPart : undefined,
+    afterCommit: (part: CommittedPart) => output.checkpointer.commit(part),
+  };
+}
+
+function pipelineOptions({ config, output, options }: BuildContext): PipelineOptions {
+  return {
+    queueCapacity: config.engine.queueCapacity,
+    graceMs: config.engine.graceSeconds * 1000,
+    signal: options.signal,
+    log: options.log,
+    dropNotes: output.notes,
+    onSettle: (settlement: Settlement) => output.checkpointer.settle(settlement),
+    onFailure: (failure: RecordFailure) => output.failures.add(failure),
+    maxFailureRate: config.engine.maxFailureRate,
+    minRowsForFailureRate: config.engine.minRowsForFailureRate,
+  };
+}
+
+/** Runs to the end, checkpointing drops and failures every engine.checkpointSeconds; marks a finished run. */
+async function runWithCheckpoints(
+  run: PipelineRun,
+  output: OpenOutput,
+  config: RunConfig,
+  options: JobOptions,
+): Promise<RunReport> {
+  run.ledger.restore(output.start.tallies);
+  options.onStart?.(run);
+  const ticker = setInterval(() => {
+    output.checkpointer
+      .commit(null)
+      .catch((error: unknown) => options.log?.(`checkpoint failed: ${String(error)}`));
+  }, config.engine.checkpointSeconds * 1000);
+  let report: RunReport;
+  try {
+    report = await run.run();
+  } finally {
+    clearInterval(ticker);
+  }
+  // Drops and failures settled after the last part, then (when every row is settled) the end mark.
+  await output.checkpointer.commit(null);
+  if (report.status === 'completed') await output.checkpointer.complete();
+  return report;
+}
+
+/** Writes the ledger and the stats (report, card) and returns what the run did. */
+async function finishRun(
   config: RunConfig,
   report: RunReport,
-  parts: readonly PartEntry[],
-  llm: LlmUsage | undefined,
-  failureRows: number,
-): Promise<string> {
-  await mkdir(config.output, { recursive: true });
-  const file = path.join(config.output, LEDGER_FILE);
-  const usage = process.resourceUsage();
-  const body = {
-    air: 'ledger',
-    version: 1,
-    finishedAt: new Date().toISOString(),
-    ...report,
-    // Whole-process figures: what a user sizes machines by.
-    resources: {
-      peakRssMB: peakRssMB(),
-      userCpuMs: Math.round(usage.userCPUTime / 1000),
-      systemCpuMs: Math.round(usage.systemCPUTime / 1000),
-    },
-    parts,
-    failureRows,
-    llm,
-    configFingerprint: configFingerprint(config),
-    config,
-  };
-  const temporary = `${file}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(body, null, 2)}\n`);
-  await rename(temporary, file);
-  return file;
-}
-
-export interface PartEntry {
-  readonly file: string;
-  readonly rows: number;
-}
-
-/** Every part the folder's manifest records, this run's and those of the runs it continued. */
-async function committedParts(dir: string): Promise<PartEntry[]> {
-  const manifest = await readManifest(dir);
-  return (manifest?.commits ?? [])
-    .filter((c) => c.part !== null)
-    .map((c) => ({ file: c.part!, rows: c.rows }));
-}
-
-/** The result of a run that had already completed, from its ledger. */
-async function previousResult(config: RunConfig): Promise<JobResult> {
-  const ledgerFile = path.join(config.output, LEDGER_FILE);
-  const ledger = JSON.parse(await readFile(ledgerFile, 'utf8')) as RunReport & {
-    parts: PartEntry[];
-    llm?: LlmUsage;
-  };
-  const report: RunReport = {
-    status: ledger.status,
-    wallMs: 0,
-    stages: ledger.stages,
-    shards: ledger.shards,
-    totals: ledger.totals,
-    failureSamples: ledger.failureSamples,
-    dropNotes: ledger.dropNotes,
-  };
-  return { report, parts: ledger.parts, ledgerFile, llm: ledger.llm };
-}
-
-/**
- * The method's pre-sample and diversity selection, after dedupe. Diversity selection is a blocking stage and off
- * by default; its vectors come from the hashing vectorizer, or from an embeddings endpoint when one is set.
- */
-function appendSampling(
-  documents: Pipeline<Document>,
-  config: RunConfig,
-  env: NodeJS.ProcessEnv | undefined,
-  accounting: Accounting,
-): Pipeline<Document> {
-  const { preSample: pre, diversity } = config.sample;
-  let out = documents;
-  if (pre.mode === 'rate') out = out.pipe(rateSample<Document>({ rate: pre.rate, seed: pre.seed }));
-  if (pre.mode === 'reservoir')
-    out = out.pipe(reservoirSample<Document>({ perShard: pre.perShard, seed: pre.seed }));
-  if (!diversity.enabled) return out;
-  const threads = config.engine.workerThreads ?? availableParallelism();
-  const embedder: Embedder =
-    diversity.embeddings === undefined
-      ? hashingEmbedder(
-          { dimensions: diversity.dimensions, bigrams: diversity.bigrams, seed: diversity.seed },
-          'pool',
-          Math.max(1, threads - 1),
-        )
-      : new EmbeddingsClient(resolveEmbeddingsEndpoint(diversity.embeddings, env), { recorder: accounting });
-  // The operator owns the embedder and closes it when the run ends.
-  return out.pipe(
-    diversitySelect<Document>({ keep: diversity.keep, seed: diversity.seed, threads, embedder }),
-  );
+  built: BuiltRun,
+  output: OpenOutput,
+  options: JobOptions,
+): Promise<JobResult> {
+  const account = built.accounting.snapshot();
+  const usage: LlmUsage | undefined =
+    built.llm !== undefined
+      ? {
+          accounting: account,
+          cache: built.llm.cache.stats(),
+          promptVersion: built.promptVersion,
+          callLayout: built.callLayout,
+        }
+      : account.entries.length > 0
+        ? { accounting: account, cache: { hits: 0, misses: 0 }, promptVersion: '' }
+        : undefined;
+  const parts = await committedParts(config.output);
+  const ledgerFile = await writeLedger(config, report, parts, usage, output.failures.rowsWritten);
+  try {
+    await writeRunStats(config.output, {
+      stats: built.stats,
+      report,
+      llm: usage,
+      schema: built.table,
+      config,
+      configFingerprint: configFingerprint(config),
+      resumed: output.start.resumed,
+    });
+  } catch (error) {
+    // The report describes the run; failing to write it must not fail a run whose rows are committed.
+    options.log?.(`stats: ${errorMessage(error)}`);
+  }
+  return { report, parts, ledgerFile, llm: usage };
 }

@@ -111,10 +111,16 @@ export class Pipeline<T> {
 
   pipe(op: BlockingOperator<T>): Pipeline<T>;
   pipe<O>(op: RecordOperator<T, O> | BatchOperator<T, O>): Pipeline<O>;
+  pipe(op: Operator<T, T>): Pipeline<T>;
   pipe<O>(op: Operator<T, O>): Pipeline<O> {
     const names = new Set(this.steps.map((s) => s.name));
     if (names.has(op.name)) throw new AirError('AIR_USAGE', `two stages are named "${op.name}"`);
     return new Pipeline<O>(this.source, [...this.steps, op as unknown as AnyOperator]);
+  }
+
+  /** Each stage of a plain list in turn: stages that keep the record type (filters, dedupe, sampling). */
+  through(stages: readonly Operator<T, T>[]): Pipeline<T> {
+    return stages.reduce<Pipeline<T>>((out, stage) => out.pipe(stage), this);
   }
 
   into(sink: Sink<T>, options: PipelineOptions = {}): PipelineRun {

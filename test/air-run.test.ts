@@ -4,7 +4,9 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseRunConfig, type RunConfigInput } from '../job/config.js';
 import { LLM_CACHE_FILE } from '../job/llm.js';
 import { runJob, type JobResult } from '../job/run-job.js';
+import type { PromptStep } from '../operators/air/prompts.js';
 import { REFERENCE_CALLS } from '../operators/air/refine.js';
+import type { StageSteps } from '../operators/air/steps.js';
 import { CONSTRAINT_TYPES } from '../operators/constraint-tagger.js';
 import { sumValues } from '../pipeline/stats.js';
 import { DOLMA, query, tempDir } from './helpers/duckdb.js';
@@ -28,6 +30,12 @@ interface Row {
   prompt_version: string;
   config_fingerprint: string;
 }
+
+/** The steps of the stages before, and after, the stage at `index` (flattened, in order). */
+const stepsBefore = (layout: readonly StageSteps[], index: number): string[] =>
+  layout.slice(0, index).flatMap((s) => s.steps);
+const stepsAfter = (layout: readonly StageSteps[], index: number): string[] =>
+  layout.slice(index + 1).flatMap((s) => s.steps);
 
 let dir: string;
 let cleanup: () => Promise<void>;
@@ -60,7 +68,7 @@ beforeAll(async () => {
 afterAll(() => cleanup());
 
 describe('air run --llm sim on real documents', () => {
-  it('balances the ledger: each input written, dropped with a reason or failed with an error kind', async () => {
+  it('balances the ledger: each input written, dropped with a reason or failed with an error kind', () => {
     const { report } = first;
     expect(report.status, report.error).toBe('completed');
     const t = report.totals;
@@ -68,10 +76,14 @@ describe('air run --llm sim on real documents', () => {
     expect(t.written + sumValues(t.dropped) + sumValues(t.failed)).toBe(727);
     expect(t.written).toBeGreaterThan(10);
     expect(firstRows).toHaveLength(t.rowsWritten);
-    for (const reason of Object.keys(t.dropped)) {
-      expect(reason).toMatch(
-        /^(read|length_filter|quality_filter|unique_ids|exact_dedupe|near_dedupe|pre_sample|diversity_select|generate|refine|merge|filter|score|instruction_dedupe):[a-z_0-9]+$/,
-      );
+  });
+
+  it("names every drop reason after one of the run's own stages", async () => {
+    const stages = new Set(first.report.stages.map((s) => s.name));
+    for (const reason of Object.keys(first.report.totals.dropped)) {
+      const [stage, why] = reason.split(':');
+      expect(stages, reason).toContain(stage);
+      expect(why, reason).toMatch(/^[a-z_0-9]+$/);
     }
     const ledger = JSON.parse(await readFile(first.ledgerFile, 'utf8')) as { llm: { promptVersion: string } };
     expect(ledger.llm.promptVersion).toMatch(/^v1\+/);
@@ -89,21 +101,51 @@ describe('air run --llm sim on real documents', () => {
       for (const type of types) expect(known.has(type)).toBe(true);
       const accepted = row.history.filter((h) => h.verdict === 'accepted');
       expect(accepted.map((h) => h.iteration)).toEqual(row.constraints.map((c) => c.iteration));
-      for (const c of row.constraints) expect(c.student_check).toBeLessThan(3); // the student-check gate
-      expect(row.history.length).toBeLessThanOrEqual(3);
-      if (row.stop_reason === 'max_iterations') expect(row.history).toHaveLength(3);
-      else expect(row.history.at(-1)!.verdict).not.toBe('accepted');
       expect(row.input).toBe('');
       expect(row.instruction.length).toBeGreaterThan(0);
       expect(row.output.length).toBeGreaterThan(0);
       expect(row.complexity).toBeGreaterThanOrEqual(1);
       expect(row.quality).toBeLessThanOrEqual(10);
-      // generate 2, polish + answer 2, per round: one judge call (carrying the previous round's check) and
-      // a student call when the proposal was valid and new; one check call of its own at most, for a last
-      // constraint no judge call followed; the duplicate check needs no call; merge + answer 2; score 1.
+    }
+  });
+
+  it('keeps only constraints the student missed when asked, and stops within the round limit', () => {
+    for (const row of firstRows) {
+      for (const c of row.constraints) expect(c.student_check).toBeLessThan(3); // the student-check gate
+      expect(row.history.length).toBeLessThanOrEqual(3);
+      if (row.stop_reason === 'max_iterations') expect(row.history).toHaveLength(3);
+      else expect(row.history.at(-1)!.verdict).not.toBe('accepted');
+    }
+  });
+
+  it("makes each row's calls in the order of the run's stages, each stage calling only its own steps", () => {
+    const layout = first.llm!.callLayout!;
+    const stageOf = new Map(layout.flatMap(({ steps }, i) => steps.map((step) => [step, i] as const)));
+    const refine = layout.findIndex((s) => s.stage === 'refine');
+    expect(refine).toBeGreaterThan(0);
+    for (const row of firstRows) {
       const steps = row.calls.map((c) => c.step);
-      expect(steps.slice(0, 4)).toEqual(['instruction', 'instruction-score', 'polish', 'student']);
-      expect(steps.slice(-3)).toEqual(['merge', 'answer', 'score']);
+      const order = steps.map((step) => stageOf.get(step as PromptStep));
+      expect(order).not.toContain(undefined);
+      expect(order).toEqual([...order].sort((a, b) => a! - b!));
+      // The stages before and after the refinement loop make each of their calls once, in declared order.
+      expect(steps.slice(0, stepsBefore(layout, refine).length)).toEqual(stepsBefore(layout, refine));
+      expect(steps.slice(-stepsAfter(layout, refine).length)).toEqual(stepsAfter(layout, refine));
+    }
+  });
+
+  it('makes one judge call per round and no duplicate-check call in the folded layout', () => {
+    // polish + answer open the loop; per round one judge call (carrying the previous round's check) and a
+    // student call when the proposal was valid and new; one check call of its own at most, for a last
+    // constraint no judge call followed; the duplicate check needs no call.
+    const layout = first.llm!.callLayout!;
+    const opening = stepsBefore(
+      layout,
+      layout.findIndex((s) => s.stage === 'refine'),
+    ).length;
+    for (const row of firstRows) {
+      const steps = row.calls.map((c) => c.step);
+      expect(steps.slice(opening, opening + 2)).toEqual(['polish', 'student']);
       expect(steps.filter((s) => s === 'judge' || s === 'judge-check')).toHaveLength(row.history.length);
       expect(steps.filter((s) => s === 'check').length).toBeLessThanOrEqual(1);
       expect(steps).not.toContain('duplicate');

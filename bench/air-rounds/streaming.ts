@@ -4,7 +4,7 @@
  * written, as the baseline writes nothing either.
  */
 import type { DuckDBInstance } from '@duckdb/node-api';
-import { appendAirStages } from '../../job/air-graph.js';
+import { appendAirStages } from '../../job/stages/air-stages.js';
 import type { AirConfig } from '../../job/config.js';
 import type { LlmClient } from '../../llm/types.js';
 import type { ScoredExample } from '../../operators/air/types.js';

@@ -25,7 +25,7 @@ export function generate(
   steps: StepRunner,
   options: GenerateOptions = DEFAULT_GENERATE,
 ): RecordOperator<Document, Seeded> {
-  steps.uses('instruction', 'instruction-score');
+  steps.uses('generate', ['instruction', 'instruction-score']);
   return {
     name: 'generate',
     concurrency: options.concurrency,

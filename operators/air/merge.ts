@@ -20,7 +20,7 @@ export function merge(
   steps: StepRunner,
   options: MergeOptions = DEFAULT_MERGE,
 ): RecordOperator<Refined, Example> {
-  steps.uses('merge', 'answer');
+  steps.uses('merge', ['merge', 'answer']);
   return {
     name: 'merge',
     concurrency: options.concurrency,

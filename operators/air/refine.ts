@@ -31,7 +31,7 @@ export function refine(
   { concurrency, ...given }: RefineOperatorOptions = DEFAULT_REFINE,
 ): RecordOperator<Seeded, Refined> {
   const options = checkRefineOptions(given);
-  steps.uses(...RefineLoop.stepsUsed(options));
+  steps.uses('refine', RefineLoop.stepsUsed(options));
   return {
     name: 'refine',
     concurrency,

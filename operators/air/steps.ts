@@ -45,12 +45,19 @@ export class EmptyReplyError extends AirError<'AIR_EMPTY_REPLY'> {
   }
 }
 
+/** A stage and the prompt steps it calls, in the order it calls them on a document's way through. */
+export interface StageSteps {
+  readonly stage: string;
+  readonly steps: readonly PromptStep[];
+}
+
 /**
  * Runs one AIR step: renders its prompt, derives a per-call seed (so reruns are reproducible and documents
  * still differ), calls the step's role, and records tokens and latency on the row.
  */
 export class StepRunner {
   private readonly declared = new Set<PromptStep>();
+  private readonly stages: StageSteps[] = [];
 
   constructor(
     private readonly llm: LlmClient,
@@ -59,11 +66,18 @@ export class StepRunner {
   ) {}
 
   /**
-   * Declares the steps an operator may call (each operator does so when it is built). Only declared steps
-   * can be called, so the prompt version below names every prompt a row can have been made with.
+   * Declares the steps a stage may call (each operator does so when it is built, in stage order). Only declared
+   * steps can be called, so the prompt version below names every prompt a row can have been made with, and the
+   * layout says which stage makes which calls.
    */
-  uses(...steps: readonly PromptStep[]): void {
+  uses(stage: string, steps: readonly PromptStep[]): void {
     for (const step of steps) this.declared.add(step);
+    this.stages.push({ stage, steps: [...steps] });
+  }
+
+  /** The stages that call models, in the order they declared their steps (stage order), with their steps. */
+  get layout(): readonly StageSteps[] {
+    return this.stages;
   }
 
   /** The version of the declared steps' prompts: the same for every row of a run, once its stages are built. */

@@ -129,7 +129,7 @@ const RULES: readonly Rule[] = [
   // domain_format: a genre with conventions of its own, when the instruction asks for one (the verb sits in
   // a lookbehind so the evidence is the genre noun itself; "a story about an email" is not an email).
   ...rules('domain_format', [
-    String.raw`(?<=\b(?:write|draft|compose|prepare|create|produce|pen|generate|rewrite\s+(?:it|this|\w+)\s+as|format\s+(?:it|this|the\s+\w+)\s+as|turn\s+(?:it|this)\s+into|in\s+the\s+form\s+of|structured\s+as|written\s+as)\s+(?:an?\s+|the\s+|one\s+)?(?:(?!(?:about|on|of|for|to|with|from|the|that|which|and|in)\b)[\w-]+,?[\s-]+){0,3}?)${GENRES}\b`,
+    String.raw`(?<=\b(?:write|draft|compose|prepare|create|produce|pen|generate|rewrite\s+(?:it|this|\w+)\s+as|format\s+(?:it|this|the\s+\w+)\s+as|turn\s+(?:it|this)\s+into|in\s+the\s+form\s+of|structured\s+as|written\s+as)\s+(?:an?\s+|the\s+|one\s+)?(?:(?!(?:about|on|of|for|to|with|from|the|that|which|and|in)\b)\w[\w-]*,?\s+){0,3}?)${GENRES}\b`,
     // Chicago, Harvard and Vancouver are places and universities too, so they need "style" or "format".
     String.raw`\b(?:apa|mla|ieee|ama|harvard|chicago|vancouver|bluebook|turabian|oscola)[\s-]+(?:style|format|formatted|citations?|references?|referencing)\b`,
     String.raw`(?<=\b(?:in|using|use|follow|following|per)\s+(?:the\s+)?)(?:apa|mla|ieee|bluebook|turabian)\b`,

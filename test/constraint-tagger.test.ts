@@ -253,3 +253,10 @@ describe('CONSTRAINT_TYPES and summarizeConstraints', () => {
     expect(summarizeConstraints([]).distinctTypes).toBe(0);
   });
 });
+
+describe('robustness', () => {
+  it('tags a page with a long rule of dashes (a genre pattern once backtracked exponentially on it)', () => {
+    const page = `Contador de Visitas\n\n${'-'.repeat(150)}\n\nVol 26, No 1 (2019): enero-abril. Write a short-term memo.`;
+    expect(typesOf(page)).toEqual(['domain_format']);
+  });
+});

@@ -1,12 +1,13 @@
 /**
  * How well model-free measures rank instructions by their labelled number of constraints (issue 11): Spearman
- * of the label against word count (the baseline) and the constraint tagger's counts, overall, per category,
- * within each example (one task at increasing levels), and on two halves split by example id (odd/even), so
+ * of the label against word count (the baseline), the tagger's distinct types and tags, and the constraints
+ * counted by clause (countConstraints: what air score reports), overall, per category, within each example (one task at increasing levels), and on two halves split by example id (odd/even), so
  * a gain tuned to some examples shows as a gap between halves. Results: bench/RESULTS-tagger.md.
  *
  *   npx tsx bench/tagger.ts [--file ../shared/data/instructions/followbench-dev.jsonl]
  */
 import { parseArgs } from 'node:util';
+import { countConstraints } from '../operators/constraint-count.js';
 import { summarizeConstraints, tagConstraints } from '../operators/constraint-tagger.js';
 import { countWords } from '../operators/length-filter.js';
 import {
@@ -24,6 +25,12 @@ const MEASURES: ReadonlyArray<readonly [string, (row: LabelledInstruction) => nu
   ['word count', (row) => countWords(row.instruction)],
   ['tagger distinct types', (row) => summarizeConstraints(tagConstraints(row.instruction)).distinctTypes],
   ['tagger total tags', (row) => tagConstraints(row.instruction).length],
+  ['constraint count', (row) => countConstraints(row.instruction)],
+  // Not shipped: how much a length term would add (FollowBench makes each level longer than the last).
+  [
+    'count + log2(1 + words)',
+    (row) => countConstraints(row.instruction) + Math.log2(1 + countWords(row.instruction)),
+  ],
 ];
 
 const categories = [...new Set(rows.map((r) => r.category))].sort();

@@ -36,6 +36,10 @@ const ITEM = /(?:^|(?<=[\s:;]))\(?\d{1,2}[.)](?=\s)/g;
 const CONDITION_LEAD =
   /\b(?:conditions?|criteria|requirements?|constraints?|rules?|features?|specifications?|following|that|which|who)\s*:?\s*$/i;
 
+/** A colon that opens conditions listed inline and separated by semicolons. */
+const INLINE_CONDITIONS =
+  /\b(?:conditions?|criteria|requirements?|constraints?|rules?|(?:that|which|who)\s+(?:are|is|satisfy|meet|must|should|have)(?:\s+(?:all|the|these|both))?)\s*:\s*/i;
+
 /**
  * A sentence that starts like an imperative: a verb, then the kind of word that follows a verb ("Explain the",
  * "Add a", "Limit your", "Please respond with"). Statements start with a subject ("The falcon is", "Germany
@@ -106,6 +110,8 @@ function sentencesOf(text: string, items: ReadonlySet<number>): Span[] {
   for (const match of text.matchAll(/[.!?]+(?=\s|$)|\n+/g)) {
     const end = match.index + match[0].length;
     if (match[0] === '.' && ABBREVIATION.test(text.slice(Math.max(from, match.index - 6), end))) continue;
+    // A line that ends in a colon or semicolon goes on in the next one (a list laid out line by line).
+    if (match[0].startsWith('\n') && /[:;,]\s*$/.test(text.slice(from, match.index))) continue;
     sentences.push({ start: from, end });
     from = end;
   }
@@ -131,6 +137,9 @@ function clausesOf(text: string): Clause[] {
     if (question || imperative) taskSeen = true;
     const cuts = new Set<number>([0, body.length]);
     for (const m of body.matchAll(CLAUSE_BREAK)) cuts.add(m.index + m[0].length);
+    // "... three more foods that are: not cheese; not from Europe": conditions listed without numbers.
+    const lead = INLINE_CONDITIONS.exec(body);
+    const listFrom = lead !== null && body.indexOf(';', lead.index) > 0 ? lead.index + lead[0].length : -1;
     const sorted = [...cuts].sort((a, b) => a - b);
     for (let i = 0; i + 1 < sorted.length; i++) {
       const start = sentence.start + sorted[i]!;
@@ -140,7 +149,7 @@ function clausesOf(text: string): Clause[] {
         start,
         end,
         question,
-        item: i === 0 && items.has(sentence.start),
+        item: (i === 0 && items.has(sentence.start)) || (listFrom >= 0 && sorted[i]! >= listFrom),
         command: i === 0 && command,
       });
     }

@@ -49,6 +49,11 @@ describe('countConstraints', () => {
         'List three fruits that satisfy the following conditions: 1. not red; 2. grown in Asia; 3. sold dried.',
       ),
     ).toBe(3);
+    expect(
+      countConstraints(
+        'Could you list three more dairy foods that are:\n\nnot cheese;\nnot from Europe;\nsuitable for children',
+      ),
+    ).toBe(3);
     // A numbered passage is material, not conditions.
     expect(
       countConstraints('[Text] 1. The Mill is a pub. 2. The Eagle serves Chinese food. Extract the names.'),

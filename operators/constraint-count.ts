@@ -52,7 +52,7 @@ const CUES: ReadonlyArray<readonly [RequirementCue, RegExp]> = [
   // "Additionally, ...", "Moreover", "while also", "as well as": one more demand stacked on the task.
   [
     'additive',
-    /^\W*(?:additionally|furthermore|moreover|in\s+addition|also|besides|lastly|finally|plus|on\s+top\s+of\s+(?:this|that|all\s+this)|as\s+a\s+(?:final|further|last)\s+\w+|for\s+an?\s+(?:added|extra|further|final)\s+\w+|to\s+(?:further|add)\b)|\b(?:while|and|but)\s+also\b|\bas\s+well\s+as\b|\balong\s+with\b|\bin\s+addition\s+to\b|\bnot\s+only\b/i,
+    /^\W*(?:additionally|furthermore|moreover|in\s+addition|also|besides|lastly|finally|plus|on\s+top\s+of\s+(?:this|that|all\s+this)|as\s+a\s+(?:final|further|last)\s+\w+|for\s+an?\s+(?:added|extra|further|final)\s+\w+|to\s+(?:further|add)\b)|\b(?:also|another|additional)\b|\bas\s+well\s+as\b|\balong\s+with\b|\bin\s+addition\s+to\b|\bnot\s+only\b/i,
   ],
   // Requirement verbs and modals: "ensure", "make sure", "it is crucial to", "the note should".
   [

@@ -42,6 +42,18 @@ describe('countConstraints', () => {
     ).toEqual(['additive', 'requirement', 'command']);
   });
 
+  it('counts a fact or demand marked as added ("also", "another")', () => {
+    expect(
+      cues(
+        "My project has a folder named 'src'. Imagine you also have a folder named 'utils'. Do you understand?",
+      ),
+    ).toEqual(['premise', 'prior_condition']);
+    expect(cues('Summarize the report. Its appendix is also relevant.')).toEqual(['additive']);
+    expect(cues('In the kitchen, I put another cup on the tray. Where is the diamond?')).toEqual([
+      'additive',
+    ]);
+  });
+
   it('counts premises about the asker and items of a list of conditions', () => {
     expect(cues('I have a small child at home. How can I work from home productively?')).toEqual(['premise']);
     expect(

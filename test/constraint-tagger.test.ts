@@ -131,9 +131,13 @@ const CASES: ReadonlyArray<readonly [string, readonly ConstraintType[]]> = [
   ['Explain how actors take on the role of a villain.', []],
   ['Explain why some people feel as if they were strangers in their own town.', []],
   ['You are right to ask: how does a vaccine work?', []],
+  ['Explain why you should never give up on your dreams.', []],
+  ['Explain why some students cannot write essays.', []],
+  ["Explain why some teams don't write tests.", []],
   ['Do not cite any sources; explain the idea in your own words.', ['exclusion']],
   ['Summarize the meeting and use no bullet points.', ['exclusion']],
   ['Extract the dates. Do not output your reasoning.', ['exclusion']],
+  ['Act as a linux terminal; do not write explanations.', ['exclusion', 'tone_style']],
 ];
 
 describe('tagConstraints', () => {

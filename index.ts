@@ -50,6 +50,7 @@ export { loadTest } from './llm/load-test.js';
 export type { ChatMessage, ChatOptions, ChatResult, LlmClient, Role } from './llm/types.js';
 export { lengthFilter, countWords } from './operators/length-filter.js';
 export { tagConstraints, summarizeConstraints, CONSTRAINT_TYPES } from './operators/constraint-tagger.js';
+export { countConstraints, constraintClauses } from './operators/constraint-count.js';
 export { measureInstruction } from './operators/instruction-metrics.js';
 export { generate } from './operators/air/generate.js';
 export { refine, composeInstruction } from './operators/air/refine.js';

@@ -20,8 +20,8 @@ interface ScoreFlags {
 
 /**
  * `air score <file>`: model-free complexity of any instruction dataset (Parquet or JSON lines, e.g. Alpaca
- * exports): words per instruction and output, and the constraint types each instruction states, by the
- * rule-based tagger. Streams the file through DuckDB, one chunk at a time.
+ * exports): words per instruction and output, the constraint types each instruction states (rule-based
+ * tagger) and the number of constraints it states (constraint-count.ts). Streams the file through DuckDB, one chunk at a time.
  */
 export function registerScoreCommand(program: Command, io: { stdout: (t: string) => void }): void {
   program
@@ -105,6 +105,7 @@ function summaryLines(file: string, s: DatasetMetrics): string[] {
       ['instruction words', ...d(s.instructionWords)],
       ['output words', ...d(s.outputWords)],
       ['constraint types per instruction', ...d(s.constraintsPerInstruction)],
+      ['constraints stated per instruction', ...d(s.constraintsStated)],
     ]),
   );
   lines.push('share of instructions stating each constraint type:');

@@ -87,6 +87,13 @@ const STYLE_HEADS = String.raw`(?:tone|voice|style|manner|register|way|feel|mood
 /** A tone or emotion adjective after a copula or "keep it": "be empathetic", "keep it casual and friendly". */
 const COPULA = String.raw`(?<=(?:(?:^|[.;:!?,\n(])\s*|\b(?:and|please|but|always|also)\s+)be\s+|\b(?:sound|sounds|keep\s+it|make\s+it|keep\s+the\s+(?:tone|voice|style)|stay|remain|tone\s+(?:should|must)\s+be|tone\s+is)\s+)(?:(?:very|more|slightly|highly|deeply|somewhat|quite|extremely|fairly|short|brief|concise|simple|clear|${TONES}|${EMOTIONS})[\s,]+(?:and\s+|but\s+|yet\s+)?)*`;
 
+/** Qualities of the writing that style instructions ask for ("a touch of humor", "infuse it with wit"). */
+const STYLE_QUALITIES = String.raw`humou?r|wit|sarcasm|satire|irony|puns|whimsy|levity|wordplay|ambiguity|flair|elegance|eloquence|charm|mirth|panache|gravitas`;
+/** Quantifiers of a quality that only style instructions use ("a touch of", "a dash of"). */
+const STYLE_MEASURE = String.raw`(?:a\s+)?(?:touch|dash|sprinkle|sprinkling|hint|pinch|splash|layer|note|bit)\s+of`;
+/** What is imitated in a style instruction: "the wit of", "prose reminiscent of". */
+const STYLE_NOUNS = String.raw`(?:style|styles|stylings?|prose|tone|voice|wit|humou?r|language|manner|flair|eloquence|writing|rhythm|meter|metre|verse|charm|grace|diction|cadence|elegance|vocabulary|phrasing|penmanship|persona|demeanou?r|sensibilit(?:y|ies)|spirit|essence|narration|storytelling|banter|dialogue)`;
+
 const LANGS = String.raw`(?:english|french|spanish|german|italian|portuguese|chinese|mandarin|cantonese|japanese|korean|arabic|hindi|russian|dutch|swedish|norwegian|danish|finnish|polish|turkish|greek|hebrew|vietnamese|thai|indonesian|swahili|latin|persian|farsi|urdu|bengali|ukrainian|czech|romanian|hungarian|tagalog)`;
 
 /** Strong audience nouns: after "for", these name who reads the answer rather than what it is about. */
@@ -129,7 +136,7 @@ const RULES: readonly Rule[] = [
   // domain_format: a genre with conventions of its own, when the instruction asks for one (the verb sits in
   // a lookbehind so the evidence is the genre noun itself; "a story about an email" is not an email).
   ...rules('domain_format', [
-    String.raw`(?<=\b(?:write|draft|compose|prepare|create|produce|pen|generate|rewrite\s+(?:it|this|\w+)\s+as|format\s+(?:it|this|the\s+\w+)\s+as|turn\s+(?:it|this)\s+into|in\s+the\s+form\s+of|structured\s+as|written\s+as)\s+(?:an?\s+|the\s+|one\s+)?(?:(?!(?:about|on|of|for|to|with|from|the|that|which|and|in)\b)[\w-]+,?[\s-]+){0,3}?)${GENRES}\b`,
+    String.raw`(?<=\b(?:write|draft|compose|prepare|create|produce|pen|generate|rewrite\s+(?:it|this|\w+)\s+as|format\s+(?:it|this|the\s+\w+)\s+as|turn\s+(?:it|this)\s+into|in\s+the\s+form\s+of|structured\s+as|written\s+as)\s+(?:an?\s+|the\s+|one\s+)?(?:(?!(?:about|on|of|for|to|with|from|the|that|which|and|in)\b)\w[\w-]*,?\s+){0,3}?)${GENRES}\b`,
     // Chicago, Harvard and Vancouver are places and universities too, so they need "style" or "format".
     String.raw`\b(?:apa|mla|ieee|ama|harvard|chicago|vancouver|bluebook|turabian|oscola)[\s-]+(?:style|format|formatted|citations?|references?|referencing)\b`,
     String.raw`(?<=\b(?:in|using|use|follow|following|per)\s+(?:the\s+)?)(?:apa|mla|ieee|bluebook|turabian)\b`,
@@ -149,6 +156,8 @@ const RULES: readonly Rule[] = [
   ...rules('exclusion', [
     // "do not use more than 100 words" is a length limit, not an exclusion.
     String.raw`\b(?:do\s+not|don't|dont|never|must\s+not|mustn't|should\s+not|shouldn't|cannot|can't)\s+(?:ever\s+|explicitly\s+|directly\s+)?(?:mention|include|use|reference|refer\s+to|discuss|reveal|name|say|talk\s+about|add|cite|list|bring\s+up|give\s+away|rely\s+on|repeat|go\s+into|make\s+up|invent|speculate|recommend|suggest|write\s+about|touch\s+on|contain|translate)\b(?!\s+(?:more|over|fewer|less|beyond|longer|\d))`,
+    // Output verbs only as a command ("Do not output your analysis"): "you should never give up" is a topic.
+    String.raw`(?<=(?:^|[.;:!?,\n(])\s*|\b(?:and|please|but|also|then)\s+)(?:do\s+not|don't|dont)\s+(?:output|print|provide|give|explain|write|type|show)\b(?!\s+(?:up|in|out|more|over|fewer|less|beyond|longer|anything\s+(?:more|longer|else\s+than))\b|\s+\d)`,
     String.raw`\bwithout\s+(?:ever\s+|explicitly\s+|directly\s+)?(?:mentioning|using|referring\s+to|including|discussing|naming|revealing|citing|giving\s+away|repeating|relying\s+on|touching\s+on|bringing\s+up|resorting\s+to)\b`,
     String.raw`\b(?:without|free\s+(?:of|from))\s+(?:any\s+)?(?:technical\s+)?(?:jargon|spoilers|emojis?|hashtags|slang|acronyms|abbreviations|clich[eé]s|buzzwords|profanity)\b|\b(?:jargon|emoji|spoiler|clich[eé])-free\b`,
     String.raw`${IMPERATIVE}(?:avoid|exclude|omit|skip|leave\s+out)\b|\b(?:steer\s+clear\s+of|refrain\s+from|stay\s+away\s+from)\b|(?<=[,;]\s*|\bwhile\s+|\bbut\s+)(?:avoiding|excluding|omitting|leaving\s+out)\b`,
@@ -188,9 +197,29 @@ const RULES: readonly Rule[] = [
   ...rules('tone_style', [
     String.raw`(?<![\w-])${TONES}(?=${ADJ_CHAIN}\s+${STYLE_HEADS}\b)`,
     String.raw`${COPULA}(?<![\w-])${TONES}\b`,
-    String.raw`\bin\s+the\s+(?:style|voice)\s+of\b`,
-    String.raw`\b(?:with|add|use|inject)\s+(?:(?:some|a\s+(?:touch|bit)\s+of|light|gentle|dry)\s+)?(?:humou?r|wit|sarcasm|irony|puns)\b`,
+    String.raw`\bin\s+the\s+(?:[\w-]+\s+){0,3}?(?:style|voice|manner|vein)\s+of\b`,
+    String.raw`\b(?:with|add|adding|use|using|inject(?:ing)?)\s+(?:(?:some|an?|subtle|light|gentle|dry|sardonic|playful|${STYLE_MEASURE})\s+)*(?:(?!(?:the|his|her|their|its)\b)[\w-]+\s+)?(?:${STYLE_QUALITIES})\b`,
+    String.raw`\b(?:infus(?:e|ed|ing)|imbu(?:e|ed|ing)|sprinkl(?:e|ed|ing)|pepper(?:ed|ing)?|lac(?:e|ed|ing)|blend(?:ing)?\s+in|weav(?:e|ing)\s+in|incorporat(?:e|ing))\s+(?:(?:[\w-]+\s+){0,3}?with\s+)?(?:(?:some|an?|the|subtle|light|gentle|dry|sardonic|playful|${STYLE_MEASURE})\s+)*(?:[\w-]+\s+)?(?:${STYLE_QUALITIES})\b`,
+    String.raw`\b${STYLE_MEASURE}\s+(?:[\w-]+\s+)?(?:${STYLE_QUALITIES})\b`,
+    // Imitation: "the wit of Oscar Wilde", "prose reminiscent of Poe", "channel your inner Shakespeare".
+    String.raw`(?<=\b${STYLE_NOUNS}\b[^.;!?\n]{0,40}?)\b(?:reminiscent\s+of|characteristic\s+of|typical\s+of|akin\s+to|befitting|evocative\s+of|in\s+the\s+(?:manner|vein|tradition)\s+of|inspired\s+by)\b`,
+    String.raw`\b(?:(?:respond|reply|answer|write|speak|narrate|explain|tell)\w*\s+(?:it\s+)?(?:with|using|in)|channel(?:l?ing)?|embod(?:y|ying)|adopt(?:ing)?|captur(?:e|ing)|mimic(?:king)?|emulat(?:e|ing)|imitat(?:e|ing)|evok(?:e|ing)|echo(?:ing)?)\s+(?:the\s+|an?\s+)?(?:[\w-]+,?\s+(?:and\s+)?){0,3}?${STYLE_NOUNS}\s+of\b`,
+    String.raw`\bchannel(?:l?ing)?\s+your\s+inner\b`,
   ]),
+
+  // tone_style / persona: the answer is written in a role ("act as a tour guide", "respond as if you were
+  // Lincoln"); "as if you were explaining to a child" names an audience instead.
+  ...(
+    [
+      String.raw`${IMPERATIVE}(?:act|pose|role-?play|respond|answer|reply|speak)\s+as\s+(?:an?|the|if|though)\b(?!\s+(?:you\s+were\s+)?(?:explaining|talking|speaking|writing)\s+to\b)`,
+      String.raw`\bI\s+(?:want|need|would\s+like)\s+you\s+to\s+(?:act|pose|play|role-?play)\b`,
+      String.raw`\b(?:respond|reply|answer|write|writing|written|speak|narrat(?:e|ed)|talk|explain|tell|describe|craft|frame|compose|present|deliver|pen)\w*\s+(?:[\w-]+\s+){0,4}?as\s+(?:if|though)\s+(?:you\s+(?:were|are)|you're|(?:written|narrated|told|spoken|penned|delivered)\s+by)\b(?!\s+(?:explaining|talking|speaking|writing)\s+to\b)`,
+      String.raw`${IMPERATIVE}(?:take\s+on|adopt|assume|embody|channel|play)\s+the\s+(?:[\w-]+\s+){0,2}?(?:role|persona|character|voice|perspective)\s+of\b|\b(?:in|with|channel(?:l?ing)|embodying|adopting)\s+the\s+(?:[\w-]+\s+){0,2}?(?:persona|voice)\s+of\b`,
+      String.raw`\b(?:imagine|picture|position|consider|see|envision|think\s+of|cast)\s+yourself\s+(?:as\s+)?(?:an?|the)\b`,
+      // "You are a doctor in Victorian England ...": a role set at the very start, as system prompts do.
+      String.raw`^\s*(?:you\s+are|you're)\s+(?:now\s+)?(?:an?|the)\s+(?!(?:good|great|bad|right|wrong|only|first|best)\b)`,
+    ] as const
+  ).map((source): Rule => ({ type: 'tone_style', subtype: 'persona', pattern: r(source) })),
 
   // emotion: the feeling the answer conveys, same construction as tone, plus "convey/show/with <feeling>".
   ...rules('emotion', [

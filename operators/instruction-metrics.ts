@@ -1,3 +1,4 @@
+import { countConstraints } from './constraint-count.js';
 import {
   CONSTRAINT_TYPES,
   summarizeConstraints,
@@ -12,7 +13,13 @@ export interface InstructionMetrics {
   readonly outputWords: number;
   /** Distinct constraint types the instruction states (a lower bound: the tagger favours precision). */
   readonly constraintTypes: ConstraintType[];
+  /** Number of distinct types (constraintTypes.length). */
   readonly constraintCount: number;
+  /**
+   * Constraints stated, counted by clause (constraint-count.ts): unlike the distinct types it grows with each
+   * constraint added, also of a type already present or phrased without a cue word. The ranking measure.
+   */
+  readonly constraintsStated: number;
 }
 
 export function measureInstruction(instruction: string, output: string | null): InstructionMetrics {
@@ -24,6 +31,7 @@ export function measureInstruction(instruction: string, output: string | null): 
     outputWords: output === null ? 0 : countWords(output),
     constraintTypes: types,
     constraintCount: types.length,
+    constraintsStated: countConstraints(instruction, tags),
   };
 }
 
@@ -32,8 +40,11 @@ export interface DatasetMetrics {
   readonly rows: number;
   readonly instructionWords: Distribution;
   readonly outputWords: Distribution;
+  /** Distinct constraint types per instruction. */
   readonly constraintsPerInstruction: Distribution;
-  /** Constraint count → share of instructions, e.g. {"0": 0.4, "1": 0.35, ...}. */
+  /** Constraints stated per instruction, counted by clause (InstructionMetrics.constraintsStated). */
+  readonly constraintsStated: Distribution;
+  /** Distinct-type count → share of instructions, e.g. {"0": 0.4, "1": 0.35, ...}. */
   readonly constraintHistogram: Record<string, number>;
   /** Share of instructions stating each type. */
   readonly typeShare: Record<ConstraintType, number>;
@@ -52,12 +63,14 @@ export class MetricsAccumulator {
   private readonly instructionWords: number[] = [];
   private readonly outputWords: number[] = [];
   private readonly constraints: number[] = [];
+  private readonly stated: number[] = [];
   private readonly typeCounts = new Map<ConstraintType, number>();
 
   add(metrics: InstructionMetrics): void {
     this.instructionWords.push(metrics.instructionWords);
     this.outputWords.push(metrics.outputWords);
     this.constraints.push(metrics.constraintCount);
+    this.stated.push(metrics.constraintsStated);
     for (const type of metrics.constraintTypes)
       this.typeCounts.set(type, (this.typeCounts.get(type) ?? 0) + 1);
   }
@@ -75,6 +88,7 @@ export class MetricsAccumulator {
       instructionWords: distribution(this.instructionWords),
       outputWords: distribution(this.outputWords),
       constraintsPerInstruction: distribution(this.constraints),
+      constraintsStated: distribution(this.stated),
       constraintHistogram: histogram,
       typeShare,
     };

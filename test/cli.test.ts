@@ -344,6 +344,7 @@ describe('air score', () => {
         JSON.parse(await readFile(json, 'utf8')) as {
           rows: number;
           constraintsPerInstruction: { mean: number; max: number };
+          constraintsStated: { mean: number; max: number };
           typeShare: Record<string, number>;
         },
       );
@@ -352,6 +353,8 @@ describe('air score', () => {
     const s = summaries[0]!;
     expect(s.rows).toBe(3);
     expect(s.constraintsPerInstruction.max).toBe(5); // tone, domain format, length, language, exclusion
+    expect(s.constraintsStated.max).toBe(5);
+    expect(s.constraintsStated.mean).toBeCloseTo((5 + 0 + 2) / 3, 5); // the third: bullet points, beginners
     expect(s.typeShare.multilingual).toBeCloseTo(1 / 3, 5);
     expect(s.typeShare.citation).toBe(0);
   });

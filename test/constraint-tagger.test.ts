@@ -54,6 +54,16 @@ const CASES: ReadonlyArray<readonly [string, readonly ConstraintType[]]> = [
   ['Write a persuasive essay on why cities need more parks.', ['tone_style']],
   ['Describe your morning routine in a humorous tone.', ['tone_style']],
   ['Explain the rules of chess. Keep it casual.', ['tone_style']],
+  // tone and style without a tone adjective: imitation, qualities, roles (issue 11)
+  ['Explain the history of jazz in the whimsical style of Dr. Seuss.', ['tone_style']],
+  ['Describe the ocean with a touch of humor.', ['tone_style']],
+  ['Explain tides, infusing your answer with the wit of Oscar Wilde.', ['tone_style']],
+  ['Describe a sunrise in prose reminiscent of Hemingway.', ['tone_style']],
+  ['Channel your inner Shakespeare and describe a rainy day.', ['tone_style']],
+  ['Act as a travel agent and suggest three destinations.', ['tone_style']],
+  ['Respond as if you were Abraham Lincoln.', ['tone_style']],
+  ['Picture yourself as a chef and describe your kitchen.', ['tone_style']],
+  ['You are a customer support agent. Answer the question below.', ['tone_style']],
   // emotion
   ['Write an empathetic reply to a customer whose order arrived damaged.', ['emotion']],
   ['Announce the product launch to the team with genuine enthusiasm.', ['emotion']],
@@ -108,8 +118,26 @@ const CASES: ReadonlyArray<readonly [string, readonly ConstraintType[]]> = [
   ['Explain what a rhyme is.', []],
   ['Describe the role of cheese in French cuisine.', []],
   ['Explain why translation is difficult for machines.', []],
+  // the words of the style and persona rules used as the topic
+  ['Explain why gold can act as an insurance policy against inflation.', []],
+  ['Explain how the heart acts as a pump.', []],
+  ['Describe a building reminiscent of ancient Rome.', []],
+  ['Describe the role of humor in politics.', []],
+  ['Explain what a sense of humor is.', []],
+  ['Compare the wit of Oscar Wilde with the humor of Mark Twain.', []],
+  ['Describe how a hotel can match different styles of decor.', []],
+  ['Explain why the writing of Jane Austen is still popular.', []],
+  ['Describe the persona of a typical startup founder.', []],
+  ['Explain how actors take on the role of a villain.', []],
+  ['Explain why some people feel as if they were strangers in their own town.', []],
+  ['You are right to ask: how does a vaccine work?', []],
+  ['Explain why you should never give up on your dreams.', []],
+  ['Explain why some students cannot write essays.', []],
+  ["Explain why some teams don't write tests.", []],
   ['Do not cite any sources; explain the idea in your own words.', ['exclusion']],
   ['Summarize the meeting and use no bullet points.', ['exclusion']],
+  ['Extract the dates. Do not output your reasoning.', ['exclusion']],
+  ['Act as a linux terminal; do not write explanations.', ['exclusion', 'tone_style']],
 ];
 
 describe('tagConstraints', () => {
@@ -251,5 +279,12 @@ describe('CONSTRAINT_TYPES and summarizeConstraints', () => {
     expect(summary.distinctTypes).toBe(5);
     expect(Object.keys(summary.counts)).toHaveLength(12);
     expect(summarizeConstraints([]).distinctTypes).toBe(0);
+  });
+});
+
+describe('robustness', () => {
+  it('tags a page with a long rule of dashes (a genre pattern once backtracked exponentially on it)', () => {
+    const page = `Contador de Visitas\n\n${'-'.repeat(150)}\n\nVol 26, No 1 (2019): enero-abril. Write a short-term memo.`;
+    expect(typesOf(page)).toEqual(['domain_format']);
   });
 });

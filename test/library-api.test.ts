@@ -12,6 +12,7 @@ describe('library API', () => {
       'HttpLlmClient',
       'startSimulator',
       'tagConstraints',
+      'countConstraints',
       'refine',
       'appendAirStages',
       'airTable',

@@ -12,6 +12,7 @@ import type { PipelineRun } from '../pipeline/run.js';
 import { commaList, countArg, integerArg, nonNegativeArg, positiveIntArg } from './args.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
+import { registerPlanCommand } from './plan-command.js';
 import { ProgressReporter } from './progress.js';
 import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
@@ -217,6 +218,7 @@ Example:
   registerBenchCommand(program, io, (code) => (exitCode = code));
   registerScoreCommand(program, io);
   registerStatsCommand(program, io);
+  registerPlanCommand(program, io, (code) => (exitCode = code));
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

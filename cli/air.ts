@@ -17,6 +17,7 @@ import { ProgressReporter } from './progress.js';
 import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
 import { registerStatsCommand } from './stats-command.js';
+import { registerStatusCommand } from './status-command.js';
 import { summaryLines } from './summary.js';
 import { formatDownload } from './format.js';
 import { watchLauncher } from './launcher.js';
@@ -219,6 +220,7 @@ Example:
   registerScoreCommand(program, io);
   registerStatsCommand(program, io);
   registerPlanCommand(program, io, (code) => (exitCode = code));
+  registerStatusCommand(program, io, (code) => (exitCode = code));
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

@@ -53,8 +53,7 @@ export function statusLines(status: JobStatus): string[] {
     `${formatCount(t.plannedRows)} rows settled (${share(t)}), ${formatCount(t.rowsWritten)} written; ` +
     `${t.rowsPerSecond === null ? '-' : formatRate(t.rowsPerSecond)} rows/s; ETA ${eta(t.etaSeconds)}`;
   const rows = status.ranks.map((r: RankStatus) => [
-    String(r.rank).padStart(5, '0'),
-    r.state,
+    `${String(r.rank).padStart(5, '0')}  ${r.state}`,
     `${formatCount(r.settledRows)} / ${formatCount(r.plannedRows)}`,
     share(r),
     formatCount(r.rowsWritten),
@@ -64,6 +63,6 @@ export function statusLines(status: JobStatus): string[] {
   ]);
   return [
     head,
-    ...formatTable([['rank', 'state', 'settled / planned', '', 'written', 'rows/s', 'ETA', 'note'], ...rows]),
+    ...formatTable([['rank   state', 'settled / planned', '', 'written', 'rows/s', 'ETA', 'note'], ...rows]),
   ];
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -15,8 +15,9 @@ import {
 import { buildPlan, savePlan } from '../job/plan/plan-file.js';
 import { jobStatus } from '../job/plan/status.js';
 import { readManifest } from '../pipeline/io/manifest.js';
+import { countRows } from '../pipeline/row-ranges.js';
 import { jobStatusSchema, type Plan } from '../schemas/plan.js';
-import { runAir } from './helpers/cli.js';
+import { runAir, startAir } from './helpers/cli.js';
 import { SAMPLE, tempDir, writeParquet } from './helpers/duckdb.js';
 
 let dir: string;
@@ -158,6 +159,75 @@ describe('jobStatus', () => {
     const status = await jobStatus(root);
     expect(status.ranks[idle]).toMatchObject({ state: 'not-started' });
     expect(status.ranks[idle]!.note).toMatch(/completions\/\d{5} is of another plan \(fingerprint f{16}\)/);
+  });
+});
+
+describe('a rank killed mid-way', () => {
+  it('is interrupted once its manifest is stale or its dead process left a heartbeat, with the rows it settled', async () => {
+    const shards = path.join(dir, 'kill-shards');
+    await mkdir(shards);
+    await writeParquet(
+      path.join(shards, 'many.parquet'),
+      `select i as id, 'doc ' || i::varchar || ' ' || repeat('alpha beta gamma ' || (i * 7)::varchar || ' ', 20) as text from range(60000) t(i)`,
+    );
+    const killRoot = path.join(dir, 'kill-job');
+    await mkdir(killRoot);
+    const killPlan = await buildPlan(parseRunConfig({ input: shards, output: killRoot }), 1);
+    await savePlan(killRoot, killPlan);
+    const config = path.join(dir, 'checkpoint-often.yaml');
+    await writeFile(config, 'engine:\n  checkpointSeconds: 0.2\n');
+    const out = rankDir(killRoot, 0);
+    const { child, done } = startAir([
+      'run',
+      '-i',
+      killPlan.shards[0]!.path,
+      '-o',
+      out,
+      '--method',
+      'documents',
+      '--progress',
+      'off',
+      '--config',
+      config,
+      '--part-rows',
+      '2000',
+    ]);
+    const manifestText = () => readFile(path.join(out, 'manifest.jsonl'), 'utf8').catch(() => '');
+    while (!(await manifestText()).includes('"kind":"commit"')) {
+      if (child.exitCode !== null) throw new Error('the run ended before its first commit');
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    child.kill('SIGKILL');
+    expect((await done).signal).toBe('SIGKILL');
+
+    const settled = (await readManifest(out))!.commits.reduce(
+      (n, c) => n + Object.values(c.settled).reduce((m, ranges) => m + countRows(ranges), 0),
+      0,
+    );
+    expect(settled).toBeGreaterThan(0);
+    expect(settled).toBeLessThan(60_000);
+    // Without a heartbeat, its manifest's last write is all there is: just written, so it looks alive…
+    const soon = (await jobStatus(killRoot)).ranks[0]!;
+    expect(soon).toMatchObject({ state: 'running', settledRows: settled, plannedRows: 60_000 });
+    expect(soon.note).toBe('no heartbeat: judged by its manifest.jsonl');
+    // …until the stale window has passed.
+    const stale = (await jobStatus(killRoot, { staleAfterSeconds: 0 })).ranks[0]!;
+    expect(stale).toMatchObject({ state: 'interrupted', settledRows: settled, rowsPerSecond: null });
+    // A heartbeat the killed process left behind says so at once.
+    const at = new Date().toISOString();
+    await mkdir(path.dirname(heartbeatFile(killRoot, 0)), { recursive: true });
+    await writeFile(
+      heartbeatFile(killRoot, 0),
+      JSON.stringify({ pid: child.pid, host: os.hostname(), startedAt: at, updatedAt: at }),
+    );
+    const gone = (await jobStatus(killRoot)).ranks[0]!;
+    expect(gone).toMatchObject({
+      state: 'interrupted',
+      note: `process ${child.pid} on ${os.hostname()} is gone`,
+    });
+    const cli = await runAir(['status', killRoot]);
+    expect(cli.code).toBe(1);
+    expect(cli.stdout).toMatch(/0 of 1 ranks complete, 0 running, 1 interrupted/);
   });
 });
 

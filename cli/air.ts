@@ -11,11 +11,13 @@ import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
+import { registerPlanCommand } from './plan-command.js';
 import { ProgressReporter } from './progress.js';
 import { settingOption, settingsFromFlags, SETTING_FLAGS } from './setting-flags.js';
 import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
 import { registerStatsCommand } from './stats-command.js';
+import { registerStatusCommand } from './status-command.js';
 import { summaryLines } from './summary.js';
 import { formatDownload } from './format.js';
 import { watchLauncher } from './launcher.js';
@@ -120,6 +122,8 @@ Example:
   registerBenchCommand(program, io, (code) => (exitCode = code));
   registerScoreCommand(program, io);
   registerStatsCommand(program, io);
+  registerPlanCommand(program, io, (code) => (exitCode = code));
+  registerStatusCommand(program, io, (code) => (exitCode = code));
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

@@ -9,6 +9,7 @@ import {
   readManifest,
   shardIdentity,
   type Manifest,
+  type ManifestEntry,
   type ShardIdentity,
 } from '../pipeline/io/manifest.js';
 import type { CommittedPart } from '../pipeline/io/parquet-sink.js';
@@ -77,32 +78,44 @@ export async function openOutput(
   await removeUncommitted(dir, committed, '');
   await removeUncommitted(path.join(dir, FAILED_DIR), committedFailed, `${FAILED_DIR}/`);
   const log = await ManifestLog.open(dir, { kind: 'resume', at: new Date().toISOString(), fingerprint });
-  const settledRows = new Map<string, RowRanges>();
-  const tallies = new Map<string, ShardTally>();
-  for (const entry of manifest.entries) {
-    if (entry.kind === 'commit') {
-      for (const [label, ranges] of Object.entries(entry.settled)) {
-        settledRows.set(label, toRanges([], [...(settledRows.get(label) ?? []), ...ranges]));
-      }
-      for (const t of entry.tallies) addTally(tallyIn(tallies, t.shard), t);
-    } else if (entry.kind === 'retry') {
-      for (const [label, ranges] of Object.entries(entry.rows)) {
-        settledRows.set(label, subtractRanges(settledRows.get(label) ?? [], ranges));
-      }
-      for (const t of entry.tallies) addTally(tallyIn(tallies, t.shard), t);
-    }
-  }
+  const { settled, tallies } = settledSoFar(manifest.entries);
   const last = manifest.commits[manifest.commits.length - 1];
   return {
     resumed: true,
     complete: manifest.complete,
-    settled: settledRows,
-    tallies: [...tallies.values()],
+    settled,
+    tallies,
     nextPart: nextIndex(committed),
     nextFailedPart: nextIndex(new Set([...committedFailed].map((p) => p.slice(FAILED_DIR.length + 1)))),
     notesBytes: last?.notesBytes ?? 0,
     log,
   };
+}
+
+/**
+ * The input rows a folder's manifest records as settled, by shard label, with their tallies: every commit adds
+ * its rows, every retry takes its rows back. This is what a resume skips and what `air status` counts.
+ */
+export function settledSoFar(entries: readonly ManifestEntry[]): {
+  settled: Map<string, RowRanges>;
+  tallies: ShardTally[];
+} {
+  const settled = new Map<string, RowRanges>();
+  const tallies = new Map<string, ShardTally>();
+  for (const entry of entries) {
+    if (entry.kind === 'commit') {
+      for (const [label, ranges] of Object.entries(entry.settled)) {
+        settled.set(label, toRanges([], [...(settled.get(label) ?? []), ...ranges]));
+      }
+      for (const t of entry.tallies) addTally(tallyIn(tallies, t.shard), t);
+    } else if (entry.kind === 'retry') {
+      for (const [label, ranges] of Object.entries(entry.rows)) {
+        settled.set(label, subtractRanges(settled.get(label) ?? [], ranges));
+      }
+      for (const t of entry.tallies) addTally(tallyIn(tallies, t.shard), t);
+    }
+  }
+  return { settled, tallies: [...tallies.values()] };
 }
 
 function fresh(log: ManifestLog): StartingPoint {

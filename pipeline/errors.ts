@@ -18,7 +18,8 @@ export type AirErrorCode =
   | 'AIR_CANCELLED'
   | 'AIR_OPERATOR_FAILED'
   | 'AIR_FAILURE_RATE'
-  | 'AIR_RESUME_MISMATCH';
+  | 'AIR_RESUME_MISMATCH'
+  | 'AIR_PLAN_MISMATCH';
 
 export class AirError<C extends string = AirErrorCode> extends Error {
   readonly code: C;

@@ -1,0 +1,194 @@
+import { readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
+import { AirError, ConfigError, ParquetInputError, errorMessage } from '../../pipeline/errors.js';
+import { shardIdentity } from '../../pipeline/io/manifest.js';
+import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
+import { writeAtomically } from '../../report/artifacts.js';
+import { parsePlan, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
+import { parseRunConfig, type RunConfig } from '../config.js';
+import { configFingerprint, differingSettings, resultSettings } from '../fingerprint.js';
+import { assignByBytes } from './assign.js';
+import { PLAN_FILE, planFile } from './layout.js';
+
+/** Footers read at once while planning: enough to hide a shared file system's latency, few enough for EMFILE. */
+const FOOTERS_IN_FLIGHT = 16;
+
+/**
+ * Lists the config's input once and freezes it: each shard's identity (as a resume checks it), its rows from
+ * the footer, and its rank (balanced by bytes, see assign.ts). `config.output` is the plan's root.
+ */
+export async function buildPlan(config: RunConfig, worldSize: number, now = new Date()): Promise<Plan> {
+  const listed = await resolveShards(config.input);
+  const planned = await mapInFlight(listed, FOOTERS_IN_FLIGHT, describeShard);
+  const assignment = assignByBytes(planned, worldSize);
+  const shards: PlannedShard[] = planned.map((s, index) => ({
+    ...s,
+    index,
+    rank: assignment.rankOf[index]!,
+  }));
+  const ranks = assignment.shardsOf.map((indexes, rank) => ({
+    rank,
+    shards: indexes.map((i) => shards[i]!.label),
+    bytes: assignment.bytes[rank]!,
+    rows: indexes.reduce((sum, i) => sum + shards[i]!.rows, 0),
+  }));
+  return {
+    version: PLAN_VERSION,
+    createdAt: now.toISOString(),
+    worldSize,
+    fingerprint: configFingerprint(config),
+    config: config as unknown as Record<string, unknown>,
+    shards,
+    ranks,
+    totals: {
+      shards: shards.length,
+      bytes: shards.reduce((sum, s) => sum + s.size, 0),
+      rows: shards.reduce((sum, s) => sum + s.rows, 0),
+    },
+  };
+}
+
+async function describeShard(shard: Shard): Promise<Omit<PlannedShard, 'index' | 'rank'>> {
+  const identity = await shardIdentity(shard);
+  let rows: number;
+  try {
+    // hyparquet reads the footer alone (two small reads); DuckDB would start an engine for one number.
+    rows = Number((await parquetMetadataAsync(await asyncBufferFromFile(shard.path))).num_rows);
+  } catch (error) {
+    throw new ParquetInputError(
+      'AIR_PARQUET_NOT_PARQUET',
+      shard.label,
+      `cannot read its Parquet footer: ${errorMessage(error)}`,
+      { cause: error },
+    );
+  }
+  return { label: shard.label, path: shard.path, ...pick(identity), rows };
+}
+
+function pick(identity: { size: number; mtimeMs: number; footerHash: string }) {
+  return { size: identity.size, mtimeMs: identity.mtimeMs, footerHash: identity.footerHash };
+}
+
+async function mapInFlight<T, R>(
+  items: readonly T[],
+  limit: number,
+  fn: (item: T) => Promise<R>,
+): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]!);
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  return out;
+}
+
+/**
+ * What makes `next` another plan than `existing`, in one line; undefined when they are the same plan (the same
+ * world size, result settings and shards with the same identities and ranks). createdAt and paths do not count:
+ * the same shards mounted elsewhere are the same plan.
+ */
+export function planDifference(existing: Plan, next: Plan): string | undefined {
+  if (existing.worldSize !== next.worldSize) {
+    return `world size ${existing.worldSize} -> ${next.worldSize}`;
+  }
+  if (existing.fingerprint !== next.fingerprint) {
+    const keys = settingsDiffering(existing, next);
+    return `config fingerprint ${existing.fingerprint} -> ${next.fingerprint}${keys === '' ? '' : ` (${keys})`}`;
+  }
+  const before = new Map(existing.shards.map((s) => [s.label, s]));
+  const after = new Map(next.shards.map((s) => [s.label, s]));
+  const added = [...after.keys()].filter((l) => !before.has(l));
+  const removed = [...before.keys()].filter((l) => !after.has(l));
+  const changed = [...after.values()].flatMap((s) => {
+    const then = before.get(s.label);
+    if (then === undefined) return [];
+    const keys = (['size', 'mtimeMs', 'footerHash', 'rows'] as const).filter((k) => then[k] !== s[k]);
+    return keys.length === 0 ? [] : [`${s.label} (${keys.join(', ')})`];
+  });
+  const parts = [listed('added', added), listed('removed', removed), listed('changed', changed)].filter(
+    (p) => p !== '',
+  );
+  if (parts.length > 0) return `shard listing differs: ${parts.join('; ')}`;
+  // Same shards, same sizes: the ranks can only differ if the assignment rule changed.
+  const moved = next.shards.filter((s) => before.get(s.label)!.rank !== s.rank).map((s) => s.label);
+  return moved.length === 0 ? undefined : `shard ranks differ: ${listed('moved', moved)}`;
+}
+
+function listed(what: string, names: readonly string[]): string {
+  if (names.length === 0) return '';
+  const shown = names.slice(0, 3).join(', ');
+  return `${what} ${shown}${names.length > 3 ? ` and ${names.length - 3} more` : ''}`;
+}
+
+function settingsDiffering(existing: Plan, next: Plan): string {
+  try {
+    const a = resultSettings(parseRunConfig(existing.config, PLAN_FILE));
+    const b = resultSettings(parseRunConfig(next.config, PLAN_FILE));
+    return differingSettings(a, b).join(', ');
+  } catch {
+    return ''; // a plan written by another version of air: the fingerprints alone say it differs
+  }
+}
+
+export type PlanOutcome = 'written' | 'unchanged' | 'replaced';
+
+/**
+ * Writes `plan` to `<root>/plan.json` (atomically). A plan already there is kept when it is the same plan, and
+ * refused (AIR_PLAN_MISMATCH) when it differs, unless `force`: ranks may already be running from it.
+ */
+export async function savePlan(root: string, plan: Plan, force = false): Promise<PlanOutcome> {
+  const file = planFile(root);
+  const existing = (await exists(file)) ? await readPlan(file) : undefined;
+  if (existing !== undefined) {
+    const difference = planDifference(existing, plan);
+    if (difference === undefined) return 'unchanged';
+    if (!force) {
+      throw new AirError(
+        'AIR_PLAN_MISMATCH',
+        `${file}: another plan is here (${difference}); ranks may be running from it. ` +
+          'Plan into another folder, or pass --force to replace it',
+      );
+    }
+  }
+  await writeAtomically(file, `${JSON.stringify(plan, null, 2)}\n`);
+  return existing === undefined ? 'written' : 'replaced';
+}
+
+/** Reads and validates a plan: `root` is a plan's folder or the plan.json file itself. Errors name the file. */
+export async function readPlan(root: string): Promise<Plan> {
+  const file = (await isDirectory(root)) ? planFile(root) : root;
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch {
+    throw new ConfigError(
+      `${file}: no plan here (${path.basename(file) === PLAN_FILE ? 'run air plan first' : 'cannot read it'})`,
+    );
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError(`${file}: not JSON (${errorMessage(error)})`);
+  }
+  return parsePlan(value, file);
+}
+
+async function exists(file: string): Promise<boolean> {
+  return stat(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+async function isDirectory(target: string): Promise<boolean> {
+  return stat(target).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}

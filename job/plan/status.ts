@@ -1,0 +1,216 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { MANIFEST_FILE, readManifest, type Manifest } from '../../pipeline/io/manifest.js';
+import { countRows } from '../../pipeline/row-ranges.js';
+import { PLAN_VERSION, type JobStatus, type Plan, type RankStatus } from '../../schemas/plan.js';
+import { settledSoFar } from '../checkpoint.js';
+import {
+  processAlive,
+  rankDir,
+  rankName,
+  readCompletion,
+  readHeartbeat,
+  STALE_AFTER_SECONDS,
+} from './layout.js';
+import { readPlan } from './plan-file.js';
+
+export interface StatusOptions {
+  /** Fixed for tests; default now. */
+  readonly now?: Date;
+  /** A rank with no sign of life for this long is interrupted (default STALE_AFTER_SECONDS). */
+  readonly staleAfterSeconds?: number;
+}
+
+/**
+ * Where every rank of the job in `root` stands, from the shared folder alone (no coordinator):
+ *
+ * - complete: `completions/NNNNN` exists and carries the plan's fingerprint (one of another plan does not count);
+ * - not started: no rank folder and no heartbeat;
+ * - running: its heartbeat (`heartbeats/NNNNN`) was rewritten within the stale window and, when it was written on
+ *   this machine, its process is alive. A rank without a heartbeat is judged by the last write of its
+ *   manifest.jsonl instead (a slow rank that commits rarely then shows as interrupted: ranks write heartbeats);
+ * - interrupted: anything else with a folder: a stale heartbeat, a dead process, or a manifest that says
+ *   complete without a completion file (the rank stopped before marking itself; running it again does).
+ *
+ * Rows settled come from each rank's manifest, as a resume counts them. A rank's rate is the rows it settled in
+ * its current session (since its manifest's last header or resume entry) over the session's length.
+ */
+export async function jobStatus(root: string, options: StatusOptions = {}): Promise<JobStatus> {
+  const plan = await readPlan(root);
+  const now = options.now ?? new Date();
+  const staleMs = (options.staleAfterSeconds ?? STALE_AFTER_SECONDS) * 1000;
+  const ranks: RankStatus[] = [];
+  for (const planned of plan.ranks) ranks.push(await rankStatus(root, plan, planned.rank, now, staleMs));
+  const { complete, totals } = summarise(ranks);
+  return {
+    version: PLAN_VERSION,
+    root,
+    at: now.toISOString(),
+    worldSize: plan.worldSize,
+    fingerprint: plan.fingerprint,
+    complete,
+    totals,
+    ranks,
+  };
+}
+
+async function rankStatus(
+  root: string,
+  plan: Plan,
+  rank: number,
+  now: Date,
+  staleMs: number,
+): Promise<RankStatus> {
+  const planned = plan.ranks[rank]!;
+  const dir = rankDir(root, rank);
+  const manifest = await readManifest(dir).catch(() => undefined);
+  const progress = manifest === undefined ? undefined : sessionProgress(manifest);
+  const completion = await readCompletion(root, rank);
+  const heartbeat = (await readHeartbeat(root, rank)) ?? null;
+  const base = {
+    rank,
+    shards: planned.shards.length,
+    plannedRows: planned.rows,
+    settledRows: progress?.settledRows ?? 0,
+    rowsWritten: progress?.rowsWritten ?? 0,
+    startedAt: progress?.startedAt.toISOString() ?? null,
+    heartbeat:
+      heartbeat === null
+        ? null
+        : { pid: heartbeat.pid, host: heartbeat.host, updatedAt: heartbeat.updatedAt },
+  };
+  const ownCompletion = completion?.fingerprint === plan.fingerprint && completion.rank === rank;
+  if (ownCompletion) {
+    const finishedAt = new Date(completion.finishedAt);
+    return {
+      ...base,
+      state: 'complete',
+      settledRows: planned.rows,
+      rowsWritten: completion.rowsWritten,
+      updatedAt: completion.finishedAt,
+      rowsPerSecond:
+        progress === undefined ? null : rate(progress.sessionRows, progress.startedAt, finishedAt),
+      etaSeconds: 0,
+      note: null,
+    };
+  }
+  const staleCompletion =
+    completion === undefined
+      ? null
+      : `completions/${rankName(rank)} is of another plan (fingerprint ${completion.fingerprint})`;
+  const folder = await stat(dir).catch(() => undefined);
+  if (folder === undefined && heartbeat === null) {
+    return {
+      ...base,
+      state: 'not-started',
+      updatedAt: null,
+      rowsPerSecond: null,
+      etaSeconds: null,
+      note: staleCompletion,
+    };
+  }
+  const lastWrite = heartbeat === null ? await manifestWrittenAt(dir) : new Date(heartbeat.updatedAt);
+  const alive = heartbeat === null ? undefined : processAlive(heartbeat);
+  const fresh = lastWrite !== undefined && now.getTime() - lastWrite.getTime() <= staleMs;
+  const running = fresh && alive !== false && (heartbeat !== null || manifest?.complete !== true);
+  const updatedAt = lastWrite?.toISOString() ?? null;
+  if (running) {
+    const perSecond = progress === undefined ? null : rate(progress.sessionRows, progress.startedAt, now);
+    const left = Math.max(0, planned.rows - base.settledRows);
+    return {
+      ...base,
+      state: 'running',
+      updatedAt,
+      rowsPerSecond: perSecond,
+      etaSeconds: perSecond === null ? null : left / perSecond,
+      note: staleCompletion ?? (heartbeat === null ? 'no heartbeat: judged by its manifest.jsonl' : null),
+    };
+  }
+  const why =
+    alive === false
+      ? `process ${heartbeat!.pid} on ${heartbeat!.host} is gone`
+      : heartbeat === null && manifest?.complete === true
+        ? 'its manifest is complete but it wrote no completion: run the rank again to mark it'
+        : lastWrite === undefined
+          ? 'nothing written yet'
+          : `last sign of life ${Math.round((now.getTime() - lastWrite.getTime()) / 1000)}s ago`;
+  return {
+    ...base,
+    state: 'interrupted',
+    updatedAt,
+    rowsPerSecond: null,
+    etaSeconds: null,
+    note: staleCompletion === null ? why : `${staleCompletion}; ${why}`,
+  };
+}
+
+interface SessionProgress {
+  readonly settledRows: number;
+  readonly rowsWritten: number;
+  /** The current session: the manifest's last header or resume entry. */
+  readonly startedAt: Date;
+  readonly sessionRows: number;
+}
+
+function sessionProgress(manifest: Manifest): SessionProgress {
+  const { settled } = settledSoFar(manifest.entries);
+  let settledRows = 0;
+  for (const ranges of settled.values()) settledRows += countRows(ranges);
+  let startedAt = new Date(manifest.header.createdAt);
+  let sessionRows = 0;
+  let rowsWritten = 0;
+  for (const entry of manifest.entries) {
+    if (entry.kind === 'resume') {
+      startedAt = new Date(entry.at);
+      sessionRows = 0;
+    } else if (entry.kind === 'commit') {
+      rowsWritten += entry.rows;
+      for (const ranges of Object.values(entry.settled)) sessionRows += countRows(ranges);
+    }
+  }
+  return { settledRows, rowsWritten, startedAt, sessionRows };
+}
+
+function rate(rows: number, from: Date, to: Date): number | null {
+  const seconds = (to.getTime() - from.getTime()) / 1000;
+  return rows > 0 && seconds > 0 ? rows / seconds : null;
+}
+
+async function manifestWrittenAt(dir: string): Promise<Date | undefined> {
+  const info = await stat(path.join(dir, MANIFEST_FILE)).catch(() => undefined);
+  return info?.mtime;
+}
+
+/**
+ * Totals, and the job's ETA: the slowest unfinished rank at the rates seen. A running rank goes by its own rate;
+ * a rank not started or interrupted is assumed restarted now at the mean rate of the ranks that have one.
+ */
+function summarise(ranks: readonly RankStatus[]): Pick<JobStatus, 'complete' | 'totals'> {
+  const count = (state: RankStatus['state']) => ranks.filter((r) => r.state === state).length;
+  const sum = (f: (r: RankStatus) => number) => ranks.reduce((n, r) => n + f(r), 0);
+  const rates = ranks.map((r) => r.rowsPerSecond).filter((x): x is number => x !== null);
+  const meanRate = rates.length === 0 ? null : rates.reduce((a, b) => a + b, 0) / rates.length;
+  const running = ranks.filter((r) => r.state === 'running' && r.rowsPerSecond !== null);
+  let eta: number | null = 0;
+  for (const r of ranks) {
+    if (r.state === 'complete') continue;
+    const own = r.state === 'running' ? r.etaSeconds : null;
+    const assumed = meanRate === null ? null : Math.max(0, r.plannedRows - r.settledRows) / meanRate;
+    const rankEta = own ?? assumed;
+    eta = eta === null || rankEta === null ? null : Math.max(eta, rankEta);
+  }
+  return {
+    complete: ranks.every((r) => r.state === 'complete'),
+    totals: {
+      complete: count('complete'),
+      running: count('running'),
+      interrupted: count('interrupted'),
+      notStarted: count('not-started'),
+      plannedRows: sum((r) => r.plannedRows),
+      settledRows: sum((r) => r.settledRows),
+      rowsWritten: sum((r) => r.rowsWritten),
+      rowsPerSecond: running.length === 0 ? null : running.reduce((n, r) => n + r.rowsPerSecond!, 0),
+      etaSeconds: eta,
+    },
+  };
+}

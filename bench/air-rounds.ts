@@ -142,7 +142,15 @@ function steps(llm: BenchClient): StepRunner {
     maxTokens: { ...DEFAULT_MAX_TOKENS, ...AIR.maxTokens },
   });
   // runRounds calls the reference's steps directly, not through the operators that declare them.
-  runner.uses('rounds', ['instruction', 'instruction-score', 'polish', 'student', 'judge', 'duplicate', 'check']);
+  runner.uses('rounds', [
+    'instruction',
+    'instruction-score',
+    'polish',
+    'student',
+    'judge',
+    'duplicate',
+    'check',
+  ]);
   runner.uses('merge', ['merge', 'answer']);
   return runner;
 }

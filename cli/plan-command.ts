@@ -7,7 +7,7 @@ import { buildPlan, savePlan } from '../job/plan/plan-file.js';
 import { AirError, UsageError } from '../pipeline/errors.js';
 import { positiveIntArg } from './args.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
-import { formatCount } from './format.js';
+import { formatCount } from '../report/format.js';
 
 interface PlanFlags {
   config?: string;

@@ -3,7 +3,7 @@ import { STALE_AFTER_SECONDS } from '../job/plan/layout.js';
 import { jobStatus } from '../job/plan/status.js';
 import type { JobStatus, RankStatus } from '../schemas/plan.js';
 import { nonNegativeArg } from './args.js';
-import { formatCount, formatDuration, formatRate, formatTable } from './format.js';
+import { formatCount, formatDuration, formatRate, formatTable } from '../report/format.js';
 
 interface StatusFlags {
   json?: boolean;

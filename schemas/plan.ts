@@ -1,5 +1,4 @@
 import { z } from 'zod';
-import { ConfigError } from '../pipeline/errors.js';
 
 /**
  * `plan.json`: the frozen listing of a job run by many ranks (`air plan`). Every rank reads its shards from
@@ -64,14 +63,6 @@ export const planSchema = z
     });
   });
 export type Plan = z.output<typeof planSchema>;
-
-export function parsePlan(value: unknown, source: string): Plan {
-  const result = planSchema.safeParse(value);
-  if (result.success) return result.data;
-  const issue = result.error.issues[0]!;
-  const at = issue.path.length === 0 ? '' : ` at ${issue.path.join('.')}`;
-  throw new ConfigError(`${source}: not an air plan version ${PLAN_VERSION}${at}: ${issue.message}`);
-}
 
 /** Where a rank stands (`air status`); see job/plan/status.ts for how each is decided. */
 export const RANK_STATES = ['not-started', 'running', 'interrupted', 'complete'] as const;

@@ -5,7 +5,7 @@ import { AirError, ConfigError, ParquetInputError, errorMessage } from '../../pi
 import { shardIdentity } from '../../pipeline/io/manifest.js';
 import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
 import { writeAtomically } from '../../report/artifacts.js';
-import { parsePlan, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
+import { planSchema, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
 import { parseRunConfig, type RunConfig } from '../config.js';
 import { configFingerprint, differingSettings, resultSettings } from '../fingerprint.js';
 import { assignByBytes } from './assign.js';
@@ -191,4 +191,13 @@ async function isDirectory(target: string): Promise<boolean> {
     (s) => s.isDirectory(),
     () => false,
   );
+}
+
+/** Validates a plan read back from a file; the error names the file and the first bad field. */
+export function parsePlan(value: unknown, source: string): Plan {
+  const result = planSchema.safeParse(value);
+  if (result.success) return result.data;
+  const issue = result.error.issues[0]!;
+  const at = issue.path.length === 0 ? '' : ` at ${issue.path.join('.')}`;
+  throw new ConfigError(`${source}: not an air plan version ${PLAN_VERSION}${at}: ${issue.message}`);
 }

@@ -1,5 +1,6 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
+import { peakRssMB } from '../../pipeline/memory.js';
 import { Bitmap } from './bitmap.js';
 import { emitCandidates, type CandidateStats } from './candidates.js';
 import { decideNear, type NearStats } from './decide.js';
@@ -34,7 +35,7 @@ export interface GlobalDedupeSummary {
   /** Wall time per phase and in all, ms. */
   readonly timings: Record<string, number>;
   readonly wallMs: number;
-  /** The process's peak resident set (resourceUsage maxRSS: the whole process's life, not this step alone). */
+  /** The process's peak resident set (VmHWM: over the whole process's life, not this step alone). */
   readonly peakRssMB: number;
 }
 
@@ -170,7 +171,7 @@ export async function findGlobalDuplicates(
       disk: { ...keys.diskBytes, sortRuns: sorters.reduce((sum, s) => sum + s.spilledBytes, 0) },
       timings,
       wallMs: Math.round(performance.now() - started),
-      peakRssMB: Math.round(process.resourceUsage().maxRSS / 1024),
+      peakRssMB: peakRssMB(),
     };
     const file = path.join(root, 'dedupe', SUMMARY_FILE);
     writeFileSync(`${file}.tmp`, JSON.stringify(summary, null, 2) + '\n');

@@ -53,7 +53,10 @@ if (values.step !== undefined) {
   const [root, shards] = values.step.split(':') as [string, string];
   const labels = Array.from({ length: Number(shards) }, (_, i) => `shard-${i}.parquet`);
   const baseline = peakRssMB();
-  const summary = await findGlobalDuplicates(root, labels, { memoryMB: Number(values.memory ?? 256) });
+  const summary = await findGlobalDuplicates(root, labels, {
+    memoryMB: Number(values.memory ?? 256),
+    log: (line) => process.stderr.write(`${line}\n`),
+  });
   console.log(JSON.stringify({ baselineRssMB: baseline, ...summary }));
   process.exit(0);
 }

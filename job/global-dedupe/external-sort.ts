@@ -23,6 +23,8 @@ export interface SorterOptions {
   readonly keyWords: number;
   /** Records held in memory before a run is written. */
   readonly maxRecords: number;
+  /** Records expected in all, when known: the buffer is allocated once at min(expected, maxRecords). */
+  readonly expected?: number;
 }
 
 /** A sorted stream: after `next()` returns true the record is `records[at .. at + words)`. */
@@ -38,6 +40,8 @@ const CHUNK_RECORDS = 8192;
 
 /** The radix sort's second buffer, shared by every sorter: sorts run one at a time. */
 let scratch: Uint32Array = new Uint32Array(0);
+/** The radix sort's digit counts (256 KiB), reused: one per call would be garbage V8 frees late. */
+const counts = new Uint32Array(65536);
 
 export class ExternalSorter {
   readonly words: number;
@@ -57,7 +61,8 @@ export class ExternalSorter {
     }
     this.words = words;
     this.keyWords = keyWords;
-    this.buffer = new Uint32Array(Math.min(maxRecords, 1024) * words);
+    // Growing by doubling leaves the smaller copies as garbage V8 frees late: allocate once when the size is known.
+    this.buffer = new Uint32Array(Math.max(1, Math.min(maxRecords, options.expected ?? 1024)) * words);
   }
 
   /** Records pushed in all. */
@@ -145,7 +150,6 @@ export function radixSort(data: Uint32Array, n: number, words: number, keyWords:
   if (scratch.length < n * words) scratch = new Uint32Array(Math.max(n * words, data.length));
   let from: Uint32Array = data;
   let to: Uint32Array = scratch;
-  const counts = new Uint32Array(65536);
   for (let w = keyWords - 1; w >= 0; w--) {
     for (let shift = 0; shift <= 16; shift += 16) {
       counts.fill(0);
@@ -174,8 +178,8 @@ class ArrayCursor implements SortedCursor {
   private index = -1;
 
   constructor(
-    readonly records: Uint32Array,
-    private readonly count: number,
+    public records: Uint32Array,
+    private count: number,
     private readonly words: number,
   ) {}
 
@@ -186,7 +190,11 @@ class ArrayCursor implements SortedCursor {
     return true;
   }
 
-  close(): void {}
+  /** Lets the records go (a closed cursor may stay referenced until the step ends). */
+  close(): void {
+    this.records = new Uint32Array(0);
+    this.count = 0;
+  }
 }
 
 /** One run being merged: a chunk of its records in memory. */

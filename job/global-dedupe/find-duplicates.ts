@@ -1,6 +1,6 @@
 import { mkdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { peakRssMB } from '../../pipeline/memory.js';
+import { collectGarbage, peakRssMB } from '../../pipeline/memory.js';
 import { Bitmap } from './bitmap.js';
 import { emitCandidates, type CandidateStats } from './candidates.js';
 import { decideNear, type NearStats } from './decide.js';
@@ -67,10 +67,12 @@ export async function findGlobalDuplicates(
   const timings: Record<string, number> = {};
   let phaseStart = started;
   const phase = (name: string): void => {
+    // What the phase let go (closed cursors' buffers, merge chunks) is freed now, not at V8's leisure.
+    collectGarbage();
     const now = performance.now();
     timings[name] = Math.round(now - phaseStart);
     phaseStart = now;
-    options.log?.(`global dedupe: ${name} ${timings[name]} ms`);
+    options.log?.(`global dedupe: ${name} ${timings[name]} ms, peak RSS ${peakRssMB()} MB`);
   };
   const memory = (options.memoryMB ?? 256) * 1024 * 1024;
   const maxBucket = options.maxBucket ?? 16;
@@ -82,13 +84,20 @@ export async function findGlobalDuplicates(
   const keys = KeyFileSet.open(root, shards, options.sketchCacheMB);
   const sorters: ExternalSorter[] = [];
   const cursors: SortedCursor[] = [];
-  const sorter = (name: string, words: number, keyWords: number, share: number): ExternalSorter => {
+  const sorter = (
+    name: string,
+    words: number,
+    keyWords: number,
+    share: number,
+    expected?: number,
+  ): ExternalSorter => {
     const s = new ExternalSorter({
       dir: tmp,
       name,
       words,
       keyWords,
       maxRecords: Math.max(1024, Math.floor((memory * share) / (words * 4))),
+      expected,
     });
     sorters.push(s);
     return s;
@@ -106,9 +115,9 @@ export async function findGlobalDuplicates(
     // as large again as the biggest buffer; pairs, members and drops get the rest.
     const phase1Words = (settings.ids ? 3 : 0) + (settings.exact ? 3 : 0) + bands * 2;
     const unit = 0.4 / Math.max(1, phase1Words);
-    const ids = settings.ids ? sorter('ids', 3, 2, unit * 3) : undefined;
-    const exact = settings.exact ? sorter('exact', 3, 2, unit * 3) : undefined;
-    const bandSorters = Array.from({ length: bands }, (_, b) => sorter(`band${b}`, 2, 1, unit * 2));
+    const ids = settings.ids ? sorter('ids', 3, 2, unit * 3, n) : undefined;
+    const exact = settings.exact ? sorter('exact', 3, 2, unit * 3, n) : undefined;
+    const bandSorters = Array.from({ length: bands }, (_, b) => sorter(`band${b}`, 2, 1, unit * 2, n));
     const drops = sorter('drops', 3, 1, 0.05);
 
     keys.scan((ordinal, r, at) => {

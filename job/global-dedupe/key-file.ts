@@ -393,9 +393,15 @@ export class KeyFileSet {
     } else {
       const s = this.shards[shard]!;
       const records = Math.min(SKETCH_PAGE, s.meta.records - pageNo * SKETCH_PAGE);
-      page = new Uint8Array(records * this.numPerm);
-      readFully(s.sketch!, page, page.length, pageNo * SKETCH_PAGE * this.numPerm);
-      if (this.pages.size >= this.maxPages) this.pages.delete(this.pages.keys().next().value!);
+      // The least recently used page's buffer is reused: evicted buffers would be garbage V8 frees late.
+      if (this.pages.size >= this.maxPages) {
+        const [oldest, buffer] = this.pages.entries().next().value!;
+        this.pages.delete(oldest);
+        page = buffer;
+      } else {
+        page = new Uint8Array(SKETCH_PAGE * this.numPerm);
+      }
+      readFully(s.sketch!, page, records * this.numPerm, pageNo * SKETCH_PAGE * this.numPerm);
     }
     this.pages.set(key, page);
     return { page, at: (local - pageNo * SKETCH_PAGE) * this.numPerm };

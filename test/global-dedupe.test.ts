@@ -423,6 +423,48 @@ describe('global dedupe over ranks', () => {
   });
 });
 
+describe('settings', () => {
+  it('follows the config: with ids and near off, only exact_dedupe runs, as in one process', async () => {
+    const exactOnly = parseRunConfig({
+      input: dir,
+      output: path.join(dir, 'out'),
+      method: 'documents',
+      dedupe: { ids: false, near: { enabled: false } },
+    });
+    const root = path.join(dir, 'root-exact');
+    await writeDedupeKeys({ root, shards: rankShards(1, 0), config: exactOnly, db });
+    const summary = await findGlobalDuplicates(
+      root,
+      plan.map((p) => p.label),
+    );
+    expect(summary.dedupe).toEqual({ ids: false, exact: true, near: null });
+    const notes = new NotesSink();
+    await stage0(plan)
+      .pipe(exactDedupe<Document>({ textOf: (d) => d.text, idOf: (d) => d.id }))
+      .into(new CollectingSink<Document>(100), { dropNotes: notes })
+      .run();
+    expect(notes.notes.length).toBeGreaterThan(600);
+    expect((await dropLists(root)).map(noteKey).sort()).toEqual(notes.notes.map(noteKey).sort());
+    // Keys written under other settings do not mix with these.
+    await writeDedupeKeys({ root, shards: [{ index: 0, shard: plan[0]! }], config, db, pool });
+    await expect(
+      findGlobalDuplicates(
+        root,
+        plan.map((p) => p.label),
+      ),
+    ).rejects.toMatchObject({
+      code: 'AIR_DEDUPE_KEYS_INVALID',
+    });
+  });
+
+  it('refuses source.limit, which ranks cannot split', async () => {
+    const limited = parseRunConfig({ input: dir, output: 'x', method: 'documents', source: { limit: 10 } });
+    await expect(
+      writeDedupeKeys({ root: path.join(dir, 'root-limit'), shards: rankShards(1, 0), config: limited, db }),
+    ).rejects.toMatchObject({ code: 'AIR_DEDUPE_UNSUPPORTED' });
+  });
+});
+
 describe('external sort', () => {
   it('sorts on the key words, stable, across runs', async () => {
     const rng = new Rng(7);

@@ -8,12 +8,14 @@
  *    time.
  * 2. The global step (findGlobalDuplicates) in a fresh process per memory budget, so its peak RSS (VmHWM) is its
  *    own: wall time per million documents, peak RSS, disk bytes per document.
+ *    On the signed documents, the drop lists are checked against the streaming operators (unique_ids →
+ *    exact_dedupe → near_dedupe through the engine, one process over all shards): they must be identical.
  * 3. The real keys pass (writeDedupeKeys: Parquet → filters → keys) on the FineWeb sample, six shards of it.
  *
  *   node --import tsx bench/global-dedupe.ts [--docs 2000000] [--signed 100000] [--shards 20] [--threads 2] [--memory 256,64]
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -29,8 +31,16 @@ import { bandKeysInto, sketchValue } from '../operators/dedupe/lsh.js';
 import { signatureAt } from '../operators/dedupe/minhash.js';
 import { createMinHashPool, signTexts } from '../operators/dedupe/near-dedupe.js';
 import { exactKeyInto, hash64Into } from '../operators/dedupe/normalize.js';
+import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
+import { nearDedupe } from '../operators/dedupe/near-dedupe.js';
+import { uniqueIds } from '../operators/dedupe/unique-ids.js';
+import type { DropNote, Ledger } from '../pipeline/ledger.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import { Rng } from '../pipeline/random.js';
+import { pipeline } from '../pipeline/run.js';
+import type { Envelope, Source } from '../pipeline/source.js';
+import type { Document } from '../schemas/documents.js';
+import { CollectingSink } from '../test/helpers/memory.js';
 
 const { values } = parseArgs({
   options: {
@@ -184,6 +194,8 @@ class Generator {
 
 const TASK = 512;
 const filters = filterSettings(config);
+/** The signed run's documents, for the check against the operators. */
+const signedList: Doc[] = [];
 
 /** Writes key files for `count` generated documents in `shardCount` shards; returns ms and planted counts. */
 async function writeKeys(
@@ -225,6 +237,7 @@ async function writeKeys(
   for (let done = 0; done < count;) {
     const docs: Doc[] = [];
     for (; docs.length < 4096 && done < count; done++) docs.push(generator.next());
+    if (real) signedList.push(...docs);
     const tasks: Array<Promise<Uint32Array>> = [];
     for (let at = 0; pool !== undefined && at < docs.length; at += TASK) {
       const texts = docs.slice(at, at + TASK).map((d) => d.text);
@@ -311,6 +324,7 @@ console.log(
 console.log('| --: | --: | --: | --: | --: | --: | --: | --: | --: | --- | --- |');
 globalStep(path.join(dir, 'signed'), signedDocs, `${fmt(signedDocs)} (real signatures)`);
 const big = globalStep(path.join(dir, 'simulated'), docs, `${fmt(docs)} (simulated)`);
+
 if (big.near) {
   console.log(
     `\nAt ${fmt(docs)}: ${fmt(big.near.queried)} documents had kept candidates, ${fmt(big.near.comparisons)} ` +
@@ -318,6 +332,53 @@ if (big.near) {
       `${big.near.bigKeptMax}), ${fmt(big.candidates.bigMembers)} big-bucket memberships.`,
   );
 }
+
+/** The signed documents as the source would yield them: shard labels and rows as the key files have them. */
+class SignedSource implements Source<Document> {
+  readonly name = 'read';
+  async expectedRows(): Promise<number> {
+    return signedList.length;
+  }
+  async *read(ledger: Ledger): AsyncIterable<Envelope<Document>> {
+    const perShard = Math.ceil(signedList.length / shardCount);
+    for (let i = 0; i < signedList.length; i++) {
+      const label = `shard-${Math.floor(i / perShard)}.parquet`;
+      const row = i % perShard;
+      const { id, text } = signedList[i]!;
+      yield {
+        ticket: ledger.read(label, row),
+        value: { id, text, sourceFile: label, sourceRow: row, meta: {} },
+      };
+    }
+  }
+}
+const checkPool = createMinHashPool(threads);
+const notes: DropNote[] = [];
+const checkStart = performance.now();
+await pipeline(new SignedSource())
+  .pipe(uniqueIds<Document>((d) => d.id))
+  .pipe(exactDedupe<Document>({ textOf: (d) => d.text, idOf: (d) => d.id }))
+  .pipe(nearDedupe<Document>({ textOf: (d) => d.text, idOf: (d) => d.id, pool: checkPool }))
+  .into(new CollectingSink<Document>(1000), {
+    dropNotes: { write: (n) => notes.push(n), close: async () => {} },
+  })
+  .run();
+await checkPool.close();
+const line = (n: DropNote): string => `${n.shard}#${n.row} ${n.stage} ${n.reason} ${n.duplicateOf}`;
+const listed: string[] = [];
+for (let i = 0; i < shardCount; i++) {
+  const text = readFileSync(path.join(dir, 'signed', 'dedupe', 'drops', `${i}.jsonl`), 'utf8');
+  for (const l of text.split('\n')) if (l) listed.push(line(JSON.parse(l) as DropNote));
+}
+const expected = notes.map(line).sort();
+listed.sort();
+const same = expected.length === listed.length && expected.every((l, i) => l === listed[i]);
+console.log(
+  `\nCheck on the ${fmt(signedDocs)} signed documents: the streaming operators in one process (` +
+    `${fmt((performance.now() - checkStart) / 1000, 1)} s) drop ${fmt(expected.length)} rows, the drop lists ` +
+    `${fmt(listed.length)}: ${same ? 'identical (rows, stages, reasons, duplicateOf)' : 'DIFFERENT'}.`,
+);
+if (!same) throw new Error('the global step disagrees with the streaming operators');
 
 // ---- 3. the real keys pass on Parquet ----
 const FINEWEB = path.resolve(import.meta.dirname, '../../shared/data/web/fineweb-sample.snappy.parquet');

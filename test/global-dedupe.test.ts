@@ -413,6 +413,9 @@ describe('global dedupe over ranks', () => {
     await expect(
       findGlobalDuplicates(root, [labels[1]!, labels[0]!, ...labels.slice(2)]),
     ).rejects.toMatchObject({ code: 'AIR_DEDUPE_KEYS_INVALID' });
+    await expect(readRankDropLists(root, [{ index: 2, label: labels[3]! }])).rejects.toMatchObject({
+      code: 'AIR_DEDUPE_STALE',
+    });
     const lists = await readRankDropLists(root, [{ index: 3, label: labels[3]! }]);
     const [row, listed] = [...lists.get(labels[3]!)!][0]!;
     const op = globalDuplicateDrop(lists);

@@ -77,11 +77,12 @@ export async function findGlobalDuplicates(
   const memory = (options.memoryMB ?? 256) * 1024 * 1024;
   const maxBucket = options.maxBucket ?? 16;
   if (!(Number.isInteger(maxBucket) && maxBucket >= 2)) throw new RangeError(`maxBucket must be >= 2`);
+  // Checked before anything is touched: a refused plan leaves the previous results as they were.
+  const keys = KeyFileSet.open(root, shards, options.sketchCacheMB);
+  // No summary while the lists are rewritten: ranks refuse lists without one (readRankDropLists).
+  rmSync(path.join(root, 'dedupe', SUMMARY_FILE), { force: true });
   const tmp = options.tmpDir ?? path.join(root, 'dedupe', 'tmp');
   mkdirSync(tmp, { recursive: true });
-  rmSync(path.join(root, 'dedupe', SUMMARY_FILE), { force: true });
-
-  const keys = KeyFileSet.open(root, shards, options.sketchCacheMB);
   const sorters: ExternalSorter[] = [];
   const cursors: SortedCursor[] = [];
   const sorter = (

@@ -1,17 +1,43 @@
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
 import { drop, emit, type Outcome, type RecordOperator } from '../../pipeline/operator.js';
 import type { Document } from '../../schemas/documents.js';
 import type { RunConfig } from '../config.js';
 import { readDropList, type DropList, type GlobalDedupeStage } from './drop-list.js';
 import { GlobalDedupeError } from './errors.js';
+import { SUMMARY_FILE, type GlobalDedupeSummary } from './find-duplicates.js';
 
 /** The drop lists of a rank's shards, by shard label. */
 export type RankDropLists = ReadonlyMap<string, DropList>;
 
-/** Reads the drop lists of a rank's shards (`index` in the plan, `label` as the source names the shard). */
+/**
+ * Reads the drop lists of a rank's shards (`index` in the plan, `label` as the source names the shard), once
+ * the global step has finished (its summary exists) for a plan with these shards at these indices.
+ */
 export async function readRankDropLists(
   root: string,
   shards: ReadonlyArray<{ readonly index: number; readonly label: string }>,
 ): Promise<RankDropLists> {
+  const summaryFile = path.join(root, 'dedupe', SUMMARY_FILE);
+  let summary: Pick<GlobalDedupeSummary, 'shards'>;
+  try {
+    summary = JSON.parse(await readFile(summaryFile, 'utf8')) as GlobalDedupeSummary;
+  } catch (error) {
+    throw new GlobalDedupeError(
+      'AIR_DEDUPE_STALE',
+      `${summaryFile}: missing or unreadable; the global step has not finished`,
+      { cause: error },
+    );
+  }
+  for (const { index, label } of shards) {
+    if (summary.shards[index] !== label) {
+      throw new GlobalDedupeError(
+        'AIR_DEDUPE_STALE',
+        `${summaryFile}: the global step ran over ${summary.shards[index] ?? 'no shard'} at index ${index}, ` +
+          `this rank reads ${label} there`,
+      );
+    }
+  }
   const out = new Map<string, DropList>();
   for (const { index, label } of shards) out.set(label, await readDropList(root, index, label));
   return out;

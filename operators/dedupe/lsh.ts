@@ -24,6 +24,38 @@ const PAGE_DOCS = 1 << PAGE_BITS;
 const CHANCE = 1 / 256;
 
 /**
+ * Estimated Jaccard similarity from the number of equal 8-bit sketch values out of `numPerm`, corrected for
+ * values that agree by chance. Exported so a decider outside the index (the global dedupe) computes the very
+ * same float.
+ */
+export function sketchSimilarity(equal: number, numPerm: number): number {
+  return Math.max(0, (equal / numPerm - CHANCE) / (1 - CHANCE));
+}
+
+/** The 8-bit sketch value of a signature value (its low 8 bits). */
+export function sketchValue(value: number): number {
+  return value & 0xff;
+}
+
+/**
+ * murmur3-style hash of each band's `rows` values of `signature` into `out[band]`: the 32-bit band keys the
+ * index matches candidates on.
+ */
+export function bandKeysInto(signature: Uint32Array, bands: number, rows: number, out: Uint32Array): void {
+  for (let band = 0; band < bands; band++) {
+    let h = 0x9747b28c ^ band;
+    const end = (band + 1) * rows;
+    for (let i = band * rows; i < end; i++) {
+      let k = Math.imul(signature[i]!, 0xcc9e2d51);
+      k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
+      h ^= k;
+      h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
+    }
+    out[band] = fmix32(h ^ (rows * 4));
+  }
+}
+
+/**
  * Locality-sensitive hashing over MinHash signatures, sized for tens of millions of documents. Documents
  * agreeing on all rows of any one band become candidates; candidates are then verified against a threshold.
  *
@@ -94,7 +126,7 @@ export class LshIndex {
     if (page === this.sketches.length) this.sketches.push(new Uint8Array(PAGE_DOCS * this.numPerm));
     const at = (ordinal & (PAGE_DOCS - 1)) * this.numPerm;
     const sketches = this.sketches[page]!;
-    for (let i = 0; i < this.numPerm; i++) sketches[at + i] = signature[i]! & 0xff;
+    for (let i = 0; i < this.numPerm; i++) sketches[at + i] = sketchValue(signature[i]!);
     return ordinal;
   }
 
@@ -123,8 +155,8 @@ export class LshIndex {
     const sketches = this.sketches[ordinal >>> PAGE_BITS]!;
     const at = (ordinal & (PAGE_DOCS - 1)) * this.numPerm;
     let equal = 0;
-    for (let i = 0; i < this.numPerm; i++) if (sketches[at + i] === (signature[i]! & 0xff)) equal++;
-    return Math.max(0, (equal / this.numPerm - CHANCE) / (1 - CHANCE));
+    for (let i = 0; i < this.numPerm; i++) if (sketches[at + i] === sketchValue(signature[i]!)) equal++;
+    return sketchSimilarity(equal, this.numPerm);
   }
 
   /**
@@ -149,19 +181,9 @@ export class LshIndex {
     return { ordinal: best, similarity: bestSimilarity };
   }
 
-  /** murmur3-style hash of each band's rows into `this.keys`. */
+  /** Each band's key into `this.keys`. */
   private bandKeys(signature: Uint32Array): void {
-    for (let band = 0; band < this.bands; band++) {
-      let h = 0x9747b28c ^ band;
-      const end = (band + 1) * this.rows;
-      for (let i = band * this.rows; i < end; i++) {
-        let k = Math.imul(signature[i]!, 0xcc9e2d51);
-        k = Math.imul((k << 15) | (k >>> 17), 0x1b873593);
-        h ^= k;
-        h = (Math.imul((h << 13) | (h >>> 19), 5) + 0xe6546b64) | 0;
-      }
-      this.keys[band] = fmix32(h ^ (this.rows * 4));
-    }
+    bandKeysInto(signature, this.bands, this.rows, this.keys);
   }
 
   /** Doubles every band's table, one band at a time (peak: one old and one new table of one band). */

@@ -80,6 +80,28 @@ export function createMinHashPool(threads = availableParallelism(), maxQueue = t
 }
 
 /**
+ * MinHash signatures of `texts` computed in the pool (one task), text i at [i*numPerm, (i+1)*numPerm): what
+ * nearDedupe indexes, and what the global dedupe's keys pass writes.
+ */
+export async function signTexts(
+  pool: SignaturePool,
+  texts: readonly string[],
+  params: Pick<NearDedupeParams, 'shingle' | 'numPerm' | 'seed'>,
+  signal: AbortSignal,
+): Promise<Uint32Array> {
+  const { shingle, numPerm, seed } = params;
+  const packed = packTexts(texts);
+  const task: MinHashTask = { texts: packed, shingle, numPerm, seed };
+  const result = await pool.run<MinHashResult>(task, { transferList: transferablesOf(packed), signal });
+  if (result.signatures.length !== texts.length * numPerm) {
+    throw new Error(
+      `worker returned ${result.signatures.length / numPerm} signatures for ${texts.length} texts`,
+    );
+  }
+  return result.signatures;
+}
+
+/**
  * Drops every record whose estimated Jaccard similarity (word shingles) with an earlier kept record is at
  * least `threshold`, with reason `near_duplicate` and `duplicateOf` = that record's id (the most similar
  * candidate; the earliest on ties). Signatures are computed in the worker pool; the LSH index lives in the
@@ -111,17 +133,8 @@ export function nearDedupe<T>(options: NearDedupeOptions<T>): NearDedupe<T> {
   // Resolved once the previous batch has decided; each batch waits for it before touching the index.
   let tail: Promise<void> = Promise.resolve();
 
-  async function sign(texts: readonly string[], signal: AbortSignal): Promise<Uint32Array> {
-    const packed = packTexts(texts);
-    const task: MinHashTask = { texts: packed, shingle, numPerm, seed };
-    const result = await pool.run<MinHashResult>(task, { transferList: transferablesOf(packed), signal });
-    if (result.signatures.length !== texts.length * numPerm) {
-      throw new Error(
-        `worker returned ${result.signatures.length / numPerm} signatures for ${texts.length} texts`,
-      );
-    }
-    return result.signatures;
-  }
+  const sign = (texts: readonly string[], signal: AbortSignal): Promise<Uint32Array> =>
+    signTexts(pool, texts, { shingle, numPerm, seed }, signal);
 
   function decide(inputs: readonly T[], signatures: Uint32Array): Array<Outcome<T>> {
     const outcomes: Array<Outcome<T>> = [];

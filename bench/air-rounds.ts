@@ -21,7 +21,10 @@ import { airConfigSchema, type AirConfig } from '../job/config.js';
 import type { SimulatorOptions } from '../llm/simulator/index.js';
 import { loadPromptSet } from '../operators/air/prompts.js';
 import { REFERENCE_CALLS } from '../operators/air/refine.js';
-import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
+import { GENERATE_TOKENS } from '../operators/air/generate.js';
+import { MERGE_TOKENS } from '../operators/air/merge.js';
+import { REFINE_TOKENS } from '../operators/air/refine-loop.js';
+import { StepRunner } from '../operators/air/steps.js';
 import { DEFAULT_VALIDITY } from '../operators/air/validity-filter.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { resolveShards } from '../pipeline/io/shards.js';
@@ -139,19 +142,12 @@ async function measured<T>(
 function steps(llm: BenchClient): StepRunner {
   const runner = new StepRunner(llm.client, loadPromptSet(AIR.promptSet), {
     seed: AIR.seed,
-    maxTokens: { ...DEFAULT_MAX_TOKENS, ...AIR.maxTokens },
+    maxTokens: AIR.maxTokens,
   });
   // runRounds calls the reference's steps directly, not through the operators that declare them.
-  runner.uses('rounds', [
-    'instruction',
-    'instruction-score',
-    'polish',
-    'student',
-    'judge',
-    'duplicate',
-    'check',
-  ]);
-  runner.uses('merge', ['merge', 'answer']);
+  const { polish, student, judge, duplicate, check } = REFINE_TOKENS;
+  runner.uses('rounds', { ...GENERATE_TOKENS, polish, student, judge, duplicate, check });
+  runner.uses('merge', MERGE_TOKENS);
   return runner;
 }
 

@@ -1,7 +1,6 @@
 import { z } from 'zod';
 import { PriceTableSchema } from '../llm/accounting.js';
 import { embeddingsEndpointSchema } from '../llm/embeddings.js';
-import { PROMPT_STEPS } from '../operators/air/prompts.js';
 import { refineOptionsSchema, ruleMessage } from '../operators/air/refine-options.js';
 import { endpointSchema } from '../llm/endpoint.js';
 import { ConfigError } from '../pipeline/errors.js';
@@ -231,7 +230,8 @@ export const airConfigSchema = z.strictObject({
   /** LLM-judged complexity and quality (1-10) per row; model-free metrics are always computed. */
   llmScores: z.boolean().default(true),
   /** Completion token budgets per step, over the built-in ones. */
-  maxTokens: z.partialRecord(z.enum(PROMPT_STEPS), positiveInt).default({}),
+  /** Keys are step names (the prompt set's template files); an unknown one is refused when the run is built. */
+  maxTokens: z.record(z.string().min(1), positiveInt).default({}),
 });
 
 export type AirConfig = z.output<typeof airConfigSchema>;

@@ -7,7 +7,7 @@ import { parseStructured } from '../llm/structured.js';
 import type { ChatMessage, ChatOptions, ChatResult, LlmClient } from '../llm/types.js';
 import { generate } from '../operators/air/generate.js';
 import { merge } from '../operators/air/merge.js';
-import { loadPromptSet, PROMPT_STEPS } from '../operators/air/prompts.js';
+import { loadPromptSet } from '../operators/air/prompts.js';
 import { DEFAULT_REFINE, REFERENCE_CALLS, composeInstruction, refine } from '../operators/air/refine.js';
 import { refineOptionsSchema } from '../operators/air/refine-options.js';
 import {
@@ -19,7 +19,7 @@ import {
   readJudge,
   readScore,
 } from '../operators/air/replies.js';
-import { DEFAULT_MAX_TOKENS, StepRunner } from '../operators/air/steps.js';
+import { StepRunner } from '../operators/air/steps.js';
 import type { Refined, Seeded } from '../operators/air/types.js';
 import { DEFAULT_VALIDITY, firstBrokenRule } from '../operators/air/validity-filter.js';
 import { CONSTRAINT_TYPES, type ConstraintType } from '../operators/constraint-tagger.js';
@@ -200,7 +200,7 @@ describe('AIR prompt templates', () => {
       examples: 'EX',
       response: 'RESP',
     };
-    for (const step of PROMPT_STEPS) {
+    for (const step of Object.keys(prompts.stepVersions)) {
       const messages = prompts.render(step, values);
       const text = messages.map((m) => m.content).join('\n');
       expect(text, step).not.toMatch(/\{\{/);
@@ -223,12 +223,17 @@ describe('AIR prompt templates', () => {
       // A template for a step no run uses yet.
       await writeFile(path.join(dir, 'rewrite.md'), '## user\nRewrite {{instruction}}.\n');
       const added = loadPromptSet('v1', dir);
-      expect(added.stepVersions).toEqual(before.stepVersions);
-      expect(added.version).toBe(before.version);
+      expect(added.stepVersions).toEqual({
+        ...before.stepVersions,
+        rewrite: expect.stringMatching(/^v1\/rewrite@/),
+      });
+      expect(added.versionOf(Object.keys(before.stepVersions))).toBe(before.version);
       // An edited template changes its own step's version, and a run's only if the run uses that step.
       await writeFile(path.join(dir, 'duplicate.md'), '## user\n{{constraints}} / {{constraint}}\n');
       const edited = loadPromptSet('v1', dir);
-      const changed = PROMPT_STEPS.filter((step) => edited.stepVersions[step] !== before.stepVersions[step]);
+      const changed = Object.keys(before.stepVersions).filter(
+        (step) => edited.stepVersions[step] !== before.stepVersions[step],
+      );
       expect(changed).toEqual(['duplicate']);
       const lexicalRun = ['polish', 'student', 'judge', 'judge-check', 'check'] as const;
       expect(edited.versionOf(lexicalRun)).toBe(before.versionOf(lexicalRun));
@@ -341,7 +346,7 @@ class ScriptedLlm implements LlmClient {
 }
 
 function runner(llm: LlmClient): StepRunner {
-  return new StepRunner(llm, loadPromptSet('v1'), { seed: 1, maxTokens: DEFAULT_MAX_TOKENS });
+  return new StepRunner(llm, loadPromptSet('v1'), { seed: 1 });
 }
 
 function context(): OperatorContext & { counts: Record<string, number> } {

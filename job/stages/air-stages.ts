@@ -4,7 +4,7 @@ import { loadPromptSet } from '../../operators/air/prompts.js';
 import { refine } from '../../operators/air/refine.js';
 import { constraintRules } from '../../operators/air/refine-options.js';
 import { score } from '../../operators/air/score.js';
-import { DEFAULT_MAX_TOKENS, StepRunner, type StageSteps } from '../../operators/air/steps.js';
+import { StepRunner, type StageSteps } from '../../operators/air/steps.js';
 import type { ScoredExample } from '../../operators/air/types.js';
 import { nearDedupe, type KnownRecord, type NearDedupe } from '../../operators/dedupe/near-dedupe.js';
 import type { WorkerPool } from '../../pipeline/pool/worker-pool.js';
@@ -13,6 +13,7 @@ import type { LlmClient } from '../../llm/types.js';
 import type { Pipeline } from '../../pipeline/run.js';
 import type { Document } from '../../schemas/documents.js';
 import type { AirConfig } from '../config.js';
+import { ConfigError } from '../../pipeline/errors.js';
 
 /** The AIR stages after document selection: generate → refine → merge → filter → score. */
 export function appendAirStages(
@@ -20,10 +21,15 @@ export function appendAirStages(
   llm: LlmClient,
   config: AirConfig,
 ): { pipeline: Pipeline<ScoredExample>; promptVersion: string; layout: readonly StageSteps[] } {
-  const steps = new StepRunner(llm, loadPromptSet(config.promptSet), {
-    seed: config.seed,
-    maxTokens: { ...DEFAULT_MAX_TOKENS, ...config.maxTokens },
-  });
+  const prompts = loadPromptSet(config.promptSet);
+  const unknown = Object.keys(config.maxTokens).filter((step) => !prompts.has(step));
+  if (unknown.length > 0) {
+    throw new ConfigError(
+      `air.maxTokens names ${unknown.map((s) => `"${s}"`).join(', ')}, not a step of the prompt set ` +
+        `${config.promptSet} (steps: ${Object.keys(prompts.stepVersions).join(', ')})`,
+    );
+  }
+  const steps = new StepRunner(llm, prompts, { seed: config.seed, maxTokens: config.maxTokens });
   const inFlight = config.documentsInFlight;
   const pipeline = documents
     .pipe(generate(steps, { ...config.generate, concurrency: inFlight }))

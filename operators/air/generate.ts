@@ -17,6 +17,9 @@ export interface GenerateOptions {
 
 export const DEFAULT_GENERATE: GenerateOptions = { minScore: 4, minWords: 3, maxWords: 50, concurrency: 64 };
 
+/** The steps generate calls, with their completion budgets (tokens). */
+export const GENERATE_TOKENS = { instruction: 256, 'instruction-score': 256 } as const;
+
 /**
  * Stage 1 of the method: back-translate the document into one instruction (the document is its answer), then
  * score the instruction on the 0-5 rubric. Drops: `instruction_length`, `low_score`.
@@ -25,7 +28,7 @@ export function generate(
   steps: StepRunner,
   options: GenerateOptions = DEFAULT_GENERATE,
 ): RecordOperator<Document, Seeded> {
-  steps.uses('generate', ['instruction', 'instruction-score']);
+  steps.uses('generate', GENERATE_TOKENS);
   return {
     name: 'generate',
     concurrency: options.concurrency,

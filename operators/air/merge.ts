@@ -11,6 +11,9 @@ export interface MergeOptions {
 
 export const DEFAULT_MERGE: MergeOptions = { depths: 'deepest', concurrency: 64 };
 
+/** The steps merge calls, with their completion budgets (tokens): room for an answer of up to ~2K tokens. */
+export const MERGE_TOKENS = { merge: 800, answer: 2048 } as const;
+
 /**
  * Merges the initial instruction and the accepted constraints into one natural instruction, then has the
  * guidance model answer it without the document. Only depths actually reached are merged (the reference code
@@ -20,7 +23,7 @@ export function merge(
   steps: StepRunner,
   options: MergeOptions = DEFAULT_MERGE,
 ): RecordOperator<Refined, Example> {
-  steps.uses('merge', ['merge', 'answer']);
+  steps.uses('merge', MERGE_TOKENS);
   return {
     name: 'merge',
     concurrency: options.concurrency,

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ChatMessage } from '../../llm/types.js';
@@ -12,21 +12,8 @@ import type { ChatMessage } from '../../llm/types.js';
  */
 export const PROMPT_SET = 'v1';
 
-export const PROMPT_STEPS = [
-  'instruction',
-  'instruction-score',
-  'polish',
-  'student',
-  'judge',
-  'judge-check',
-  'duplicate',
-  'check',
-  'merge',
-  'answer',
-  'score',
-] as const;
-
-export type PromptStep = (typeof PROMPT_STEPS)[number];
+/** A step's name: its template file's name without `.md`. Steps are found in the set's folder, not listed. */
+export type PromptStep = string;
 
 interface Template {
   readonly system: string;
@@ -36,6 +23,8 @@ interface Template {
 export interface PromptSet {
   /** Per step, e.g. `v1/judge-check@3f2a9c0d1b7e`: the set, the step and 12 hex digits of its files' SHA-256. */
   readonly stepVersions: Readonly<Record<PromptStep, string>>;
+  /** Whether the set has a template for `step`. */
+  has(step: PromptStep): boolean;
   /** `versionOf` every step of the set. */
   readonly version: string;
   /** e.g. `v1+5d0e6b7a2c94`: the set's name and 12 hex digits of the SHA-256 of these steps' versions. */
@@ -60,8 +49,8 @@ export function loadPromptSet(
 ): PromptSet {
   const read = (file: string): Buffer => readFileSync(path.join(folder, file));
   const templates = new Map<PromptStep, Template>();
-  const stepVersions = {} as Record<PromptStep, string>;
-  for (const step of PROMPT_STEPS) {
+  const stepVersions: Record<PromptStep, string> = {};
+  for (const step of templateSteps(folder)) {
     templates.set(step, parseTemplate(read(`${step}.md`).toString('utf8'), step));
     const hash = createHash('sha256');
     for (const file of filesOf(step)) hash.update(file).update('\0').update(read(file)).update('\0');
@@ -75,10 +64,13 @@ export function loadPromptSet(
   };
   return {
     stepVersions,
-    version: versionOf(PROMPT_STEPS),
+    version: versionOf(templates.keys()),
+    has: (step) => templates.has(step),
     versionOf,
     render(step, values) {
-      const template = templates.get(step)!;
+      const template = templates.get(step);
+      if (template === undefined)
+        throw new Error(`the prompt set ${set} has no template for the step "${step}"`);
       const fill = (text: string): string =>
         text.replace(PLACEHOLDER, (_, name: string) => {
           const value = values[name];
@@ -96,6 +88,15 @@ export function loadPromptSet(
       return examples.get(String(chosen))!;
     },
   };
+}
+
+/** The steps of a folder: every `.md` file with a `## user` section (merge-examples.md is merge's, not a step). */
+function templateSteps(folder: string): PromptStep[] {
+  return readdirSync(folder)
+    .filter((file) => file.endsWith('.md'))
+    .filter((file) => /^## user$/m.test(readFileSync(path.join(folder, file), 'utf8')))
+    .map((file) => file.slice(0, -'.md'.length))
+    .sort();
 }
 
 function parseTemplate(text: string, step: string): Template {

@@ -54,6 +54,19 @@ interface Outcomes {
 }
 
 /**
+ * Completion budgets (tokens) of the loop's steps: a polished reference and an answer of up to ~2K tokens; a
+ * judge reply carrying the previous round's grade is longer than a plain one.
+ */
+export const REFINE_TOKENS = {
+  polish: 2048,
+  student: 1024,
+  judge: 512,
+  'judge-check': 640,
+  duplicate: 256,
+  check: 256,
+} as const;
+
+/**
  * One document's refinement (stage 2): everything the loop knows between calls, and one method per step of
  * a round. `refine` drives it: `start`, then `round(k)` while it returns true, then `finish`. Every history
  * entry is written by `record`.
@@ -75,17 +88,18 @@ export class RefineLoop {
   private answer = '';
   private stopReason: StopReason = 'max_iterations';
 
-  /** The steps a loop with these options may call. */
-  static stepsUsed(options: RefineOptions): PromptStep[] {
+  /** The steps a loop with these options may call, with their completion budgets. */
+  static stepsUsed(options: RefineOptions): Record<PromptStep, number> {
     const { studentCheck, checkWithNextJudge, duplicateCheck } = options;
-    return [
-      'polish',
-      'student',
-      'judge',
-      ...(studentCheck ? (['check'] as const) : []),
-      ...(studentCheck && checkWithNextJudge ? (['judge-check'] as const) : []),
-      ...(duplicateCheck === 'llm' ? (['duplicate'] as const) : []),
-    ];
+    const { polish, student, judge, check, duplicate } = REFINE_TOKENS;
+    return {
+      polish,
+      student,
+      judge,
+      ...(studentCheck ? { check } : {}),
+      ...(studentCheck && checkWithNextJudge ? { 'judge-check': REFINE_TOKENS['judge-check'] } : {}),
+      ...(duplicateCheck === 'llm' ? { duplicate } : {}),
+    };
   }
 
   constructor(

@@ -20,7 +20,7 @@ export function score(
   steps: StepRunner,
   options: ScoreOptions = DEFAULT_SCORE,
 ): RecordOperator<Example, ScoredExample> {
-  if (options.llm) steps.uses('score', ['score']);
+  if (options.llm) steps.uses('score', { score: 256 });
   return {
     name: 'score',
     concurrency: options.concurrency,

@@ -8,25 +8,11 @@ import type { CallRecord } from './types.js';
 export const GUIDANCE = 'guidance';
 export const STUDENT = 'student';
 
-/** Completion budgets per step (tokens); the defaults fit an 8K-context model answering in up to 2K. */
-export const DEFAULT_MAX_TOKENS: Readonly<Record<PromptStep, number>> = {
-  instruction: 256,
-  'instruction-score': 256,
-  polish: 2048,
-  student: 1024,
-  judge: 512,
-  'judge-check': 640,
-  duplicate: 256,
-  check: 256,
-  merge: 800,
-  answer: 2048,
-  score: 256,
-};
-
 export interface StepSettings {
   /** Mixed with the document id, step and iteration into each call's sampling seed. */
   readonly seed: number;
-  readonly maxTokens: Readonly<Record<PromptStep, number>>;
+  /** Completion budgets over the ones the stages declare, by step (the config's `air.maxTokens`). */
+  readonly maxTokens?: Readonly<Record<string, number>>;
 }
 
 /** Where a call is made from: which document, which iteration, and the row's call log to append to. */
@@ -56,7 +42,8 @@ export interface StageSteps {
  * still differ), calls the step's role, and records tokens and latency on the row.
  */
 export class StepRunner {
-  private readonly declared = new Set<PromptStep>();
+  /** Declared steps and their completion budgets (tokens). */
+  private readonly declared = new Map<PromptStep, number>();
   private readonly stages: StageSteps[] = [];
 
   constructor(
@@ -66,13 +53,19 @@ export class StepRunner {
   ) {}
 
   /**
-   * Declares the steps a stage may call (each operator does so when it is built, in stage order). Only declared
-   * steps can be called, so the prompt version below names every prompt a row can have been made with, and the
-   * layout says which stage makes which calls.
+   * Declares the steps a stage may call, with each one's completion budget (each operator does so when it is
+   * built, in stage order). Only declared steps can be called, so the prompt version below names every prompt a
+   * row can have been made with, and the layout says which stage makes which calls.
    */
-  uses(stage: string, steps: readonly PromptStep[]): void {
-    for (const step of steps) this.declared.add(step);
-    this.stages.push({ stage, steps: [...steps] });
+  uses(stage: string, budgets: Readonly<Record<PromptStep, number>>): void {
+    const steps = Object.keys(budgets);
+    for (const step of steps) {
+      if (!this.prompts.has(step)) {
+        throw new Error(`stage "${stage}" calls the step "${step}", which has no template in the prompt set`);
+      }
+      this.declared.set(step, budgets[step]!);
+    }
+    this.stages.push({ stage, steps });
   }
 
   /** The stages that call models, in the order they declared their steps (stage order), with their steps. */
@@ -82,7 +75,7 @@ export class StepRunner {
 
   /** The version of the declared steps' prompts: the same for every row of a run, once its stages are built. */
   get promptVersion(): string {
-    return this.prompts.versionOf(this.declared);
+    return this.prompts.versionOf(this.declared.keys());
   }
 
   /** A free-text step; an empty reply is an error (the reference code crashed on those). */
@@ -118,7 +111,7 @@ export class StepRunner {
     const role = step === 'student' ? STUDENT : GUIDANCE;
     const seed = fmix32(fnv1a32(`${this.settings.seed}\0${at.docId}\0${step}\0${at.iteration}`)) & 0x7fffffff;
     const result = await this.llm.chat(role, this.prompts.render(step, values), {
-      max_tokens: this.settings.maxTokens[step],
+      max_tokens: this.settings.maxTokens?.[step] ?? this.declared.get(step),
       seed,
       schema,
       // A student's answer is only compared with the reference: a cut one still shows what it misses.

@@ -37,7 +37,7 @@ export function registerScoreCommand(program: Command, io: { stdout: (t: string)
   program
     .command('score')
     .description(
-      'Measure an instruction dataset without an LLM: lengths and constraint types per instruction.',
+      'Measure an instruction dataset without an LLM (optionally also with an LLM constraint counter): lengths and constraints per instruction.',
     )
     .argument('<file>', 'a .parquet file or a .jsonl/.json file of records')
     .option('--instruction-column <name>', 'column holding the instruction', 'instruction')

@@ -227,6 +227,20 @@ describe('air score with an LLM counter (built CLI)', () => {
     expect(JSON.parse(await readFile(json, 'utf8'))).not.toHaveProperty('constraintsByLlm');
   });
 
+  it('answers a rerun from the --cache file without calling the model', async () => {
+    const { url, seen } = await scriptedServer();
+    const file = await dataset();
+    const cache = path.join(dir, 'counter-cache.sqlite');
+    const args = ['score', file, '--counter-url', url, '--counter-model', 'scripted', '--cache', cache];
+    const first = await runAir(args);
+    expect(first.code, first.stderr).toBe(0);
+    expect(seen).toHaveLength(3);
+    const second = await runAir(args);
+    expect(second.code, second.stderr).toBe(0);
+    expect(seen).toHaveLength(3);
+    expect(second.stdout).toMatch(/constraints per instruction \(LLM: scripted\)\s+2\.0\s+2\s+4/);
+  });
+
   it('refuses half a configuration', async () => {
     const result = await runAir(['score', await dataset(), '--counter-url', 'http://127.0.0.1:9/v1']);
     expect(result.code).toBe(2);

@@ -50,7 +50,7 @@ export async function openLlmCounter(
   const parsed = endpointSchema.safeParse({
     baseUrl: simulator?.url ?? flags.counterUrl,
     model: simulator === undefined ? flags.counterModel : SIM_MODEL,
-    apiKeyEnv: flags.apiKeyEnv,
+    apiKeyEnv: simulator === undefined ? flags.apiKeyEnv : undefined, // the simulator asks for no key
     maxConcurrency: concurrency,
     initialConcurrency: Math.min(8, concurrency),
   });

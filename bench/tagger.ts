@@ -5,8 +5,13 @@
  * a gain tuned to some examples shows as a gap between halves. Results: bench/RESULTS-tagger.md.
  *
  *   npx tsx bench/tagger.ts [--file ../shared/data/instructions/followbench-dev.jsonl]
+ *     [--counter-url <url> --counter-model <name> [--api-key-env VAR] [--concurrency n] [--seed n] | --llm sim]
+ *
+ * With an LLM counter (the optional one `air score` uses) its counts are a further column. `--llm sim` only shows
+ * the plumbing: the simulator's lists have seeded random lengths, so its figure means nothing.
  */
 import { parseArgs } from 'node:util';
+import { openLlmCounter } from '../cli/counter-llm.js';
 import { countConstraints } from '../operators/constraint-count.js';
 import { summarizeConstraints, tagConstraints } from '../operators/constraint-tagger.js';
 import { countWords } from '../operators/length-filter.js';
@@ -18,10 +23,40 @@ import {
   type LabelledInstruction,
 } from '../test/helpers/labelled-instructions.js';
 
-const { values } = parseArgs({ options: { file: { type: 'string' } } });
+const { values } = parseArgs({
+  options: {
+    file: { type: 'string' },
+    'counter-url': { type: 'string' },
+    'counter-model': { type: 'string' },
+    'api-key-env': { type: 'string' },
+    concurrency: { type: 'string' },
+    llm: { type: 'string' },
+    cache: { type: 'string' },
+    seed: { type: 'string' },
+  },
+});
 const rows = readLabelled(values.file ?? FOLLOWBENCH_DEV);
 
-const MEASURES: ReadonlyArray<readonly [string, (row: LabelledInstruction) => number]> = [
+const opened = await openLlmCounter({
+  counterUrl: values['counter-url'],
+  counterModel: values['counter-model'],
+  apiKeyEnv: values['api-key-env'],
+  concurrency: values.concurrency === undefined ? undefined : Number(values.concurrency),
+  llm: values.llm,
+  cache: values.cache,
+  seed: values.seed === undefined ? undefined : Number(values.seed),
+});
+const llmCounts = new Map<LabelledInstruction, number>();
+if (opened !== undefined) {
+  try {
+    const counts = await opened.counter.count(rows.map((r) => r.instruction));
+    rows.forEach((row, i) => llmCounts.set(row, counts[i]!));
+  } finally {
+    await opened.close();
+  }
+}
+
+const MEASURES: Array<readonly [string, (row: LabelledInstruction) => number]> = [
   ['word count', (row) => countWords(row.instruction)],
   ['tagger distinct types', (row) => summarizeConstraints(tagConstraints(row.instruction)).distinctTypes],
   ['tagger total tags', (row) => tagConstraints(row.instruction).length],
@@ -32,6 +67,7 @@ const MEASURES: ReadonlyArray<readonly [string, (row: LabelledInstruction) => nu
     (row) => countConstraints(row.instruction) + Math.log2(1 + countWords(row.instruction)),
   ],
 ];
+if (opened !== undefined) MEASURES.push([opened.counter.label, (row) => llmCounts.get(row)!]);
 
 const categories = [...new Set(rows.map((r) => r.category))].sort();
 const subsets: ReadonlyArray<readonly [string, LabelledInstruction[]]> = [

@@ -2,20 +2,30 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { Command } from 'commander';
 import { JSDuckDBValueConverter } from '@duckdb/node-api';
+import type { ConstraintCounter } from '../operators/constraint-counter.js';
 import { CONSTRAINT_TYPES } from '../operators/constraint-tagger.js';
 import {
+  distribution,
   measureInstruction,
   MetricsAccumulator,
   type DatasetMetrics,
+  type Distribution,
 } from '../operators/instruction-metrics.js';
 import { duckdbMessage, openDuckDB, sqlIdent, sqlString } from '../pipeline/io/duckdb.js';
 import { ConfigError, ParquetInputError } from '../pipeline/errors.js';
 import { formatCount, formatTable } from '../report/format.js';
+import { integerArg, positiveIntArg } from './args.js';
+import { openLlmCounter, type CounterFlags } from './counter-llm.js';
 
-interface ScoreFlags {
+interface ScoreFlags extends CounterFlags {
   instructionColumn: string;
   outputColumn: string;
   json?: string;
+}
+
+/** The summary `air score` prints and writes; `constraintsByLlm` only when an LLM counter is configured. */
+export interface ScoreSummary extends DatasetMetrics {
+  readonly constraintsByLlm?: Distribution & { readonly counter: string };
 }
 
 /**
@@ -27,16 +37,31 @@ export function registerScoreCommand(program: Command, io: { stdout: (t: string)
   program
     .command('score')
     .description(
-      'Measure an instruction dataset without an LLM: lengths and constraint types per instruction.',
+      'Measure an instruction dataset without an LLM (optionally also with an LLM constraint counter): lengths and constraints per instruction.',
     )
     .argument('<file>', 'a .parquet file or a .jsonl/.json file of records')
     .option('--instruction-column <name>', 'column holding the instruction', 'instruction')
     .option('--output-column <name>', 'column holding the response (missing: output words are 0)', 'output')
     .option('--json <file>', 'also write the summary as JSON here')
+    .option('--counter-url <url>', 'also count constraints with an LLM at this OpenAI-compatible /v1 URL')
+    .option('--counter-model <name>', "the LLM counter's model name")
+    .option('--api-key-env <var>', "environment variable holding the LLM counter's API key")
+    .option('--concurrency <n>', 'LLM counter calls in flight at most', positiveIntArg, 16)
+    .option('--seed <n>', 'seed of the LLM counter calls', integerArg, 0)
+    .option('--cache <file>', "SQLite file caching the LLM counter's replies (default: in memory)")
+    .option(
+      '--llm <mode>',
+      '"sim": count with the built-in simulator (seeded noise; shows the plumbing only)',
+    )
     .action(async (file: string, flags: ScoreFlags) => {
-      const summary = await scoreFile(file, flags.instructionColumn, flags.outputColumn);
-      for (const line of summaryLines(file, summary)) io.stdout(`${line}\n`);
-      if (flags.json !== undefined) await writeFile(flags.json, `${JSON.stringify(summary, null, 2)}\n`);
+      const opened = await openLlmCounter(flags);
+      try {
+        const summary = await scoreFile(file, flags.instructionColumn, flags.outputColumn, opened?.counter);
+        for (const line of summaryLines(file, summary)) io.stdout(`${line}\n`);
+        if (flags.json !== undefined) await writeFile(flags.json, `${JSON.stringify(summary, null, 2)}\n`);
+      } finally {
+        await opened?.close();
+      }
     });
 }
 
@@ -44,7 +69,9 @@ export async function scoreFile(
   file: string,
   instructionColumn: string,
   outputColumn: string,
-): Promise<DatasetMetrics> {
+  /** An optional second counter (the LLM one), run chunk by chunk beside the model-free measures. */
+  counter?: ConstraintCounter,
+): Promise<ScoreSummary> {
   const reader = /\.parquet$/i.test(file)
     ? `read_parquet(${sqlString(file)})`
     : /\.jsonl?$/i.test(file)
@@ -73,26 +100,32 @@ export async function scoreFile(
       `SELECT ${sqlIdent(instructionColumn)}::VARCHAR, ${output} FROM ${reader}`,
     );
     const metrics = new MetricsAccumulator();
+    const counted: number[] = [];
     for (;;) {
       const chunk = await result.fetchChunk();
       if (chunk === null || chunk.rowCount === 0) break;
       const [instructions, outputs] = chunk.convertColumns(JSDuckDBValueConverter) as [unknown[], unknown[]];
+      const batch: string[] = [];
       for (let i = 0; i < chunk.rowCount; i++) {
         const instruction = instructions[i];
         if (typeof instruction !== 'string') continue;
+        batch.push(instruction);
         metrics.add(
           measureInstruction(instruction, typeof outputs[i] === 'string' ? (outputs[i] as string) : null),
         );
       }
+      if (counter !== undefined) counted.push(...(await counter.count(batch)));
     }
-    return metrics.summary();
+    const summary = metrics.summary();
+    if (counter === undefined) return summary;
+    return { ...summary, constraintsByLlm: { counter: counter.label, ...distribution(counted) } };
   } finally {
     conn.closeSync();
     db.closeSync();
   }
 }
 
-function summaryLines(file: string, s: DatasetMetrics): string[] {
+function summaryLines(file: string, s: ScoreSummary): string[] {
   const d = (x: { mean: number; p50: number; p90: number }) => [
     x.mean.toFixed(1),
     String(x.p50),
@@ -106,6 +139,9 @@ function summaryLines(file: string, s: DatasetMetrics): string[] {
       ['output words', ...d(s.outputWords)],
       ['constraint types per instruction', ...d(s.constraintsPerInstruction)],
       ['constraints stated per instruction', ...d(s.constraintsStated)],
+      ...(s.constraintsByLlm === undefined
+        ? []
+        : [[`constraints per instruction (${s.constraintsByLlm.counter})`, ...d(s.constraintsByLlm)]]),
     ]),
   );
   lines.push('share of instructions stating each constraint type:');

@@ -95,7 +95,7 @@ export class MetricsAccumulator {
   }
 }
 
-function distribution(values: number[]): Distribution {
+export function distribution(values: readonly number[]): Distribution {
   if (values.length === 0) return { mean: 0, p50: 0, p90: 0, p99: 0, max: 0 };
   const sorted = Float64Array.from(values).sort();
   const at = (q: number): number => sorted[Math.min(sorted.length - 1, Math.floor(q * sorted.length))]!;

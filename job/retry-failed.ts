@@ -1,7 +1,7 @@
 import { readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { openDuckDB, sqlString } from '../pipeline/io/duckdb.js';
-import { ManifestLog, readManifest, MANIFEST_FILE } from '../pipeline/io/manifest.js';
+import { ManifestLog, readManifest, MANIFEST_FILE, type Manifest } from '../pipeline/io/manifest.js';
 import { AirError } from '../pipeline/errors.js';
 import { tallyIn, type ShardTally } from '../pipeline/ledger.js';
 import { toRanges, type RowRanges } from '../pipeline/row-ranges.js';
@@ -31,6 +31,23 @@ export async function prepareRetry(dir: string): Promise<RetryPlan> {
   const manifest = await readManifest(dir);
   if (manifest === undefined)
     throw new AirError('AIR_USAGE', `${dir}: no ${MANIFEST_FILE} here: not an air output folder`);
+  const failed = await stillFailedRows(dir, manifest);
+  const config = parseRunConfig(
+    { ...(manifest.header.config as object), output: dir },
+    `${dir}/${MANIFEST_FILE}`,
+  );
+  const { rows, byShard, tallies } = handBack(failed);
+  if (failed.length > 0) {
+    await ManifestLog.open(dir, { kind: 'retry', at: new Date().toISOString(), rows, tallies });
+  }
+  return { config, rows: failed.length, byShard };
+}
+
+/**
+ * The rows whose records failed and still stand failed: failures of every commit, less the rows a later retry
+ * handed back, less any row with written output (retrying it would write that row twice).
+ */
+async function stillFailedRows(dir: string, manifest: Manifest): Promise<FailedRow[]> {
   const failedNow = new Map<string, FailedRow>();
   const db = await openDuckDB({ threads: 1, memoryLimit: '256MB' });
   const conn = await db.connect();
@@ -54,7 +71,6 @@ export async function prepareRetry(dir: string): Promise<RetryPlan> {
         }
       }
     }
-    // An input with a written row was settled as written: retrying it would write that row twice.
     const parts = (await readdir(dir)).filter((f) => /^part-\d+\.parquet$/.test(f));
     if (parts.length > 0 && failedNow.size > 0) {
       const written = await conn.runAndReadAll(
@@ -66,13 +82,18 @@ export async function prepareRetry(dir: string): Promise<RetryPlan> {
     conn.closeSync();
     db.closeSync();
   }
-  const config = parseRunConfig(
-    { ...(manifest.header.config as object), output: dir },
-    `${dir}/${MANIFEST_FILE}`,
-  );
+  return [...failedNow.values()];
+}
+
+/** The rows to hand back as ranges per shard, and the tally corrections that take their failures out. */
+function handBack(failed: readonly FailedRow[]): {
+  rows: Record<string, RowRanges>;
+  byShard: Record<string, number>;
+  tallies: ShardTally[];
+} {
   const rowsByShard = new Map<string, number[]>();
   const tallies = new Map<string, ShardTally>();
-  for (const f of failedNow.values()) {
+  for (const f of failed) {
     let rows = rowsByShard.get(f.shard);
     if (rows === undefined) rowsByShard.set(f.shard, (rows = []));
     rows.push(f.row);
@@ -86,13 +107,5 @@ export async function prepareRetry(dir: string): Promise<RetryPlan> {
     rows[label] = toRanges(list);
     byShard[label] = list.length;
   }
-  if (failedNow.size > 0) {
-    await ManifestLog.open(dir, {
-      kind: 'retry',
-      at: new Date().toISOString(),
-      rows,
-      tallies: [...tallies.values()],
-    });
-  }
-  return { config, rows: failedNow.size, byShard };
+  return { rows, byShard, tallies: [...tallies.values()] };
 }

@@ -11,6 +11,7 @@ import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
+import { registerMergeCommand } from './merge-command.js';
 import { registerPlanCommand } from './plan-command.js';
 import { DEDUPE_LOCK_STALE_SECONDS, DEDUPE_WAIT_SECONDS, isPlanRefusal, runPlanRanks } from './plan-run.js';
 import { nonNegativeArg } from './args.js';
@@ -147,6 +148,7 @@ Example:
   registerStatsCommand(program, io);
   registerPlanCommand(program, io, (code) => (exitCode = code));
   registerStatusCommand(program, io, (code) => (exitCode = code));
+  registerMergeCommand(program, io, (code) => (exitCode = code));
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

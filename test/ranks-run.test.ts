@@ -1,4 +1,4 @@
-import { copyFile, mkdir, readdir, readFile, utimes, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAir, startAir } from './helpers/cli.js';
@@ -113,6 +113,47 @@ describe('air run --plan --rank auto', () => {
     const status = await runAir(['status', 'job'], dir);
     expect(status.code, status.stdout).toBe(0);
   }, 300_000);
+
+  it('air merge writes the job ledger, stats, report and card over the ranks; refuses an incomplete rank', async () => {
+    const merged = await runAir(['merge', 'job'], dir);
+    expect(merged.code, merged.stderr).toBe(0);
+    const job = path.join(dir, 'job');
+    const plan = JSON.parse(await readFile(path.join(job, 'plan.json'), 'utf8')) as {
+      totals: { rows: number };
+    };
+    const ledger = JSON.parse(await readFile(path.join(job, 'ledger.json'), 'utf8')) as {
+      totals: { read: number; rowsWritten: number; dropped: Record<string, number> };
+      parts: Array<{ file: string; rows: number }>;
+      ranks: unknown[];
+    };
+    const singleLedger = JSON.parse(await readFile(path.join(dir, 'single', 'ledger.json'), 'utf8')) as {
+      totals: { read: number; dropped: Record<string, number> };
+    };
+    expect(ledger.totals.read).toBe(plan.totals.rows);
+    expect(ledger.totals.rowsWritten).toBe(single.length);
+    expect(ledger.totals.dropped).toEqual(singleLedger.totals.dropped);
+    expect(ledger.ranks).toHaveLength(WORLD);
+    expect(ledger.parts.reduce((n, p) => n + p.rows, 0)).toBe(single.length);
+    const stats = JSON.parse(await readFile(path.join(job, 'stats.json'), 'utf8')) as { rows: number };
+    expect(stats.rows).toBe(single.length);
+    await expect(readFile(path.join(job, 'report.html'), 'utf8')).resolves.toContain('<html');
+    const card = await readFile(path.join(job, 'README.md'), 'utf8');
+    for (const part of ledger.parts) {
+      expect(part.file).toMatch(/^ranks\/0000[0-3]\/part-\d+\.parquet$/);
+      expect(card).toContain(`- ${part.file}`);
+    }
+    // (a rank whose rows were all dropped has no part file: sample.parquet's ids repeat FineWeb's)
+
+    await rm(path.join(job, 'completions', '00001'));
+    const refused = await runAir(['merge', 'job'], dir);
+    expect(refused.code).toBe(1);
+    expect(refused.stderr).toContain('1 of 4 ranks are not complete (00001)');
+    // Its output is complete: running it again only marks it.
+    const rerun = await runAir(['run', '--plan', 'job/plan.json', '--ranks', '1'], dir);
+    expect(rerun.code, rerun.stderr).toBe(0);
+    expect(rerun.stderr).toContain('already complete');
+    expect((await runAir(['merge', 'job'], dir)).code).toBe(0);
+  }, 120_000);
 
   it('refuses an environment without a rank, and a plan whose shards changed (exit 2)', async () => {
     const env = { ...process.env, SLURM_ARRAY_TASK_ID: undefined, SLURM_PROCID: undefined, RANK: undefined };

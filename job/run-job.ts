@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { Accounting } from '../llm/accounting.js';
@@ -25,7 +25,7 @@ import {
 } from '../pipeline/run.js';
 import { writeRunStats } from '../report/run-stats.js';
 import { StatsCollector } from '../report/stats/collector.js';
-import { DUPLICATES_FILE } from '../report/stats/ledger-file.js';
+import { DUPLICATES_FILE, LEDGER_FILE } from '../report/stats/ledger-file.js';
 import { airTable } from '../schemas/air.js';
 import { documentRow, documentsTable, type Document } from '../schemas/documents.js';
 import type { TableSchema } from '../schemas/types.js';
@@ -140,8 +140,12 @@ async function openRunOutput(
   await mkdir(config.output, { recursive: true });
   const start = await openOutput(config, shards, options.force === true);
   if (start.complete) {
-    options.log?.(`${config.output}: this run is already complete; nothing to do`);
-    return undefined;
+    if (await exists(path.join(config.output, LEDGER_FILE))) {
+      options.log?.(`${config.output}: this run is already complete; nothing to do`);
+      return undefined;
+    }
+    // Stopped between the manifest's end mark and the ledger (a kill): run again over no rows to write it.
+    options.log?.(`${config.output}: the run completed but its ledger.json was never written; writing it`);
   }
   if (start.resumed) {
     const done = [...start.settled.values()].reduce((n, r) => n + countRows(r), 0);
@@ -324,4 +328,11 @@ async function finishRun(
     options.log?.(`stats: ${errorMessage(error)}`);
   }
   return { report, parts, ledgerFile, llm: usage };
+}
+
+async function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
 }

@@ -155,6 +155,65 @@ describe('air run --plan --rank auto', () => {
     expect((await runAir(['merge', 'job'], dir)).code).toBe(0);
   }, 120_000);
 
+  it('exactly once across SIGKILL: the global step lock holder and a writing rank, killed and restarted', async () => {
+    await writeFile(
+      path.join(dir, 'air-kill.json'),
+      JSON.stringify({ method: 'documents', writer: { partRows: 50 }, progress: 'off' }),
+    );
+    const planned = await runAir(
+      ['plan', '-c', 'air-kill.json', '--input', 'in', '--output', 'kill', '--world-size', String(WORLD)],
+      dir,
+    );
+    expect(planned.code, planned.stderr).toBe(0);
+    const args = ['run', '--plan', 'kill/plan.json', '--rank', 'auto'];
+    const ranks = Array.from({ length: WORLD }, (_, rank) => {
+      const started = startAir(args, dir, slurmEnv(rank));
+      const state = { ...started, log: '', exited: false };
+      started.child.stderr!.on('data', (d: Buffer) => (state.log += d.toString()));
+      void started.done.then(() => (state.exited = true));
+      return state;
+    });
+    const killed: number[] = [];
+    const manifest = (rank: number): Promise<string> =>
+      readFile(path.join(dir, 'kill', 'ranks', `0000${rank}`, 'manifest.jsonl'), 'utf8').catch(() => '');
+    for (let waited = 0; killed.length < 2 && waited < 120_000; waited += 20) {
+      if (ranks.every((r) => r.exited)) break;
+      if (killed.length === 0) {
+        // The rank that took the dedupe lock dies in (or right after) the global step: the lock is left behind.
+        const holder = ranks.findIndex((r) => r.log.includes('running the global dedupe step'));
+        if (holder >= 0) {
+          ranks[holder]!.child.kill('SIGKILL');
+          killed.push(holder);
+        }
+      } else {
+        for (let r = 0; r < WORLD && killed.length < 2; r++) {
+          if (killed.includes(r) || ranks[r]!.exited) continue;
+          if ((await manifest(r)).includes('"part":"part-')) {
+            ranks[r]!.child.kill('SIGKILL');
+            killed.push(r);
+          }
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    const first = await Promise.all(ranks.map((r) => r.done));
+    expect(killed).toHaveLength(2);
+    for (const r of killed) expect(first[r]!.signal).toBe('SIGKILL');
+    for (let r = 0; r < WORLD; r++) if (!killed.includes(r)) expect(first[r]!.code, first[r]!.stderr).toBe(0);
+
+    const again = await Promise.all(killed.map((rank) => startAir(args, dir, slurmEnv(rank)).done));
+    // The dead holder's lock was taken over, unless it had written the summary before the kill landed.
+    const logs = [...ranks.map((r) => r.log), ...again.map((r) => r.stderr)].join('\n');
+    const holderDone = ranks[killed[0]!]!.log.includes('global dedupe: drop_lists');
+    expect(holderDone || logs.includes('taking over the dedupe lock')).toBe(true);
+    for (const r of again) expect(r.code, r.stderr).toBe(0);
+    const rows = await writtenRows(path.join(dir, 'kill', 'ranks', '*', '*.parquet'));
+    expect(rows).toEqual(single);
+    expect((await readdir(path.join(dir, 'kill', 'completions'))).length).toBe(WORLD);
+    const merged = await runAir(['merge', 'kill'], dir);
+    expect(merged.code, merged.stderr).toBe(0);
+  }, 300_000);
+
   it('refuses an environment without a rank, and a plan whose shards changed (exit 2)', async () => {
     const env = { ...process.env, SLURM_ARRAY_TASK_ID: undefined, SLURM_PROCID: undefined, RANK: undefined };
     const none = await runAir(['run', '--plan', 'job/plan.json', '--rank', 'auto'], dir, env);

@@ -85,6 +85,7 @@ export async function runPlanRanks(
     const options: Omit<RankRunOptions, keyof JobOptions> = {
       dedupeWaitSeconds: flags.dedupeWait ?? DEDUPE_WAIT_SECONDS,
       lockStaleSeconds: flags.dedupeLockStale ?? DEDUPE_LOCK_STALE_SECONDS,
+      processRanks: ranks,
     };
     const code = await runOne(config, async (jobOptions) =>
       describe(await runRank(root, plan, rank, { ...jobOptions, ...options }), plan),

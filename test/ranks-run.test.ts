@@ -214,6 +214,21 @@ describe('air run --plan --rank auto', () => {
     expect(merged.code, merged.stderr).toBe(0);
   }, 300_000);
 
+  it('--ranks 0-3 runs every rank in one process, keying them all before the barrier', async () => {
+    const planned = await runAir(
+      ['plan', '-c', 'air.json', '--input', 'in', '--output', 'seq', '--world-size', String(WORLD)],
+      dir,
+    );
+    expect(planned.code, planned.stderr).toBe(0);
+    const run = await runAir(
+      ['run', '--plan', 'seq/plan.json', '--ranks', '0-3', '--dedupe-wait', '60'],
+      dir,
+    );
+    expect(run.code, run.stderr).toBe(0);
+    expect(await writtenRows(path.join(dir, 'seq', 'ranks', '*', '*.parquet'))).toEqual(single);
+    expect((await readdir(path.join(dir, 'seq', 'completions'))).length).toBe(WORLD);
+  }, 120_000);
+
   it('refuses an environment without a rank, and a plan whose shards changed (exit 2)', async () => {
     const env = { ...process.env, SLURM_ARRAY_TASK_ID: undefined, SLURM_PROCID: undefined, RANK: undefined };
     const none = await runAir(['run', '--plan', 'job/plan.json', '--rank', 'auto'], dir, env);

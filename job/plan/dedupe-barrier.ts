@@ -25,6 +25,11 @@ export interface DedupeBarrierOptions {
   readonly root: string;
   readonly plan: Plan;
   readonly rank: number;
+  /**
+   * The ranks whose keys this process writes before it waits (default: `rank` alone). `--ranks 0-3` runs its
+   * ranks one after another: each must key all four first, or rank 0 would wait for keys no one is writing.
+   */
+  readonly keyRanks?: readonly number[];
   /** The rank's run config (the plan's, with the rank's input and output). */
   readonly config: RunConfig;
   /** Longest wait for the other ranks' keys, then again for the global step (seconds). */
@@ -64,7 +69,8 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
     keyFilesComplete(root, s.index, s.label, settings, filters);
 
   if (!(await summaryDone(root, labels))) {
-    const missing = mine.filter((s) => !keyed(s));
+    const keyRanks = new Set(options.keyRanks ?? [rank]);
+    const missing = plan.shards.filter((s) => keyRanks.has(s.rank) && !keyed(s));
     if (missing.length > 0) {
       options.log?.(`rank ${rankName(rank)}: dedupe keys pass over ${missing.length} shards`);
       await writeDedupeKeys({

@@ -14,6 +14,8 @@ export interface RankRunOptions extends Omit<JobOptions, 'shards' | 'dedupeStage
   readonly lockStaleSeconds: number;
   /** How often the shared folder is polled while waiting (seconds; default 2). */
   readonly pollSeconds?: number;
+  /** Every rank this process runs (`--ranks`): their dedupe keys are written before any of them waits. */
+  readonly processRanks?: readonly number[];
 }
 
 export type RankOutcome =
@@ -89,6 +91,7 @@ export async function runRank(
           timeoutSeconds: options.dedupeWaitSeconds,
           lockStaleSeconds: options.lockStaleSeconds,
           pollSeconds: options.pollSeconds,
+          keyRanks: options.processRanks,
           signal: options.signal,
           log: options.log,
         })

@@ -14,6 +14,7 @@ import {
   readRankDropLists,
   SUMMARY_FILE,
   writeDedupeKeys,
+  type DedupeSettings,
 } from '../global-dedupe/index.js';
 import type { DocumentStage } from '../stages/document-stages.js';
 import { processAlive, rankName } from './layout.js';
@@ -68,10 +69,13 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
   const keyed = (s: { index: number; label: string }): boolean =>
     keyFilesComplete(root, s.index, s.label, settings, filters);
 
-  if (!(await summaryDone(root, labels))) {
+  // Keys of other settings (a plan replaced with --force) are not keys of this plan, nor is their summary.
+  if (!((await summaryDone(root, labels, settings)) && plan.shards.every(keyed))) {
     const keyRanks = new Set(options.keyRanks ?? [rank]);
     const missing = plan.shards.filter((s) => keyRanks.has(s.rank) && !keyed(s));
     if (missing.length > 0) {
+      // A summary over keys about to be rewritten must not let a rank through once they are.
+      await rm(path.join(root, 'dedupe', SUMMARY_FILE), { force: true });
       options.log?.(`rank ${rankName(rank)}: dedupe keys pass over ${missing.length} shards`);
       await writeDedupeKeys({
         root,
@@ -90,7 +94,7 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
       const ranks = [...new Set(pending.map((s) => s.rank))].slice(0, 8).join(', ');
       return `${labels.length - pending.length} of ${labels.length} shards keyed (waiting on ranks ${ranks})`;
     });
-    await runOrAwaitGlobalStep(options, labels);
+    await runOrAwaitGlobalStep(options, labels, settings);
   }
   const lists = await readRankDropLists(
     root,
@@ -99,27 +103,39 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
   return globalDedupeStages(lists, config.dedupe);
 }
 
-/** The global step's summary exists and covers exactly this plan's shards. */
-async function summaryDone(root: string, labels: readonly string[]): Promise<boolean> {
+/** The global step's summary exists and covers exactly this plan's shards, deduped with these settings. */
+async function summaryDone(
+  root: string,
+  labels: readonly string[],
+  settings: DedupeSettings,
+): Promise<boolean> {
   try {
     const summary = JSON.parse(await readFile(path.join(root, 'dedupe', SUMMARY_FILE), 'utf8')) as {
       shards?: unknown;
+      dedupe?: unknown;
     };
-    return JSON.stringify(summary.shards) === JSON.stringify(labels);
+    return (
+      JSON.stringify(summary.shards) === JSON.stringify(labels) &&
+      JSON.stringify(summary.dedupe) === JSON.stringify(settings)
+    );
   } catch {
     return false;
   }
 }
 
-async function runOrAwaitGlobalStep(options: DedupeBarrierOptions, labels: readonly string[]): Promise<void> {
+async function runOrAwaitGlobalStep(
+  options: DedupeBarrierOptions,
+  labels: readonly string[],
+  settings: DedupeSettings,
+): Promise<void> {
   const { root, rank } = options;
   const lock = path.join(root, 'dedupe', DEDUPE_LOCK);
   await waitFor(options, 'the global dedupe step', async () => {
-    if (await summaryDone(root, labels)) return undefined;
+    if (await summaryDone(root, labels, settings)) return undefined;
     if (await tryLock(lock)) {
       try {
         // Rechecked under the lock: a holder writes the summary before it lets go of the lock.
-        if (!(await summaryDone(root, labels))) {
+        if (!(await summaryDone(root, labels, settings))) {
           options.log?.(
             `rank ${rankName(rank)}: running the global dedupe step over ${labels.length} shards`,
           );

@@ -250,7 +250,11 @@ async function waitFor(
     options.signal?.throwIfAborted();
     const state = await check();
     if (state === undefined) return;
-    if (state === 'retrying') continue;
+    if (state === 'retrying') {
+      // Another rank may be mid-takeover: a moment, not a poll interval, then look again.
+      await sleep(50, undefined, { signal: options.signal });
+      continue;
+    }
     const now = Date.now();
     if (state !== lastLine || now - lastLogged >= WAIT_LOG_SECONDS * 1000) {
       options.log?.(`rank ${rankName(options.rank)}: waiting for ${what}: ${state}`);

@@ -4,14 +4,17 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { parseRunConfig, type RunConfig } from '../job/config.js';
 import { prepareRetry } from '../job/retry-failed.js';
-import { runJob } from '../job/run-job.js';
+import { runJob, type JobOptions, type JobResult } from '../job/run-job.js';
 import { AirError, errorMessage } from '../pipeline/errors.js';
 import { MANIFEST_FILE, readManifest } from '../pipeline/io/manifest.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
 import { registerBenchCommand } from './bench-command.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
+import { registerMergeCommand } from './merge-command.js';
 import { registerPlanCommand } from './plan-command.js';
+import { DEDUPE_LOCK_STALE_SECONDS, DEDUPE_WAIT_SECONDS, isPlanRefusal, runPlanRanks } from './plan-run.js';
+import { nonNegativeArg } from './args.js';
 import { ProgressReporter } from './progress.js';
 import { settingOption, settingsFromFlags, SETTING_FLAGS } from './setting-flags.js';
 import { registerScoreCommand } from './score-command.js';
@@ -54,6 +57,11 @@ interface OwnRunFlags {
   force?: boolean;
   /** False with --no-dedupe (commander's negation), else undefined. */
   dedupe?: boolean;
+  plan?: string;
+  rank?: string;
+  ranks?: string;
+  dedupeWait?: number;
+  dedupeLockStale?: number;
 }
 
 /** Runs the CLI; resolves to the process exit code instead of exiting, so tests can call it. */
@@ -78,6 +86,22 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
     )
     .option('--force', 'resume although settings that change results differ from the interrupted run')
     .option('--no-dedupe', 'keep exact and near-duplicate documents and instructions (default: removed)')
+    .option('--plan <file>', "run ranks of a planned job (<root>/plan.json): the plan's config and shards")
+    .option(
+      '--rank <n|auto>',
+      'with --plan: the rank to run; auto reads it from Slurm, Kubernetes or torchrun',
+    )
+    .option('--ranks <list>', 'with --plan: run these ranks one after another (0-15, 0,3,5-7)')
+    .option(
+      '--dedupe-wait <seconds>',
+      `with --plan: longest wait for the other ranks' dedupe keys and the global step (default: ${DEDUPE_WAIT_SECONDS})`,
+      nonNegativeArg,
+    )
+    .option(
+      '--dedupe-lock-stale <seconds>',
+      `with --plan: take over a dedupe lock this old whose holder is not seen alive (default: ${DEDUPE_LOCK_STALE_SECONDS})`,
+      nonNegativeArg,
+    )
     .option('--guidance-url <url>', 'base URL of the guidance (large) model server, up to /v1')
     .option('--guidance-model <name>', 'guidance model name, or local:<path.gguf> to run it inside air')
     .option('--student-url <url>', 'base URL of the student (small) model server, up to /v1')
@@ -124,6 +148,7 @@ Example:
   registerStatsCommand(program, io);
   registerPlanCommand(program, io, (code) => (exitCode = code));
   registerStatusCommand(program, io, (code) => (exitCode = code));
+  registerMergeCommand(program, io, (code) => (exitCode = code));
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });
@@ -143,6 +168,11 @@ Example:
 }
 
 async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
+  if (flags.plan !== undefined) {
+    return runPlanRanks({ ...flags, plan: flags.plan }, io.stderr, (config, start) =>
+      runOne(config, io, start),
+    );
+  }
   let config: RunConfig;
   try {
     config = await loadConfig(flags);
@@ -150,7 +180,15 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
     io.stderr(`air: ${errorMessage(error)}\n`);
     return EXIT.usage;
   }
+  return runOne(config, io, (options) => runJob(config, { ...options, force: flags.force === true }));
+}
 
+/** One run with signal handling, progress display and the summary; `start` runs it with the options given. */
+async function runOne(
+  config: RunConfig,
+  io: CliIO,
+  start: (options: JobOptions) => Promise<JobResult | string>,
+): Promise<number> {
   const stop = new AbortController();
   let stopSignal: NodeJS.Signals | undefined;
   const onSignal = (signal: NodeJS.Signals): void => {
@@ -181,8 +219,7 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
   let reporter: ProgressReporter | undefined;
   let run: PipelineRun | undefined;
   try {
-    const result = await runJob(config, {
-      force: flags.force === true,
+    const result = await start({
       signal: stop.signal,
       onDownload: downloadDisplay(mode, io, config.progressIntervalSeconds),
       log: (line) => io.stderr(`air: ${line}\n`),
@@ -196,6 +233,10 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
       },
     });
     if (timer !== undefined) clearInterval(timer);
+    if (typeof result === 'string') {
+      io.stderr(`air: ${result}\n`);
+      return EXIT.ok;
+    }
     if (reporter !== undefined && run !== undefined) reporter.finish(run.snapshot());
     for (const line of summaryLines(result.report, config.output)) io.stderr(`${line}\n`);
     io.stderr(`ledger: ${result.ledgerFile} · peak memory ${peakRssMB()} MB\n`);
@@ -206,7 +247,7 @@ async function runCommand(flags: RunFlags, io: CliIO): Promise<number> {
     io.stderr(`air: ${errorMessage(error)}\n`);
     // Stopped before the run began (a model download): the exit code still says which signal stopped it.
     if (stopSignal !== undefined) return stopSignal === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
-    return isUsageError(error) ? EXIT.usage : EXIT.failure;
+    return isUsageError(error) || isPlanRefusal(error) ? EXIT.usage : EXIT.failure;
   } finally {
     if (timer !== undefined) clearInterval(timer);
     process.off('SIGINT', onSignal);

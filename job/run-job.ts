@@ -1,4 +1,4 @@
-import { mkdir } from 'node:fs/promises';
+import { access, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { Accounting } from '../llm/accounting.js';
@@ -25,7 +25,7 @@ import {
 } from '../pipeline/run.js';
 import { writeRunStats } from '../report/run-stats.js';
 import { StatsCollector } from '../report/stats/collector.js';
-import { DUPLICATES_FILE } from '../report/stats/ledger-file.js';
+import { DUPLICATES_FILE, LEDGER_FILE } from '../report/stats/ledger-file.js';
 import { airTable } from '../schemas/air.js';
 import { documentRow, documentsTable, type Document } from '../schemas/documents.js';
 import type { TableSchema } from '../schemas/types.js';
@@ -36,7 +36,7 @@ import { configFingerprint } from './fingerprint.js';
 import { resolveLocalModels, setUpLlm, type LlmSetup } from './llm.js';
 import { committedParts, previousResult, writeLedger, type JobResult, type LlmUsage } from './run-ledger.js';
 import { appendAirStages, instructionDedupeStage } from './stages/air-stages.js';
-import { documentStages } from './stages/document-stages.js';
+import { documentStages, type DocumentStage } from './stages/document-stages.js';
 import { writtenInstructions } from './written-instructions.js';
 
 export type { JobResult, LlmUsage, PartEntry } from './run-ledger.js';
@@ -53,6 +53,13 @@ export interface JobOptions {
   force?: boolean;
   /** Progress of a model file being downloaded before the run starts (`local:` model URIs not cached yet). */
   onDownload?: (progress: DownloadProgress) => void;
+  /**
+   * The input already resolved, in place of resolving `config.input`: a rank's shards from its plan, under the
+   * plan's labels (ids and drop lists are keyed by label, and a rank's own listing could label them otherwise).
+   */
+  shards?: readonly Shard[];
+  /** Stage 0's dedupe steps, replacing unique_ids/exact_dedupe/near_dedupe (a rank's global dedupe). */
+  dedupeStages?: readonly DocumentStage[];
 }
 
 /** The output folder opened for writing: where the run starts, and what records drops and failures. */
@@ -84,7 +91,7 @@ type Closer = () => Promise<void> | void;
  * outcome, so a failed or interrupted run still says where every row went.
  */
 export async function runJob(config: RunConfig, options: JobOptions = {}): Promise<JobResult> {
-  const shards = await resolveShards(config.input);
+  const shards = options.shards ?? (await resolveShards(config.input));
   const db = await openDuckDB({
     threads: config.engine.duckdbThreads,
     memoryLimit: `${config.engine.duckdbMemoryMB}MB`,
@@ -133,8 +140,12 @@ async function openRunOutput(
   await mkdir(config.output, { recursive: true });
   const start = await openOutput(config, shards, options.force === true);
   if (start.complete) {
-    options.log?.(`${config.output}: this run is already complete; nothing to do`);
-    return undefined;
+    if (await exists(path.join(config.output, LEDGER_FILE))) {
+      options.log?.(`${config.output}: this run is already complete; nothing to do`);
+      return undefined;
+    }
+    // Stopped between the manifest's end mark and the ledger (a kill): run again over no rows to write it.
+    options.log?.(`${config.output}: the run completed but its ledger.json was never written; writing it`);
   }
   if (start.resumed) {
     const done = [...start.settled.values()].reduce((n, r) => n + countRows(r), 0);
@@ -163,9 +174,16 @@ async function buildRun(ctx: BuildContext): Promise<BuiltRun> {
   const { config, closers } = ctx;
   // One account for every model call of the run: chat calls and the diversity stage's embedding calls.
   const accounting = new Accounting(config.llm.prices);
-  const pool = needsMinHashPool(config) ? createMinHashPool(config.engine.workerThreads) : undefined;
+  const pool = needsMinHashPool(config, ctx.options)
+    ? createMinHashPool(config.engine.workerThreads)
+    : undefined;
   if (pool !== undefined) closers.push(() => pool.close());
-  const stages = documentStages(config, { pool, accounting, env: ctx.options.env });
+  const stages = documentStages(config, {
+    pool,
+    accounting,
+    env: ctx.options.env,
+    dedupeStages: ctx.options.dedupeStages,
+  });
   const documents = pipeline(ctx.source).through(stages);
   // Statistics are collected from each row as it is written: no second pass over the output.
   const stats = new StatsCollector({ kind: config.method });
@@ -211,9 +229,11 @@ async function buildRun(ctx: BuildContext): Promise<BuiltRun> {
   return { run, table, stats, accounting, llm, promptVersion: air.promptVersion, callLayout: air.layout };
 }
 
-function needsMinHashPool(config: RunConfig): boolean {
+function needsMinHashPool(config: RunConfig, options: JobOptions): boolean {
   const dedupe = config.dedupe;
-  return dedupe.near.enabled || (config.method === 'air' && dedupe.instructions.enabled);
+  // Replaced dedupe steps (a rank's drop lists) sign nothing; instruction dedupe still does.
+  const nearInStage0 = dedupe.near.enabled && options.dedupeStages === undefined;
+  return nearInStage0 || (config.method === 'air' && dedupe.instructions.enabled);
 }
 
 /** The part writer's settings; every committed part is checkpointed with the rows it settled. */
@@ -308,4 +328,11 @@ async function finishRun(
     options.log?.(`stats: ${errorMessage(error)}`);
   }
   return { report, parts, ledgerFile, llm: usage };
+}
+
+async function exists(file: string): Promise<boolean> {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
 }

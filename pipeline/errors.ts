@@ -19,7 +19,9 @@ export type AirErrorCode =
   | 'AIR_OPERATOR_FAILED'
   | 'AIR_FAILURE_RATE'
   | 'AIR_RESUME_MISMATCH'
-  | 'AIR_PLAN_MISMATCH';
+  | 'AIR_PLAN_MISMATCH'
+  | 'AIR_PLAN_STALE'
+  | 'AIR_RANKS_INCOMPLETE';
 
 export class AirError<C extends string = AirErrorCode> extends Error {
   readonly code: C;

@@ -18,6 +18,8 @@ export interface RunArtifactsInput {
   readonly schema: TableSchema | readonly CardColumn[];
   /** The resolved run config, for the dataset card's settings. */
   readonly config?: unknown;
+  /** The data files for the card (default: the folder's part-*.parquet). */
+  readonly dataFiles?: readonly string[];
   /** The run's name in the report (default: the folder's name). */
   readonly label?: string;
   /** Fixed for reproducible pages (tests); default now. */
@@ -50,7 +52,10 @@ export async function writeRunArtifacts(outputDir: string, input: RunArtifactsIn
     reportFile,
     reportHtml([{ label, stats: input.stats }], { generatedAt: input.generatedAt }),
   );
-  await writeAtomically(cardFile, datasetCard({ stats: input.stats, columns, config: input.config }));
+  await writeAtomically(
+    cardFile,
+    datasetCard({ stats: input.stats, columns, config: input.config, dataFiles: input.dataFiles }),
+  );
   return { statsFile, reportFile, cardFile };
 }
 

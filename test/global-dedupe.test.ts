@@ -1,4 +1,4 @@
-import { readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { readdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -29,14 +29,10 @@ import type { WorkerPool } from '../pipeline/pool/worker-pool.js';
 import { Rng } from '../pipeline/random.js';
 import { pipeline, type Pipeline } from '../pipeline/run.js';
 import type { Document } from '../schemas/documents.js';
-import { DOLMA, FINEWEB, query, SAMPLE, tempDir } from './helpers/duckdb.js';
+import { DOLMA, FINEWEB, SAMPLE, tempDir } from './helpers/duckdb.js';
 import { trueJaccard } from './helpers/jaccard.js';
 import { CollectingSink } from './helpers/memory.js';
-
-interface Row {
-  id: string;
-  text: string;
-}
+import { nearCopy, reformat, rowsOf, writeShard, type Row } from './helpers/dup-shards.js';
 
 class NotesSink implements DropNoteSink {
   readonly notes: DropNote[] = [];
@@ -44,38 +40,6 @@ class NotesSink implements DropNoteSink {
     this.notes.push(note);
   }
   async close(): Promise<void> {}
-}
-
-async function rowsOf(file: string): Promise<Row[]> {
-  const rows = await query(
-    `SELECT id, text FROM read_parquet('${file}', file_row_number = true) ORDER BY file_row_number`,
-  );
-  return rows.map(([id, text]) => ({ id: id as string, text: text as string }));
-}
-
-async function writeShard(file: string, rows: readonly Row[]): Promise<void> {
-  const jsonl = `${file}.jsonl`;
-  await writeFile(jsonl, rows.map((r) => JSON.stringify(r)).join('\n') + '\n');
-  await query(
-    `COPY (SELECT id, text FROM read_json('${jsonl}', columns = {id: 'VARCHAR', text: 'VARCHAR'},
-      format = 'newline_delimited')) TO '${file}' (FORMAT parquet)`,
-  );
-  await rm(jsonl);
-}
-
-/** Re-formats a text without changing its normalised form. */
-function reformat(text: string): string {
-  const upper = text.replace(/[a-z]/g, (c) => c.toUpperCase());
-  return `  ${upper.replaceAll(' ', ' \t ').replaceAll('\n', '\n\n')} !!`;
-}
-
-/** Replaces a contiguous 5% of the words (J ~0.9 at 5-word shingles). */
-function nearCopy(text: string, tag: string): string {
-  const words = text.split(/\s+/);
-  const span = Math.max(1, Math.round(words.length * 0.05));
-  const start = Math.floor(words.length / 3);
-  for (let i = 0; i < span; i++) words[start + i] = `zq${tag}x${i}`;
-  return words.join(' ');
 }
 
 /** Replaces `count` words spread evenly from `offset` on. */

@@ -2,6 +2,7 @@
 export {
   writeDedupeKeys,
   dedupeSettings,
+  filterSettings,
   type WriteDedupeKeysOptions,
   type KeysPassResult,
 } from './keys-pass.js';
@@ -26,4 +27,4 @@ export {
   type RankDropLists,
 } from './operator.js';
 export { GlobalDedupeError, type GlobalDedupeCode } from './errors.js';
-export type { DedupeSettings, KeyFileMeta } from './key-file.js';
+export { keyFilesComplete, type DedupeSettings, type KeyFileMeta } from './key-file.js';

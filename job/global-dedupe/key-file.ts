@@ -216,6 +216,33 @@ export class KeyFileWriter {
   }
 }
 
+/**
+ * Whether shard `index` has finished key files for `label`, written with these dedupe and filter settings: the
+ * meta is written last (see KeyFileWriter.finish), so its presence says the files are whole.
+ */
+export function keyFilesComplete(
+  root: string,
+  index: number,
+  label: string,
+  settings: DedupeSettings,
+  filters: string,
+): boolean {
+  let meta: KeyFileMeta;
+  try {
+    meta = JSON.parse(readFileSync(fileOf(root, index, 'json'), 'utf8')) as KeyFileMeta;
+  } catch {
+    return false;
+  }
+  return (
+    meta.format === 'air-dedupe-keys' &&
+    meta.version === 1 &&
+    meta.index === index &&
+    meta.shard === label &&
+    meta.filters === filters &&
+    JSON.stringify(meta.dedupe) === JSON.stringify(settings)
+  );
+}
+
 /** Removes a shard's meta first (so the files never look complete while being replaced), then the rest. */
 export function removeKeyFiles(root: string, index: number): void {
   for (const ext of ['json', 'keys', 'sketch', 'ids'] as const)

@@ -24,6 +24,8 @@ export interface DocumentStageDeps {
   readonly accounting: Accounting;
   /** Where API keys are read from. */
   readonly env: NodeJS.ProcessEnv | undefined;
+  /** Replaces the dedupe steps (ids, exact, near) when given: a rank drops what the global step listed. */
+  readonly dedupeStages?: readonly DocumentStage[];
 }
 
 /**
@@ -34,7 +36,7 @@ export function documentStages(config: RunConfig, deps: DocumentStageDeps): Docu
   return [
     lengthFilter<Document>(config.filter),
     qualityFilter<Document>(config.sample.quality),
-    ...dedupeStages(config.dedupe, deps.pool),
+    ...(deps.dedupeStages ?? dedupeStages(config.dedupe, deps.pool)),
     ...preSampleStages(config.sample.preSample),
     ...diversityStages(config, deps),
   ];

@@ -13,9 +13,15 @@ export interface CardInput {
   readonly columns: readonly CardColumn[];
   /** The resolved run config (ledger.json's `config`); the card lists the settings that shape the data. */
   readonly config?: unknown;
-  /** Glob of the data files, relative to the card (default part-*.parquet). */
-  readonly dataFiles?: string;
+  /** Glob of the data files, or the files themselves, relative to the card (default part-*.parquet). */
+  readonly dataFiles?: string | readonly string[];
   readonly title?: string;
+}
+
+/** The data files as the card's text names them: a glob, or a count of the files its front matter lists. */
+function filesText(files: CardInput['dataFiles']): string {
+  if (files === undefined || typeof files === 'string') return `\`${files ?? 'part-*.parquet'}\``;
+  return `${files.length} part files, listed under \`configs\` above`;
 }
 
 /** Hugging Face's size buckets (the `size_categories` tag). */
@@ -87,7 +93,7 @@ export function datasetCard(input: CardInput): string {
     '',
     '## Dataset structure',
     '',
-    `One split, \`train\`, of ${formatCount(stats.rows)} rows in Parquet files (\`${input.dataFiles ?? 'part-*.parquet'}\`). Columns:`,
+    `One split, \`train\`, of ${formatCount(stats.rows)} rows in Parquet files (${filesText(input.dataFiles)}). Columns:`,
     '',
     '| column | type | description |',
     '| --- | --- | --- |',

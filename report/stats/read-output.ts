@@ -187,6 +187,18 @@ function applyLedger(collector: StatsCollector, ledger: LedgerFile): void {
   if (Number.isFinite(finishedAt)) collector.span(finishedAt - ledger.wallMs, finishedAt);
 }
 
+/** The columns of Parquet data files, as `air stats` reads them (without reading their rows). */
+export async function parquetColumns(files: readonly string[]): Promise<OutputColumn[]> {
+  const db = await openDuckDB({ threads: 1 });
+  const conn = await db.connect();
+  try {
+    return await describe(conn, `read_parquet([${files.map(sqlString).join(', ')}])`, files);
+  } finally {
+    conn.closeSync();
+    db.closeSync();
+  }
+}
+
 async function describe(
   conn: DuckDBConnection,
   source: string,

@@ -16,9 +16,10 @@ export interface CliResult {
 export function startAir(
   args: readonly string[],
   cwd = ROOT,
+  env?: NodeJS.ProcessEnv,
 ): { child: ChildProcess; done: Promise<CliResult> } {
   if (!existsSync(AIR)) throw new Error(`${AIR} is missing: run "npm run build" first`);
-  const child = spawn(process.execPath, [AIR, ...args], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [AIR, ...args], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
   let stdout = '';
   let stderr = '';
   child.stdout!.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -29,6 +30,6 @@ export function startAir(
   return { child, done };
 }
 
-export function runAir(args: readonly string[], cwd = ROOT): Promise<CliResult> {
-  return startAir(args, cwd).done;
+export function runAir(args: readonly string[], cwd = ROOT, env?: NodeJS.ProcessEnv): Promise<CliResult> {
+  return startAir(args, cwd, env).done;
 }

@@ -1,0 +1,123 @@
+import { stat } from 'node:fs/promises';
+import path from 'node:path';
+import { parseRunConfig, type RunConfig } from '../job/config.js';
+import { planFile, rankDir, rankName } from '../job/plan/layout.js';
+import { readPlan } from '../job/plan/plan-file.js';
+import { parseRankSpec, parseRanks, resolveRank } from '../job/plan/rank-env.js';
+import { runRank, type RankOutcome, type RankRunOptions } from '../job/plan/run-rank.js';
+import type { JobOptions, JobResult } from '../job/run-job.js';
+import { AirError, UsageError } from '../pipeline/errors.js';
+import type { Plan } from '../schemas/plan.js';
+import { settingsFromFlags } from './setting-flags.js';
+
+/** What `air run --plan` reads of its flags. */
+export interface PlanRunFlags {
+  readonly plan: string;
+  readonly rank?: string;
+  readonly ranks?: string;
+  readonly dedupeWait?: number;
+  readonly dedupeLockStale?: number;
+  readonly input?: readonly string[];
+  readonly output?: string;
+  readonly config?: string;
+  readonly resume?: string;
+}
+
+/** Defaults: ranks of a Slurm array may start hours apart; a global step over billions of rows takes long. */
+export const DEDUPE_WAIT_SECONDS = 24 * 3600;
+export const DEDUPE_LOCK_STALE_SECONDS = 3600;
+
+/** Display settings a rank may set for itself; everything else is the plan's. */
+const OWN_SETTINGS = new Set(['progress', 'progressIntervalSeconds']);
+
+/**
+ * Runs one attempt with the CLI's signal handling and progress display: `start` gets the options to pass on,
+ * and says whether a run happened (a rank already complete returns a line to print instead).
+ */
+export type RunOne = (
+  config: RunConfig,
+  start: (options: JobOptions) => Promise<JobResult | string>,
+) => Promise<number>;
+
+/**
+ * `air run --plan <root>/plan.json --rank <n|auto>` or `--ranks 0-15` (one after another): each rank an
+ * ordinary run of the plan's config over its shards into `ranks/NNNNN`. Stops at the first rank that does not
+ * exit 0 and returns its code.
+ */
+export async function runPlanRanks(
+  flags: PlanRunFlags & Readonly<Record<string, unknown>>,
+  stderr: (text: string) => void,
+  runOne: RunOne,
+): Promise<number> {
+  let plan: Plan;
+  let root: string;
+  let ranks: number[];
+  let display: Record<string, unknown>;
+  try {
+    for (const [given, name] of [
+      [flags.input, '--input'],
+      [flags.output, '--output'],
+      [flags.config, '--config'],
+      [flags.resume, '--resume'],
+    ] as const) {
+      if (given !== undefined)
+        throw new UsageError(`${name} with --plan: the plan holds the input and config`);
+    }
+    display = settingsFromFlags(flags);
+    const foreign = Object.keys(display).filter((k) => !OWN_SETTINGS.has(k));
+    if (foreign.length > 0 || flags.dedupe === false) {
+      throw new UsageError(
+        `--plan: settings come from the plan (${foreign.join(', ') || 'dedupe'} given); plan again to change them`,
+      );
+    }
+    root = (await isDirectory(flags.plan)) ? flags.plan : path.dirname(flags.plan);
+    plan = await readPlan(flags.plan);
+    ranks = pickRanks(flags, plan);
+  } catch (error) {
+    stderr(`air: ${(error as Error).message}\n`);
+    return 2;
+  }
+  for (const rank of ranks) {
+    const config = parseRunConfig(
+      { ...plan.config, ...display, output: rankDir(root, rank) },
+      planFile(root),
+    );
+    const options: Omit<RankRunOptions, keyof JobOptions> = {
+      dedupeWaitSeconds: flags.dedupeWait ?? DEDUPE_WAIT_SECONDS,
+      lockStaleSeconds: flags.dedupeLockStale ?? DEDUPE_LOCK_STALE_SECONDS,
+      processRanks: ranks,
+    };
+    const code = await runOne(config, async (jobOptions) =>
+      describe(await runRank(root, plan, rank, { ...jobOptions, ...options }), plan),
+    );
+    if (code !== 0) return code;
+  }
+  return 0;
+}
+
+function pickRanks(flags: PlanRunFlags, plan: Plan): number[] {
+  if ((flags.rank === undefined) === (flags.ranks === undefined)) {
+    throw new UsageError('--plan needs exactly one of --rank <n|auto> and --ranks <list>');
+  }
+  if (flags.ranks !== undefined) return parseRanks(flags.ranks, plan.worldSize);
+  return [resolveRank(parseRankSpec(flags.rank!), process.env, plan.worldSize).rank];
+}
+
+function describe(outcome: RankOutcome, plan: Plan): JobResult | string {
+  if (outcome.status === 'already-complete') {
+    return `rank ${rankName(outcome.rank)} is already complete (plan fingerprint ${plan.fingerprint}); nothing to do`;
+  }
+  return outcome.result ?? `rank ${rankName(outcome.rank)} has no shards in the plan; marked complete`;
+}
+
+async function isDirectory(target: string): Promise<boolean> {
+  return stat(target).then(
+    (s) => s.isDirectory(),
+    () => false,
+  );
+}
+
+/** Exit 2 for refusals before any row is read: a stale plan, like a usage error. */
+export function isPlanRefusal(error: unknown): boolean {
+  return error instanceof AirError && error.code === 'AIR_PLAN_STALE';
+}

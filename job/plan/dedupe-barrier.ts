@@ -1,0 +1,273 @@
+import { open, readFile, rm, stat } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { heartbeatSchema, type Heartbeat, type Plan } from '../../schemas/plan.js';
+import type { RunConfig } from '../config.js';
+import {
+  dedupeSettings,
+  filterSettings,
+  findGlobalDuplicates,
+  globalDedupeStages,
+  GlobalDedupeError,
+  keyFilesComplete,
+  readRankDropLists,
+  SUMMARY_FILE,
+  writeDedupeKeys,
+  type DedupeSettings,
+} from '../global-dedupe/index.js';
+import type { DocumentStage } from '../stages/document-stages.js';
+import { processAlive, rankName } from './layout.js';
+
+/** `<root>/dedupe/lock`: held by the one rank running the global step (pid, host, times: a Heartbeat). */
+export const DEDUPE_LOCK = 'lock';
+
+export interface DedupeBarrierOptions {
+  readonly root: string;
+  readonly plan: Plan;
+  readonly rank: number;
+  /**
+   * The ranks whose keys this process writes before it waits (default: `rank` alone). `--ranks 0-3` runs its
+   * ranks one after another: each must key all four first, or rank 0 would wait for keys no one is writing.
+   */
+  readonly keyRanks?: readonly number[];
+  /** The rank's run config (the plan's, with the rank's input and output). */
+  readonly config: RunConfig;
+  /** Longest wait for the other ranks' keys, then again for the global step (seconds). */
+  readonly timeoutSeconds: number;
+  /** A lock older than this whose holder cannot be seen alive is taken over (seconds). */
+  readonly lockStaleSeconds: number;
+  /** How often the shared folder is looked at while waiting (seconds; default 2). */
+  readonly pollSeconds?: number;
+  readonly signal?: AbortSignal;
+  readonly log?: (line: string) => void;
+}
+
+/** Whether stage 0 dedupes at all: with every step off, ranks need no barrier. */
+export function dedupeEnabled(dedupe: RunConfig['dedupe']): boolean {
+  return dedupe.ids || dedupe.exact || dedupe.near.enabled;
+}
+
+/**
+ * Global dedupe for one rank, with no coordinator (the shared folder is the only channel):
+ *
+ * 1. the keys pass over the rank's shards whose key files are not complete (a restarted rank redoes only those);
+ * 2. wait until every shard of the plan has complete key files;
+ * 3. the first rank to create `<root>/dedupe/lock` (O_EXCL) runs the global step; the others wait for its
+ *    `summary.json`. A lock whose holder is dead (same host) or older than `lockStaleSeconds` (another host:
+ *    its liveness cannot be seen) is removed by one rank (under `lock.takeover`), and the race starts again;
+ * 4. the rank's drop lists, as stage 0's dedupe steps.
+ *
+ * Skipped (1-3) when the summary of this plan's global step is already there.
+ */
+export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promise<DocumentStage[]> {
+  const { root, plan, rank, config } = options;
+  const labels = plan.shards.map((s) => s.label);
+  const settings = dedupeSettings(config.dedupe);
+  const filters = filterSettings(config);
+  const mine = plan.shards.filter((s) => s.rank === rank);
+  const keyed = (s: { index: number; label: string }): boolean =>
+    keyFilesComplete(root, s.index, s.label, settings, filters);
+
+  // Keys of other settings (a plan replaced with --force) are not keys of this plan, nor is their summary.
+  if (!((await summaryDone(root, labels, settings)) && plan.shards.every(keyed))) {
+    const keyRanks = new Set(options.keyRanks ?? [rank]);
+    const missing = plan.shards.filter((s) => keyRanks.has(s.rank) && !keyed(s));
+    if (missing.length > 0) {
+      // A summary over keys about to be rewritten must not let a rank through once they are.
+      await rm(path.join(root, 'dedupe', SUMMARY_FILE), { force: true });
+      options.log?.(`rank ${rankName(rank)}: dedupe keys pass over ${missing.length} shards`);
+      await writeDedupeKeys({
+        root,
+        shards: missing.map((s) => ({
+          index: s.index,
+          shard: { path: s.path, label: s.label, size: s.size },
+        })),
+        config,
+        signal: options.signal,
+        log: options.log,
+      });
+    }
+    await waitFor(options, 'the other ranks’ dedupe keys', () => {
+      const pending = plan.shards.filter((s) => !keyed(s));
+      if (pending.length === 0) return undefined;
+      const ranks = [...new Set(pending.map((s) => s.rank))].slice(0, 8).join(', ');
+      return `${labels.length - pending.length} of ${labels.length} shards keyed (waiting on ranks ${ranks})`;
+    });
+    await runOrAwaitGlobalStep(options, labels, settings);
+  }
+  const lists = await readRankDropLists(
+    root,
+    mine.map((s) => ({ index: s.index, label: s.label })),
+  );
+  return globalDedupeStages(lists, config.dedupe);
+}
+
+/** The global step's summary exists and covers exactly this plan's shards, deduped with these settings. */
+async function summaryDone(
+  root: string,
+  labels: readonly string[],
+  settings: DedupeSettings,
+): Promise<boolean> {
+  try {
+    const summary = JSON.parse(await readFile(path.join(root, 'dedupe', SUMMARY_FILE), 'utf8')) as {
+      shards?: unknown;
+      dedupe?: unknown;
+    };
+    return (
+      JSON.stringify(summary.shards) === JSON.stringify(labels) &&
+      JSON.stringify(summary.dedupe) === JSON.stringify(settings)
+    );
+  } catch {
+    return false;
+  }
+}
+
+async function runOrAwaitGlobalStep(
+  options: DedupeBarrierOptions,
+  labels: readonly string[],
+  settings: DedupeSettings,
+): Promise<void> {
+  const { root, rank } = options;
+  const lock = path.join(root, 'dedupe', DEDUPE_LOCK);
+  await waitFor(options, 'the global dedupe step', async () => {
+    if (await summaryDone(root, labels, settings)) return undefined;
+    if (await tryLock(lock)) {
+      try {
+        // Rechecked under the lock: a holder writes the summary before it lets go of the lock.
+        if (!(await summaryDone(root, labels, settings))) {
+          options.log?.(
+            `rank ${rankName(rank)}: running the global dedupe step over ${labels.length} shards`,
+          );
+          await findGlobalDuplicates(root, labels, { log: options.log });
+        }
+      } finally {
+        await rm(lock, { force: true });
+      }
+      return undefined;
+    }
+    const holder = await lockHolder(lock);
+    if (holder !== undefined && isStale(holder, options.lockStaleSeconds)) {
+      options.log?.(
+        `rank ${rankName(rank)}: taking over the dedupe lock of pid ${holder.lock?.pid ?? '?'} on ` +
+          `${holder.lock?.host ?? '?'} (${holder.ageSeconds.toFixed(0)} s old, holder not seen alive)`,
+      );
+      await takeOver(lock, holder, options.lockStaleSeconds);
+      return 'retrying';
+    }
+    const who = holder?.lock === undefined ? '' : ` (pid ${holder.lock.pid} on ${holder.lock.host})`;
+    return `another rank runs the global dedupe step${who}`;
+  });
+}
+
+/**
+ * Removes a stale lock under a second lock (`lock.takeover`), rechecking it there: two ranks that both judged it
+ * stale cannot remove it twice, the second one a fresh holder's. A takeover lock left by a crash is removed
+ * once older than the stale window.
+ */
+async function takeOver(lock: string, judged: LockHolder, staleSeconds: number): Promise<void> {
+  const takeover = `${lock}.takeover`;
+  if (!(await tryLock(takeover))) {
+    const other = await lockHolder(takeover);
+    if (other !== undefined && isStale(other, staleSeconds)) await rm(takeover, { force: true });
+    return;
+  }
+  try {
+    const now = await lockHolder(lock);
+    const same =
+      now !== undefined &&
+      JSON.stringify(now.lock) === JSON.stringify(judged.lock) &&
+      isStale(now, staleSeconds);
+    if (same) await rm(lock, { force: true });
+  } finally {
+    await rm(takeover, { force: true });
+  }
+}
+
+async function tryLock(lock: string): Promise<boolean> {
+  let handle;
+  try {
+    handle = await open(lock, 'wx');
+  } catch (error) {
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw error;
+  }
+  try {
+    const now = new Date().toISOString();
+    const held: Heartbeat = { pid: process.pid, host: os.hostname(), startedAt: now, updatedAt: now };
+    await handle.writeFile(`${JSON.stringify(held)}\n`);
+  } finally {
+    await handle.close();
+  }
+  return true;
+}
+
+interface LockHolder {
+  /** Undefined while the holder is still writing it (or it was torn by a crash). */
+  readonly lock: Heartbeat | undefined;
+  readonly ageSeconds: number;
+}
+
+async function lockHolder(lock: string): Promise<LockHolder | undefined> {
+  try {
+    const [text, info] = await Promise.all([readFile(lock, 'utf8'), stat(lock)]);
+    let parsed: Heartbeat | undefined;
+    try {
+      const result = heartbeatSchema.safeParse(JSON.parse(text));
+      parsed = result.success ? result.data : undefined;
+    } catch {
+      parsed = undefined;
+    }
+    return { lock: parsed, ageSeconds: (Date.now() - info.mtimeMs) / 1000 };
+  } catch {
+    return undefined; // released meanwhile
+  }
+}
+
+/** Dead on this host is stale at once; otherwise only age tells (another host's process cannot be seen). */
+function isStale(holder: LockHolder, staleSeconds: number): boolean {
+  if (holder.lock !== undefined && processAlive(holder.lock) === false) return true;
+  return holder.ageSeconds > staleSeconds;
+}
+
+/** How often a waiting rank says so, at most. */
+const WAIT_LOG_SECONDS = 30;
+
+/**
+ * Polls `check` until it returns undefined (done). A string is what the rank waits on, logged when it changes
+ * and every WAIT_LOG_SECONDS; 'retrying' polls again at once. Past the timeout: AIR_DEDUPE_TIMEOUT.
+ */
+async function waitFor(
+  options: DedupeBarrierOptions,
+  what: string,
+  check: () => string | 'retrying' | undefined | Promise<string | 'retrying' | undefined>,
+): Promise<void> {
+  const started = Date.now();
+  const pollMs = (options.pollSeconds ?? 2) * 1000;
+  let lastLine = '';
+  let lastLogged = 0;
+  for (;;) {
+    options.signal?.throwIfAborted();
+    const state = await check();
+    if (state === undefined) return;
+    if (state === 'retrying') {
+      // Another rank may be mid-takeover: a moment, not a poll interval, then look again.
+      await sleep(50, undefined, { signal: options.signal });
+      continue;
+    }
+    const now = Date.now();
+    if (state !== lastLine || now - lastLogged >= WAIT_LOG_SECONDS * 1000) {
+      options.log?.(`rank ${rankName(options.rank)}: waiting for ${what}: ${state}`);
+      lastLine = state;
+      lastLogged = now;
+    }
+    if (now - started > options.timeoutSeconds * 1000) {
+      throw new GlobalDedupeError(
+        'AIR_DEDUPE_TIMEOUT',
+        `rank ${options.rank}: waited ${options.timeoutSeconds} s for ${what} (${state}); ` +
+          'start the missing ranks and run this one again, or raise --dedupe-wait',
+      );
+    }
+    await sleep(pollMs, undefined, { signal: options.signal });
+  }
+}

@@ -1,0 +1,158 @@
+import path from 'node:path';
+import { AirError, LedgerError } from '../../pipeline/errors.js';
+import { STATS_FILE, writeAtomically, writeRunArtifacts, type RunArtifacts } from '../../report/artifacts.js';
+import { describeColumns } from '../../report/card/columns.js';
+import { mergeStats } from '../../report/stats/collector.js';
+import { LEDGER_FILE, readLedgerFile, type LedgerFile } from '../../report/stats/ledger-file.js';
+import { parquetColumns, statsFromOutput } from '../../report/stats/read-output.js';
+import { readStatsFile } from '../../report/stats/stats-file.js';
+import type { Plan } from '../../schemas/plan.js';
+import type { RunStats } from '../../schemas/stats.js';
+import { committedParts, type PartEntry } from '../run-ledger.js';
+import { isComplete, rankDir, rankName } from './layout.js';
+import { readPlan } from './plan-file.js';
+
+type Totals = LedgerFile['totals'];
+type Stage = LedgerFile['stages'][number];
+
+export interface MergeResult extends RunArtifacts {
+  readonly ledgerFile: string;
+  readonly totals: Totals;
+  readonly plannedRows: number;
+  /** Every rank's part files, relative to the root, in rank order. */
+  readonly parts: readonly PartEntry[];
+}
+
+/**
+ * `air merge <root>`: once every rank is complete under the plan's fingerprint, writes at the root the job's
+ * ledger.json (the ranks' ledgers summed and checked against the plan's rows), stats.json (the ranks' stats
+ * merged, as `air stats` merges runs), report.html and the dataset card, whose configs list every rank's part
+ * files by relative path: nothing is copied. Refuses (AIR_RANKS_INCOMPLETE) naming the ranks not complete.
+ */
+export async function mergeRanks(root: string): Promise<MergeResult> {
+  const plan = await readPlan(root);
+  const incomplete: number[] = [];
+  for (const { rank } of plan.ranks) {
+    if (!(await isComplete(root, rank, plan.fingerprint))) incomplete.push(rank);
+  }
+  if (incomplete.length > 0) {
+    const names = incomplete.slice(0, 10).map(rankName).join(', ');
+    throw new AirError(
+      'AIR_RANKS_INCOMPLETE',
+      `${root}: ${incomplete.length} of ${plan.worldSize} ranks are not complete (${names}` +
+        `${incomplete.length > 10 ? ', …' : ''}); run them (air status ${root} shows where they stand)`,
+    );
+  }
+  // Ranks without shards (more ranks than shards) wrote nothing.
+  const ranks = plan.ranks.filter((r) => r.shards.length > 0).map((r) => r.rank);
+  const ledgers: LedgerFile[] = [];
+  const parts: PartEntry[] = [];
+  let stats: RunStats | undefined;
+  for (const rank of ranks) {
+    const dir = rankDir(root, rank);
+    ledgers.push(await readLedgerFile(path.join(dir, LEDGER_FILE)));
+    for (const part of await committedParts(dir)) {
+      parts.push({
+        file: path.relative(root, path.join(dir, part.file)).split(path.sep).join('/'),
+        rows: part.rows,
+      });
+    }
+    // A rank's own stats.json when it has one; else recomputed from its files (what `air stats` would do).
+    const own = (await readStatsFile(path.join(dir, STATS_FILE))) ?? (await statsFromOutput(dir)).stats;
+    stats = stats === undefined ? own : mergeStats(stats, own);
+  }
+  const totals = sumTotals(ledgers.map((l) => l.totals));
+  checkBalance(root, plan, totals);
+  const ledgerFile = path.join(root, LEDGER_FILE);
+  const body = {
+    air: 'ledger',
+    version: 1,
+    merged: true,
+    finishedAt: new Date().toISOString(),
+    status: 'completed',
+    // The ranks ran side by side: the job took as long as its slowest rank.
+    wallMs: Math.max(0, ...ledgers.map((l) => l.wallMs)),
+    stages: sumStages(ledgers.map((l) => l.stages)),
+    totals,
+    plannedRows: plan.totals.rows,
+    ranks: ranks.map((rank, i) => ({
+      rank,
+      ledger: path
+        .relative(root, path.join(rankDir(root, rank), LEDGER_FILE))
+        .split(path.sep)
+        .join('/'),
+      totals: ledgers[i]!.totals,
+    })),
+    parts,
+    configFingerprint: plan.fingerprint,
+    config: plan.config,
+  };
+  await writeAtomically(ledgerFile, `${JSON.stringify(body, null, 2)}\n`);
+  // A plan holds at least one shard (air plan refuses an empty listing), so some rank had stats.
+  const merged = stats!;
+  const columns = parts.length === 0 ? [] : await parquetColumns(parts.map((p) => path.join(root, p.file)));
+  const artifacts = await writeRunArtifacts(root, {
+    stats: merged,
+    schema: describeColumns(merged.kind, columns),
+    config: plan.config,
+    dataFiles: parts.map((p) => p.file),
+  });
+  return { ...artifacts, ledgerFile, totals, plannedRows: plan.totals.rows, parts };
+}
+
+function sumTotals(all: readonly Totals[]): Totals {
+  const out: Totals = { read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
+  for (const t of all) {
+    out.read += t.read;
+    out.written += t.written;
+    out.rowsWritten += t.rowsWritten;
+    out.abandoned += t.abandoned;
+    addCounts(out.dropped, t.dropped);
+    addCounts(out.failed, t.failed);
+  }
+  return out;
+}
+
+/** Stages summed by name, in the order they first appear (every rank runs the same stage list). */
+function sumStages(all: ReadonlyArray<readonly Stage[]>): Stage[] {
+  const byName = new Map<string, Stage>();
+  for (const stages of all) {
+    for (const s of stages) {
+      const mine = byName.get(s.name);
+      if (mine === undefined) {
+        byName.set(s.name, {
+          ...s,
+          dropped: { ...s.dropped },
+          failed: { ...s.failed },
+          counters: { ...s.counters },
+        });
+        continue;
+      }
+      mine.in += s.in;
+      mine.passed += s.passed;
+      mine.out += s.out;
+      mine.busyMs += s.busyMs;
+      addCounts(mine.dropped, s.dropped);
+      addCounts(mine.failed, s.failed);
+      addCounts(mine.counters, s.counters);
+    }
+  }
+  return [...byName.values()];
+}
+
+function addCounts(into: Record<string, number>, from: Readonly<Record<string, number>>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+/** Every planned row was read once, and every row read was written, dropped, failed or abandoned. */
+function checkBalance(root: string, plan: Plan, t: Totals): void {
+  const sum = (c: Readonly<Record<string, number>>): number => Object.values(c).reduce((a, b) => a + b, 0);
+  const settled = t.written + sum(t.dropped) + sum(t.failed) + t.abandoned;
+  if (t.read !== plan.totals.rows || settled !== t.read) {
+    throw new LedgerError(
+      `${root}: the ranks' ledgers do not add up: the plan has ${plan.totals.rows} rows, the ranks read ` +
+        `${t.read} and settled ${settled} (written ${t.written}, dropped ${sum(t.dropped)}, failed ` +
+        `${sum(t.failed)}, abandoned ${t.abandoned})`,
+    );
+  }
+}

@@ -66,50 +66,57 @@ export function registerBenchCommand(program: Command, io: BenchIO, setExit: (co
         setExit(report.status === 'completed' ? 0 : 1);
         return;
       }
-      if (flags.url === undefined || flags.model === undefined) {
-        throw new ConfigError('air bench: --url and --model are required (or --pipeline with --input)');
-      }
-      const parsed = endpointSchema.safeParse({
-        baseUrl: flags.url,
-        model: flags.model,
-        apiKeyEnv: flags.apiKeyEnv,
-        maxConcurrency: flags.maxConcurrency,
-        timeoutSeconds: flags.timeoutSeconds,
-      });
-      if (!parsed.success) {
-        const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
-        throw new ConfigError(`air bench: ${problems}`);
-      }
-      const endpoint = resolveEndpoint('bench', parsed.data);
-      const header = [
-        'concurrency',
-        'req/s',
-        'prompt tok/s',
-        'compl tok/s',
-        'p50 ms',
-        'p95 ms',
-        'p99 ms',
-        'errors',
-      ];
-      io.stderr(`air bench: ${flags.model} at ${flags.url}, ${flags.requestsPerLevel} requests per level\n`);
-      io.stderr(`${formatTable([header, header])[0]}\n`);
-      const report = await loadTest(endpoint, {
-        levels: concurrencyLevels(flags.maxConcurrency),
-        requestsPerLevel: flags.requestsPerLevel,
-        promptWords: flags.promptWords,
-        maxTokens: flags.maxTokens,
-        onLevel: (level) => io.stderr(`${formatTable([header, levelCells(level)])[1]}\n`),
-      });
-      await mkdir(flags.out, { recursive: true });
-      const json = path.join(flags.out, 'bench.json');
-      const html = path.join(flags.out, 'bench.html');
-      await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
-      await writeFile(html, loadTestHtml(report));
-      for (const line of formatTable([header, ...report.levels.map(levelCells)])) io.stdout(`${line}\n`);
-      io.stdout(`knee at ${report.knee} in flight: set maxConcurrency: ${report.recommendedConcurrency}\n`);
-      io.stdout(`wrote ${json} and ${html}\n`);
-      setExit(report.levels.every((l) => l.errors === l.requests) ? 1 : 0);
+      setExit(await runSweep(flags, io));
     });
+}
+
+const LEVEL_HEADER = [
+  'concurrency',
+  'req/s',
+  'prompt tok/s',
+  'compl tok/s',
+  'p50 ms',
+  'p95 ms',
+  'p99 ms',
+  'errors',
+];
+
+/** The concurrency sweep against one endpoint: a line per level as it ends, then bench.json and bench.html. */
+async function runSweep(flags: BenchFlags, io: BenchIO): Promise<number> {
+  if (flags.url === undefined || flags.model === undefined) {
+    throw new ConfigError('air bench: --url and --model are required (or --pipeline with --input)');
+  }
+  const parsed = endpointSchema.safeParse({
+    baseUrl: flags.url,
+    model: flags.model,
+    apiKeyEnv: flags.apiKeyEnv,
+    maxConcurrency: flags.maxConcurrency,
+    timeoutSeconds: flags.timeoutSeconds,
+  });
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ConfigError(`air bench: ${problems}`);
+  }
+  const endpoint = resolveEndpoint('bench', parsed.data);
+  const header = LEVEL_HEADER;
+  io.stderr(`air bench: ${flags.model} at ${flags.url}, ${flags.requestsPerLevel} requests per level\n`);
+  io.stderr(`${formatTable([header, header])[0]}\n`);
+  const report = await loadTest(endpoint, {
+    levels: concurrencyLevels(flags.maxConcurrency),
+    requestsPerLevel: flags.requestsPerLevel,
+    promptWords: flags.promptWords,
+    maxTokens: flags.maxTokens,
+    onLevel: (level) => io.stderr(`${formatTable([header, levelCells(level)])[1]}\n`),
+  });
+  await mkdir(flags.out, { recursive: true });
+  const json = path.join(flags.out, 'bench.json');
+  const html = path.join(flags.out, 'bench.html');
+  await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);
+  await writeFile(html, loadTestHtml(report));
+  for (const line of formatTable([header, ...report.levels.map(levelCells)])) io.stdout(`${line}\n`);
+  io.stdout(`knee at ${report.knee} in flight: set maxConcurrency: ${report.recommendedConcurrency}\n`);
+  io.stdout(`wrote ${json} and ${html}\n`);
+  return report.levels.every((l) => l.errors === l.requests) ? 1 : 0;
 }
 
 function levelCells(l: LevelResult): string[] {

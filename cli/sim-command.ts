@@ -90,26 +90,34 @@ and prints its counters.
 Example:
   air sim --port 8000 --model guidance student --rate-429 0.05`,
     )
-    .action(async (flags: SimFlags, command: Command) => {
-      const options = simulatorOptions(flags, command);
-      let sim: Simulator;
-      try {
-        sim = await startSimulator(options);
-      } catch (error) {
-        const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
-        const message = inUse
-          ? `port ${flags.port} is in use on 127.0.0.1: pass --port <n> (0 picks a free one)`
-          : errorMessage(error);
-        if (inUse || error instanceof AirError) command.error(`error: ${message}`, { exitCode: 2 });
-        throw error;
-      }
-      const started = performance.now();
-      stdout(`${startLine(sim, options)}\n`);
-      await stopRequested(io.signal);
-      const stats = sim.stats();
-      await sim.close();
-      for (const line of statsLines(stats, performance.now() - started, options)) stdout(`${line}\n`);
-    });
+    .action((flags: SimFlags, command: Command) => serve(flags, command, io, stdout));
+}
+
+/** Starts the simulator, prints where it listens, serves until stopped, then prints its counters. */
+async function serve(
+  flags: SimFlags,
+  command: Command,
+  io: SimCommandIO,
+  stdout: (text: string) => void,
+): Promise<void> {
+  const options = simulatorOptions(flags, command);
+  let sim: Simulator;
+  try {
+    sim = await startSimulator(options);
+  } catch (error) {
+    const inUse = (error as NodeJS.ErrnoException).code === 'EADDRINUSE';
+    const message = inUse
+      ? `port ${flags.port} is in use on 127.0.0.1: pass --port <n> (0 picks a free one)`
+      : errorMessage(error);
+    if (inUse || error instanceof AirError) command.error(`error: ${message}`, { exitCode: 2 });
+    throw error;
+  }
+  const started = performance.now();
+  stdout(`${startLine(sim, options)}\n`);
+  await stopRequested(io.signal);
+  const stats = sim.stats();
+  await sim.close();
+  for (const line of statsLines(stats, performance.now() - started, options)) stdout(`${line}\n`);
 }
 
 function simulatorOptions(flags: SimFlags, command: Command): SimulatorOptions {

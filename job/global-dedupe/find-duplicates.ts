@@ -63,136 +63,188 @@ export async function findGlobalDuplicates(
   shards: readonly string[],
   options: GlobalDedupeOptions = {},
 ): Promise<GlobalDedupeSummary> {
-  const started = performance.now();
-  const timings: Record<string, number> = {};
-  let phaseStart = started;
-  const phase = (name: string): void => {
-    // What the phase let go (closed cursors' buffers, merge chunks) is freed now, not at V8's leisure.
-    collectGarbage();
-    const now = performance.now();
-    timings[name] = Math.round(now - phaseStart);
-    phaseStart = now;
-    options.log?.(`global dedupe: ${name} ${timings[name]} ms, peak RSS ${peakRssMB()} MB`);
-  };
-  const memory = (options.memoryMB ?? 256) * 1024 * 1024;
   const maxBucket = options.maxBucket ?? 16;
   if (!(Number.isInteger(maxBucket) && maxBucket >= 2)) throw new RangeError(`maxBucket must be >= 2`);
   // Checked before anything is touched: a refused plan leaves the previous results as they were.
   const keys = KeyFileSet.open(root, shards, options.sketchCacheMB);
   // No summary while the lists are rewritten: ranks refuse lists without one (readRankDropLists).
   rmSync(path.join(root, 'dedupe', SUMMARY_FILE), { force: true });
-  const tmp = options.tmpDir ?? path.join(root, 'dedupe', 'tmp');
-  mkdirSync(tmp, { recursive: true });
-  const sorters: ExternalSorter[] = [];
-  const cursors: SortedCursor[] = [];
-  const sorter = (
-    name: string,
-    words: number,
-    keyWords: number,
-    share: number,
-    expected?: number,
-  ): ExternalSorter => {
-    const s = new ExternalSorter({
-      dir: tmp,
-      name,
-      words,
-      keyWords,
-      maxRecords: Math.max(1024, Math.floor((memory * share) / (words * 4))),
-      expected,
-    });
-    sorters.push(s);
-    return s;
-  };
-  const open = (s: ExternalSorter): SortedCursor => {
-    const cursor = s.cursor();
-    cursors.push(cursor);
-    return cursor;
-  };
+  const scope = new SortScope(options.tmpDir ?? path.join(root, 'dedupe', 'tmp'), options);
   try {
     const settings = keys.settings;
-    const n = keys.total;
-    const bands = settings.near?.bands ?? 0;
-    // Phase 1's sorters share 40% of the budget in proportion to their record size; the radix scratch can be
-    // as large again as the biggest buffer; pairs, members and drops get the rest.
-    const phase1Words = (settings.ids ? 3 : 0) + (settings.exact ? 3 : 0) + bands * 2;
-    const unit = 0.4 / Math.max(1, phase1Words);
-    const ids = settings.ids ? sorter('ids', 3, 2, unit * 3, n) : undefined;
-    const exact = settings.exact ? sorter('exact', 3, 2, unit * 3, n) : undefined;
-    const bandSorters = Array.from({ length: bands }, (_, b) => sorter(`band${b}`, 2, 1, unit * 2, n));
-    const drops = sorter('drops', 3, 1, 0.05);
-
-    keys.scan((ordinal, r, at) => {
-      ids?.push(r[at + ID_HASH]!, r[at + ID_HASH + 1]!, ordinal);
-      exact?.push(r[at + EXACT_KEY]!, r[at + EXACT_KEY + 1]!, ordinal);
-      for (let b = 0; b < bands; b++) bandSorters[b]!.push(r[at + BAND_KEYS + b]!, ordinal);
-    });
-    phase('scan');
-
-    const dropped = new Bitmap(n);
-    if (ids !== undefined) {
-      firstOfEachKey(open(ids), dropped, (ordinal) => {
+    const sorted = scanKeys(keys, scope);
+    scope.phase('scan');
+    const dropped = new Bitmap(keys.total);
+    if (sorted.ids !== undefined) {
+      firstOfEachKey(scope.open(sorted.ids), dropped, (ordinal) => {
         dropped.set(ordinal);
-        drops.push(ordinal, DROP_ID, ordinal);
+        sorted.drops.push(ordinal, DROP_ID, ordinal);
       });
-      phase('unique_ids');
+      scope.phase('unique_ids');
     }
-    if (exact !== undefined) {
-      firstOfEachKey(open(exact), dropped, (ordinal, first) => {
+    if (sorted.exact !== undefined) {
+      firstOfEachKey(scope.open(sorted.exact), dropped, (ordinal, first) => {
         dropped.set(ordinal);
-        drops.push(ordinal, DROP_EXACT, first);
+        sorted.drops.push(ordinal, DROP_EXACT, first);
       });
-      phase('exact_dedupe');
+      scope.phase('exact_dedupe');
     }
-
     const candidates: CandidateStats = { pairs: 0, bigBuckets: 0, bigMembers: 0 };
-    let near: NearStats | null = null;
-    if (settings.near !== null) {
-      const pairs = sorter('pairs', 2, 1, 0.2);
-      const members = sorter('members', 2, 1, 0.1);
-      for (const band of bandSorters) {
-        const cursor = open(band);
-        emitCandidates(cursor, dropped, maxBucket, pairs, members, candidates);
-        cursor.close();
-      }
-      phase('candidates');
-      near = decideNear(
-        keys,
-        open(pairs),
-        open(members),
-        candidates.bigBuckets,
-        dropped,
-        settings.near.threshold,
-        (ordinal, of) => drops.push(ordinal, DROP_NEAR, of),
-      );
-      phase('near_dedupe');
-    }
-
-    const counts = writeDropLists(root, keys, open(drops));
-    phase('drop_lists');
-    const dropTotal = Object.values(counts).reduce((a, b) => a + b, 0);
-    const summary: GlobalDedupeSummary = {
-      shards,
-      dedupe: settings,
-      documents: n,
-      kept: n - dropTotal,
-      drops: counts,
-      candidates,
-      near,
-      disk: { ...keys.diskBytes, sortRuns: sorters.reduce((sum, s) => sum + s.spilledBytes, 0) },
-      timings,
-      wallMs: Math.round(performance.now() - started),
-      peakRssMB: peakRssMB(),
-    };
-    const file = path.join(root, 'dedupe', SUMMARY_FILE);
-    writeFileSync(`${file}.tmp`, JSON.stringify(summary, null, 2) + '\n');
-    renameSync(`${file}.tmp`, file);
-    return summary;
+    const near =
+      settings.near === null
+        ? null
+        : findNear(keys, scope, sorted, dropped, {
+            maxBucket,
+            threshold: settings.near.threshold,
+            candidates,
+          });
+    const counts = writeDropLists(root, keys, scope.open(sorted.drops));
+    scope.phase('drop_lists');
+    return writeSummary(root, { shards, keys, counts, candidates, near, scope });
   } finally {
-    for (const cursor of cursors) cursor.close();
+    scope.close();
     keys.close();
     releaseSortScratch();
-    if (options.tmpDir === undefined) rmSync(tmp, { recursive: true, force: true });
+    if (options.tmpDir === undefined) rmSync(scope.dir, { recursive: true, force: true });
   }
+}
+
+/** The external sorters and cursors of one global step, its memory budget and its phase timings. */
+class SortScope {
+  readonly started = performance.now();
+  readonly timings: Record<string, number> = {};
+  readonly sorters: ExternalSorter[] = [];
+  private readonly cursors: SortedCursor[] = [];
+  private phaseStart = this.started;
+  private readonly memory: number;
+
+  constructor(
+    readonly dir: string,
+    private readonly options: GlobalDedupeOptions,
+  ) {
+    this.memory = (options.memoryMB ?? 256) * 1024 * 1024;
+    mkdirSync(dir, { recursive: true });
+  }
+
+  /** A sorter of `words`-word records keyed by the first `keyWords`, with `share` of the memory budget. */
+  sorter(name: string, words: number, keyWords: number, share: number, expected?: number): ExternalSorter {
+    const maxRecords = Math.max(1024, Math.floor((this.memory * share) / (words * 4)));
+    const s = new ExternalSorter({ dir: this.dir, name, words, keyWords, maxRecords, expected });
+    this.sorters.push(s);
+    return s;
+  }
+
+  open(s: ExternalSorter): SortedCursor {
+    const cursor = s.cursor();
+    this.cursors.push(cursor);
+    return cursor;
+  }
+
+  phase(name: string): void {
+    // What the phase let go (closed cursors' buffers, merge chunks) is freed now, not at V8's leisure.
+    collectGarbage();
+    const now = performance.now();
+    this.timings[name] = Math.round(now - this.phaseStart);
+    this.phaseStart = now;
+    this.options.log?.(`global dedupe: ${name} ${this.timings[name]} ms, peak RSS ${peakRssMB()} MB`);
+  }
+
+  close(): void {
+    for (const cursor of this.cursors) cursor.close();
+  }
+}
+
+interface ScannedKeys {
+  readonly ids: ExternalSorter | undefined;
+  readonly exact: ExternalSorter | undefined;
+  readonly bands: readonly ExternalSorter[];
+  readonly drops: ExternalSorter;
+}
+
+/** One pass over the key files, in plan order, into a sorter per dedupe key (ids, exact keys, each band). */
+function scanKeys(keys: KeyFileSet, scope: SortScope): ScannedKeys {
+  const settings = keys.settings;
+  const n = keys.total;
+  const bandCount = settings.near?.bands ?? 0;
+  // The scan's sorters share 40% of the budget in proportion to their record size; the radix scratch can be
+  // as large again as the biggest buffer; pairs, members and drops get the rest.
+  const words = (settings.ids ? 3 : 0) + (settings.exact ? 3 : 0) + bandCount * 2;
+  const unit = 0.4 / Math.max(1, words);
+  const ids = settings.ids ? scope.sorter('ids', 3, 2, unit * 3, n) : undefined;
+  const exact = settings.exact ? scope.sorter('exact', 3, 2, unit * 3, n) : undefined;
+  const bands = Array.from({ length: bandCount }, (_, b) => scope.sorter(`band${b}`, 2, 1, unit * 2, n));
+  const drops = scope.sorter('drops', 3, 1, 0.05);
+  keys.scan((ordinal, r, at) => {
+    ids?.push(r[at + ID_HASH]!, r[at + ID_HASH + 1]!, ordinal);
+    exact?.push(r[at + EXACT_KEY]!, r[at + EXACT_KEY + 1]!, ordinal);
+    for (let b = 0; b < bandCount; b++) bands[b]!.push(r[at + BAND_KEYS + b]!, ordinal);
+  });
+  return { ids, exact, bands, drops };
+}
+
+/** near_dedupe: candidates from each band's buckets, then the greedy decision in ordinal order. */
+function findNear(
+  keys: KeyFileSet,
+  scope: SortScope,
+  sorted: ScannedKeys,
+  dropped: Bitmap,
+  settings: { maxBucket: number; threshold: number; candidates: CandidateStats },
+): NearStats {
+  const pairs = scope.sorter('pairs', 2, 1, 0.2);
+  const members = scope.sorter('members', 2, 1, 0.1);
+  for (const band of sorted.bands) {
+    const cursor = scope.open(band);
+    emitCandidates(cursor, dropped, settings.maxBucket, pairs, members, settings.candidates);
+    cursor.close();
+  }
+  scope.phase('candidates');
+  const near = decideNear(
+    keys,
+    scope.open(pairs),
+    scope.open(members),
+    settings.candidates.bigBuckets,
+    dropped,
+    settings.threshold,
+    (ordinal, of) => sorted.drops.push(ordinal, DROP_NEAR, of),
+  );
+  scope.phase('near_dedupe');
+  return near;
+}
+
+/** Writes summary.json last (atomically): ranks take the drop lists only once it exists. */
+function writeSummary(
+  root: string,
+  run: {
+    shards: readonly string[];
+    keys: KeyFileSet;
+    counts: GlobalDedupeSummary['drops'];
+    candidates: CandidateStats;
+    near: NearStats | null;
+    scope: SortScope;
+  },
+): GlobalDedupeSummary {
+  const n = run.keys.total;
+  const dropTotal = Object.values(run.counts).reduce((a, b) => a + b, 0);
+  const summary: GlobalDedupeSummary = {
+    shards: run.shards,
+    dedupe: run.keys.settings,
+    documents: n,
+    kept: n - dropTotal,
+    drops: run.counts,
+    candidates: run.candidates,
+    near: run.near,
+    disk: {
+      ...run.keys.diskBytes,
+      sortRuns: run.scope.sorters.reduce((sum, s) => sum + s.spilledBytes, 0),
+    },
+    timings: run.scope.timings,
+    wallMs: Math.round(performance.now() - run.scope.started),
+    peakRssMB: peakRssMB(),
+  };
+  const file = path.join(root, 'dedupe', SUMMARY_FILE);
+  writeFileSync(`${file}.tmp`, JSON.stringify(summary, null, 2) + '\n');
+  renameSync(`${file}.tmp`, file);
+  return summary;
 }
 
 /**

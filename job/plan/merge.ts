@@ -31,20 +31,65 @@ export interface MergeResult extends RunArtifacts {
  */
 export async function mergeRanks(root: string): Promise<MergeResult> {
   const plan = await readPlan(root);
+  await refuseIncomplete(root, plan);
+  // Ranks without shards (more ranks than shards) wrote nothing.
+  const ranks = plan.ranks.filter((r) => r.shards.length > 0).map((r) => r.rank);
+  const { ledgers, parts, stats } = await readRanks(root, ranks);
+  const totals = sumTotals(ledgers.map((l) => l.totals));
+  checkBalance(root, plan, totals);
+  const ledgerFile = path.join(root, LEDGER_FILE);
+  const relative = (file: string): string => path.relative(root, file).split(path.sep).join('/');
+  const body = {
+    air: 'ledger',
+    version: 1,
+    merged: true,
+    finishedAt: new Date().toISOString(),
+    status: 'completed',
+    // The ranks ran side by side: the job took as long as its slowest rank.
+    wallMs: Math.max(0, ...ledgers.map((l) => l.wallMs)),
+    stages: sumStages(ledgers.map((l) => l.stages)),
+    totals,
+    plannedRows: plan.totals.rows,
+    ranks: ranks.map((rank, i) => ({
+      rank,
+      ledger: relative(path.join(rankDir(root, rank), LEDGER_FILE)),
+      totals: ledgers[i]!.totals,
+    })),
+    parts,
+    configFingerprint: plan.fingerprint,
+    config: plan.config,
+  };
+  await writeAtomically(ledgerFile, `${JSON.stringify(body, null, 2)}\n`);
+  const columns = parts.length === 0 ? [] : await parquetColumns(parts.map((p) => path.join(root, p.file)));
+  const artifacts = await writeRunArtifacts(root, {
+    stats,
+    schema: describeColumns(stats.kind, columns),
+    config: plan.config,
+    dataFiles: parts.map((p) => p.file),
+  });
+  return { ...artifacts, ledgerFile, totals, plannedRows: plan.totals.rows, parts };
+}
+
+/** Refuses (AIR_RANKS_INCOMPLETE) unless every rank is complete under the plan's fingerprint. */
+async function refuseIncomplete(root: string, plan: Plan): Promise<void> {
   const incomplete: number[] = [];
   for (const { rank } of plan.ranks) {
     if (!(await isComplete(root, rank, plan.fingerprint))) incomplete.push(rank);
   }
-  if (incomplete.length > 0) {
-    const names = incomplete.slice(0, 10).map(rankName).join(', ');
-    throw new AirError(
-      'AIR_RANKS_INCOMPLETE',
-      `${root}: ${incomplete.length} of ${plan.worldSize} ranks are not complete (${names}` +
-        `${incomplete.length > 10 ? ', …' : ''}); run them (air status ${root} shows where they stand)`,
-    );
-  }
-  // Ranks without shards (more ranks than shards) wrote nothing.
-  const ranks = plan.ranks.filter((r) => r.shards.length > 0).map((r) => r.rank);
+  if (incomplete.length === 0) return;
+  const names = incomplete.slice(0, 10).map(rankName).join(', ');
+  throw new AirError(
+    'AIR_RANKS_INCOMPLETE',
+    `${root}: ${incomplete.length} of ${plan.worldSize} ranks are not complete (${names}` +
+      `${incomplete.length > 10 ? ', …' : ''}); run them (air status ${root} shows where they stand)`,
+  );
+}
+
+/** Each rank's ledger, parts (paths relative to the root) and stats, the stats merged as `air stats` does. */
+async function readRanks(
+  root: string,
+  ranks: readonly number[],
+): Promise<{ ledgers: LedgerFile[]; parts: PartEntry[]; stats: RunStats }> {
   const ledgers: LedgerFile[] = [];
   const parts: PartEntry[] = [];
   let stats: RunStats | undefined;
@@ -61,43 +106,8 @@ export async function mergeRanks(root: string): Promise<MergeResult> {
     const own = (await readStatsFile(path.join(dir, STATS_FILE))) ?? (await statsFromOutput(dir)).stats;
     stats = stats === undefined ? own : mergeStats(stats, own);
   }
-  const totals = sumTotals(ledgers.map((l) => l.totals));
-  checkBalance(root, plan, totals);
-  const ledgerFile = path.join(root, LEDGER_FILE);
-  const body = {
-    air: 'ledger',
-    version: 1,
-    merged: true,
-    finishedAt: new Date().toISOString(),
-    status: 'completed',
-    // The ranks ran side by side: the job took as long as its slowest rank.
-    wallMs: Math.max(0, ...ledgers.map((l) => l.wallMs)),
-    stages: sumStages(ledgers.map((l) => l.stages)),
-    totals,
-    plannedRows: plan.totals.rows,
-    ranks: ranks.map((rank, i) => ({
-      rank,
-      ledger: path
-        .relative(root, path.join(rankDir(root, rank), LEDGER_FILE))
-        .split(path.sep)
-        .join('/'),
-      totals: ledgers[i]!.totals,
-    })),
-    parts,
-    configFingerprint: plan.fingerprint,
-    config: plan.config,
-  };
-  await writeAtomically(ledgerFile, `${JSON.stringify(body, null, 2)}\n`);
   // A plan holds at least one shard (air plan refuses an empty listing), so some rank had stats.
-  const merged = stats!;
-  const columns = parts.length === 0 ? [] : await parquetColumns(parts.map((p) => path.join(root, p.file)));
-  const artifacts = await writeRunArtifacts(root, {
-    stats: merged,
-    schema: describeColumns(merged.kind, columns),
-    config: plan.config,
-    dataFiles: parts.map((p) => p.file),
-  });
-  return { ...artifacts, ledgerFile, totals, plannedRows: plan.totals.rows, parts };
+  return { ledgers, parts, stats: stats! };
 }
 
 function sumTotals(all: readonly Totals[]): Totals {

@@ -54,13 +54,8 @@ export async function jobStatus(root: string, options: StatusOptions = {}): Prom
   };
 }
 
-async function rankStatus(
-  root: string,
-  plan: Plan,
-  rank: number,
-  now: Date,
-  staleMs: number,
-): Promise<RankStatus> {
+/** What a rank left behind: its manifest, completion and heartbeat, and the fields every state reports. */
+async function rankEvidence(root: string, plan: Plan, rank: number) {
   const planned = plan.ranks[rank]!;
   const dir = rankDir(root, rank);
   const manifest = await readManifest(dir).catch(() => undefined);
@@ -79,8 +74,21 @@ async function rankStatus(
         ? null
         : { pid: heartbeat.pid, host: heartbeat.host, updatedAt: heartbeat.updatedAt },
   };
-  const ownCompletion = completion?.fingerprint === plan.fingerprint && completion.rank === rank;
-  if (ownCompletion) {
+  return { planned, dir, manifest, progress, completion, heartbeat, base };
+}
+
+type RankEvidence = Awaited<ReturnType<typeof rankEvidence>>;
+
+async function rankStatus(
+  root: string,
+  plan: Plan,
+  rank: number,
+  now: Date,
+  staleMs: number,
+): Promise<RankStatus> {
+  const evidence = await rankEvidence(root, plan, rank);
+  const { completion, progress, planned, base, heartbeat, dir } = evidence;
+  if (completion?.fingerprint === plan.fingerprint && completion.rank === rank) {
     const finishedAt = new Date(completion.finishedAt);
     return {
       ...base,
@@ -109,6 +117,16 @@ async function rankStatus(
       note: staleCompletion,
     };
   }
+  return unfinishedStatus(evidence, now, staleMs, staleCompletion);
+}
+
+/** A rank with a folder or a heartbeat and no completion: running while it shows signs of life, else interrupted. */
+async function unfinishedStatus(
+  { dir, heartbeat, manifest, progress, planned, base }: RankEvidence,
+  now: Date,
+  staleMs: number,
+  staleCompletion: string | null,
+): Promise<RankStatus> {
   const lastWrite = heartbeat === null ? await manifestWrittenAt(dir) : new Date(heartbeat.updatedAt);
   const alive = heartbeat === null ? undefined : processAlive(heartbeat);
   const fresh = lastWrite !== undefined && now.getTime() - lastWrite.getTime() <= staleMs;

@@ -60,29 +60,7 @@ export function decideNear(
       for (const earlier of kept[bucket] ?? []) candidates.push(earlier);
       hasMember = members.next();
     }
-    let best = -1;
-    if (candidates.length > 0) {
-      stats.queried++;
-      candidates.sort((a, b) => a - b);
-      const own = keys.sketchAt(j);
-      sketch.set(own.page.subarray(own.at, own.at + numPerm));
-      let bestSimilarity = -1;
-      let previous = -1;
-      for (const c of candidates) {
-        if (c === previous) continue;
-        previous = c;
-        const { page, at } = keys.sketchAt(c);
-        let equal = 0;
-        for (let i = 0; i < numPerm; i++) if (page[at + i] === sketch[i]) equal++;
-        stats.comparisons++;
-        const similarity = sketchSimilarity(equal, numPerm);
-        if (similarity > bestSimilarity) {
-          best = c;
-          bestSimilarity = similarity;
-        }
-      }
-      if (bestSimilarity < threshold) best = -1;
-    }
+    const best = candidates.length === 0 ? -1 : mostSimilar(keys, j, candidates, sketch, threshold, stats);
     if (best >= 0) {
       dropped.set(j);
       onDrop(j, best);
@@ -96,4 +74,40 @@ export function decideNear(
     }
   }
   return stats;
+}
+
+/**
+ * The candidate most similar to `j` by the index's own sketch estimate (the earliest on ties, as candidates
+ * are compared in ordinal order), or -1 when even that one is below `threshold`.
+ */
+function mostSimilar(
+  keys: KeyFileSet,
+  j: number,
+  candidates: number[],
+  sketch: Uint8Array,
+  threshold: number,
+  stats: NearStats,
+): number {
+  const numPerm = keys.numPerm;
+  stats.queried++;
+  candidates.sort((a, b) => a - b);
+  const own = keys.sketchAt(j);
+  sketch.set(own.page.subarray(own.at, own.at + numPerm));
+  let best = -1;
+  let bestSimilarity = -1;
+  let previous = -1;
+  for (const c of candidates) {
+    if (c === previous) continue;
+    previous = c;
+    const { page, at } = keys.sketchAt(c);
+    let equal = 0;
+    for (let i = 0; i < numPerm; i++) if (page[at + i] === sketch[i]) equal++;
+    stats.comparisons++;
+    const similarity = sketchSimilarity(equal, numPerm);
+    if (similarity > bestSimilarity) {
+      best = c;
+      bestSimilarity = similarity;
+    }
+  }
+  return bestSimilarity < threshold ? -1 : best;
 }

@@ -1,3 +1,4 @@
+import { mergeCounts, mergeStageStats, newStageStats, sumValues } from '../../pipeline/stats.js';
 import path from 'node:path';
 import { AirError, LedgerError } from '../../pipeline/errors.js';
 import { STATS_FILE, writeAtomically, writeRunArtifacts, type RunArtifacts } from '../../report/artifacts.js';
@@ -117,8 +118,8 @@ function sumTotals(all: readonly Totals[]): Totals {
     out.written += t.written;
     out.rowsWritten += t.rowsWritten;
     out.abandoned += t.abandoned;
-    addCounts(out.dropped, t.dropped);
-    addCounts(out.failed, t.failed);
+    mergeCounts(out.dropped, t.dropped);
+    mergeCounts(out.failed, t.failed);
   }
   return out;
 }
@@ -129,40 +130,23 @@ function sumStages(all: ReadonlyArray<readonly Stage[]>): Stage[] {
   for (const stages of all) {
     for (const s of stages) {
       const mine = byName.get(s.name);
-      if (mine === undefined) {
-        byName.set(s.name, {
-          ...s,
-          dropped: { ...s.dropped },
-          failed: { ...s.failed },
-          counters: { ...s.counters },
-        });
-        continue;
-      }
-      mine.in += s.in;
-      mine.passed += s.passed;
-      mine.out += s.out;
-      mine.busyMs += s.busyMs;
-      addCounts(mine.dropped, s.dropped);
-      addCounts(mine.failed, s.failed);
-      addCounts(mine.counters, s.counters);
+      byName.set(
+        s.name,
+        mine === undefined ? mergeStageStats(s, newStageStats(s.name)) : mergeStageStats(mine, s),
+      );
     }
   }
   return [...byName.values()];
 }
 
-function addCounts(into: Record<string, number>, from: Readonly<Record<string, number>>): void {
-  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
-}
-
 /** Every planned row was read once, and every row read was written, dropped, failed or abandoned. */
 function checkBalance(root: string, plan: Plan, t: Totals): void {
-  const sum = (c: Readonly<Record<string, number>>): number => Object.values(c).reduce((a, b) => a + b, 0);
-  const settled = t.written + sum(t.dropped) + sum(t.failed) + t.abandoned;
+  const settled = t.written + sumValues(t.dropped) + sumValues(t.failed) + t.abandoned;
   if (t.read !== plan.totals.rows || settled !== t.read) {
     throw new LedgerError(
       `${root}: the ranks' ledgers do not add up: the plan has ${plan.totals.rows} rows, the ranks read ` +
-        `${t.read} and settled ${settled} (written ${t.written}, dropped ${sum(t.dropped)}, failed ` +
-        `${sum(t.failed)}, abandoned ${t.abandoned})`,
+        `${t.read} and settled ${settled} (written ${t.written}, dropped ${sumValues(t.dropped)}, failed ` +
+        `${sumValues(t.failed)}, abandoned ${t.abandoned})`,
     );
   }
 }

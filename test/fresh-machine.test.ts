@@ -1,4 +1,5 @@
 import { execFile } from 'node:child_process';
+import { statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { promisify } from 'node:util';
@@ -34,6 +35,11 @@ describe('a fresh machine', () => {
     };
     expect(await readmeTestCommand()).toMatch(/npm test$/);
     expect(pkg.scripts.pretest).toBe('bash scripts/test-deps.sh');
+  });
+
+  it('builds an executable CLI, so `npx air` works again after a rebuild', () => {
+    // npm sets the bit only when it installs; a reused npx link to a freshly built file would be refused.
+    expect(statSync(path.join(ROOT, 'dist/cli/air.js')).mode & 0o111).toBe(0o111);
   });
 
   it('finds a missing browser and names the Debian package, installing nothing in --check mode', async () => {

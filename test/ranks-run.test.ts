@@ -39,6 +39,19 @@ const long = (r: Row): boolean => {
   return n >= 100 && n <= 1500;
 };
 
+/** Writes a documents-method config with `partRows` and plans `in/` into `output` for WORLD ranks. */
+async function planJob(config: string, output: string, partRows: number): Promise<void> {
+  await writeFile(
+    path.join(dir, config),
+    JSON.stringify({ method: 'documents', writer: { partRows }, progress: 'off' }),
+  );
+  const planned = await runAir(
+    ['plan', '-c', config, '--input', 'in', '--output', output, '--world-size', String(WORLD)],
+    dir,
+  );
+  expect(planned.code, planned.stderr).toBe(0);
+}
+
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('air-ranks-run-'));
   const input = path.join(dir, 'in');
@@ -58,15 +71,7 @@ beforeAll(async () => {
   for (let i = 30; i < 40; i++) last.push({ id: `z-fw-${i}`, text: reformat(fineweb[i]!.text) });
   await writeShard(path.join(input, 'aa-gen.parquet'), first);
   await writeShard(path.join(input, 'gen-z.parquet'), last);
-  await writeFile(
-    path.join(dir, 'air.json'),
-    JSON.stringify({ method: 'documents', writer: { partRows: 200 }, progress: 'off' }),
-  );
-  const planned = await runAir(
-    ['plan', '-c', 'air.json', '--input', 'in', '--output', 'job', '--world-size', String(WORLD)],
-    dir,
-  );
-  expect(planned.code, planned.stderr).toBe(0);
+  await planJob('air.json', 'job', 200);
   const alone = await runAir(['run', '-c', 'air.json', '--input', 'in', '--output', 'single'], dir);
   expect(alone.code, alone.stderr).toBe(0);
   single = await writtenRows(path.join(dir, 'single', '*.parquet'));
@@ -156,15 +161,7 @@ describe('air run --plan --rank auto', () => {
   }, 120_000);
 
   it('exactly once across SIGKILL: the global step lock holder and a writing rank, killed and restarted', async () => {
-    await writeFile(
-      path.join(dir, 'air-kill.json'),
-      JSON.stringify({ method: 'documents', writer: { partRows: 50 }, progress: 'off' }),
-    );
-    const planned = await runAir(
-      ['plan', '-c', 'air-kill.json', '--input', 'in', '--output', 'kill', '--world-size', String(WORLD)],
-      dir,
-    );
-    expect(planned.code, planned.stderr).toBe(0);
+    await planJob('air-kill.json', 'kill', 50);
     const args = ['run', '--plan', 'kill/plan.json', '--rank', 'auto'];
     const ranks = Array.from({ length: WORLD }, (_, rank) => {
       const started = startAir(args, dir, slurmEnv(rank));

@@ -1,4 +1,5 @@
-import { mergeCounts, mergeStageStats, newStageStats, sumValues } from '../../pipeline/stats.js';
+import { addTally, emptyTally } from '../../pipeline/ledger.js';
+import { mergeStageStats, newStageStats, sumValues } from '../../pipeline/stats.js';
 import path from 'node:path';
 import { AirError, LedgerError } from '../../pipeline/errors.js';
 import { STATS_FILE, writeAtomically, writeRunArtifacts, type RunArtifacts } from '../../report/artifacts.js';
@@ -111,16 +112,10 @@ async function readRanks(
   return { ledgers, parts, stats: stats! };
 }
 
+/** The ranks' totals added up, as the ledger adds its shards' tallies. */
 function sumTotals(all: readonly Totals[]): Totals {
-  const out: Totals = { read: 0, written: 0, rowsWritten: 0, dropped: {}, failed: {}, abandoned: 0 };
-  for (const t of all) {
-    out.read += t.read;
-    out.written += t.written;
-    out.rowsWritten += t.rowsWritten;
-    out.abandoned += t.abandoned;
-    mergeCounts(out.dropped, t.dropped);
-    mergeCounts(out.failed, t.failed);
-  }
+  const { shard: _shard, ...out } = emptyTally('');
+  for (const t of all) addTally(out, t);
   return out;
 }
 

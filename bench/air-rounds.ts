@@ -20,10 +20,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { airConfigSchema, type AirConfig } from '../job/config.js';
 import type { SimulatorOptions } from '../llm/simulator/index.js';
 import { loadPromptSet } from '../operators/air/prompts.js';
-import { REFERENCE_CALLS } from '../operators/air/refine.js';
+import { DEFAULT_REFINE, REFERENCE_CALLS } from '../operators/air/refine.js';
 import { GENERATE_TOKENS } from '../operators/air/generate.js';
 import { MERGE_TOKENS } from '../operators/air/merge.js';
-import { REFINE_TOKENS } from '../operators/air/refine-loop.js';
+import { RefineLoop } from '../operators/air/refine-loop.js';
 import { StepRunner } from '../operators/air/steps.js';
 import { DEFAULT_VALIDITY } from '../operators/air/validity-filter.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
@@ -145,8 +145,8 @@ function steps(llm: BenchClient): StepRunner {
     maxTokens: AIR.maxTokens,
   });
   // runRounds calls the reference's steps directly, not through the operators that declare them.
-  const { polish, student, judge, duplicate, check } = REFINE_TOKENS;
-  runner.uses('rounds', { ...GENERATE_TOKENS, polish, student, judge, duplicate, check });
+  const reference = RefineLoop.stepsUsed({ ...DEFAULT_REFINE, ...REFERENCE_CALLS });
+  runner.uses('rounds', { ...GENERATE_TOKENS, ...reference });
   runner.uses('merge', MERGE_TOKENS);
   return runner;
 }

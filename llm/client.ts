@@ -20,10 +20,6 @@ import type {
   Role,
 } from './types.js';
 
-export type { CallRecorder } from './accounting.js';
-export { keepFractionFor, shortenLongestMessage } from './layers/adjust.js';
-export { estimateTokens } from './layers/admit.js';
-
 export interface LlmClientOptions {
   readonly endpoints: readonly ResolvedEndpoint[];
   readonly cache?: ResponseCache;

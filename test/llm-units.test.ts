@@ -1,7 +1,9 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { Admission, TokenBucket } from '../llm/admission.js';
 import { CircuitBreaker } from '../llm/circuit.js';
-import { estimateTokens, HttpLlmClient, shortenLongestMessage } from '../llm/client.js';
+import { HttpLlmClient } from '../llm/client.js';
+import { shortenLongestMessage } from '../llm/layers/adjust.js';
+import { estimateTokens } from '../llm/layers/admit.js';
 import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
 import { LlmError } from '../llm/errors.js';
 import { isContextLengthError, parseCompletion, parseRetryAfter } from '../llm/http.js';

@@ -12,6 +12,9 @@ export interface ScoreOptions {
 
 export const DEFAULT_SCORE: ScoreOptions = { llm: true, concurrency: 64 };
 
+/** The step score calls, with its completion budget (tokens): two small integers. */
+export const SCORE_TOKENS = { score: 256 } as const;
+
 /**
  * LLM-judged complexity and quality (how the paper compares datasets), plus model-free measures: words and
  * the constraint types the rule-based tagger finds in the instruction.
@@ -20,7 +23,7 @@ export function score(
   steps: StepRunner,
   options: ScoreOptions = DEFAULT_SCORE,
 ): RecordOperator<Example, ScoredExample> {
-  if (options.llm) steps.uses('score', { score: 256 });
+  if (options.llm) steps.uses('score', SCORE_TOKENS);
   return {
     name: 'score',
     concurrency: options.concurrency,

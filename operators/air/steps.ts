@@ -63,7 +63,15 @@ export class StepRunner {
       if (!this.prompts.has(step)) {
         throw new Error(`stage "${stage}" calls the step "${step}", which has no template in the prompt set`);
       }
-      this.declared.set(step, budgets[step]!);
+      const budget = budgets[step]!;
+      const before = this.declared.get(step);
+      // Two stages calling one step must agree on its budget, or the second would silently set both.
+      if (before !== undefined && before !== budget) {
+        throw new Error(
+          `stage "${stage}" declares the step "${step}" with ${budget} tokens, another with ${before}`,
+        );
+      }
+      this.declared.set(step, budget);
     }
     this.stages.push({ stage, steps });
   }

@@ -8,7 +8,9 @@ import { runRank, type RankOutcome, type RankRunOptions } from '../job/plan/run-
 import type { JobOptions, JobResult } from '../job/run-job.js';
 import { AirError, UsageError } from '../pipeline/errors.js';
 import type { Plan } from '../schemas/plan.js';
-import { settingsFromFlags } from './setting-flags.js';
+import { Option } from 'commander';
+import { EXIT } from './io.js';
+import { settingsFromFlags, SETTING_FLAGS } from './setting-flags.js';
 
 /** What `air run --plan` reads of its flags. */
 export interface PlanRunFlags {
@@ -21,6 +23,13 @@ export interface PlanRunFlags {
   readonly output?: string;
   readonly config?: string;
   readonly resume?: string;
+  readonly force?: boolean;
+  readonly dedupe?: boolean;
+  readonly guidanceUrl?: string;
+  readonly guidanceModel?: string;
+  readonly studentUrl?: string;
+  readonly studentModel?: string;
+  readonly apiKeyEnv?: string;
 }
 
 /** Defaults: ranks of a Slurm array may start hours apart; a global step over billions of rows takes long. */
@@ -54,28 +63,14 @@ export async function runPlanRanks(
   let ranks: number[];
   let display: Record<string, unknown>;
   try {
-    for (const [given, name] of [
-      [flags.input, '--input'],
-      [flags.output, '--output'],
-      [flags.config, '--config'],
-      [flags.resume, '--resume'],
-    ] as const) {
-      if (given !== undefined)
-        throw new UsageError(`${name} with --plan: the plan holds the input and config`);
-    }
+    refuseForeignFlags(flags);
     display = settingsFromFlags(flags);
-    const foreign = Object.keys(display).filter((k) => !OWN_SETTINGS.has(k));
-    if (foreign.length > 0 || flags.dedupe === false) {
-      throw new UsageError(
-        `--plan: settings come from the plan (${foreign.join(', ') || 'dedupe'} given); plan again to change them`,
-      );
-    }
     root = (await isDirectory(flags.plan)) ? flags.plan : path.dirname(flags.plan);
     plan = await readPlan(flags.plan);
     ranks = pickRanks(flags, plan);
   } catch (error) {
     stderr(`air: ${(error as Error).message}\n`);
-    return 2;
+    return EXIT.usage;
   }
   for (const rank of ranks) {
     const config = parseRunConfig(
@@ -93,6 +88,37 @@ export async function runPlanRanks(
     if (code !== 0) return code;
   }
   return 0;
+}
+
+/**
+ * The plan holds the input and every setting: any flag that would set them is refused, naming it. Only the
+ * display settings (OWN_SETTINGS) and the --plan flags themselves are a rank's own.
+ */
+function refuseForeignFlags(flags: PlanRunFlags & Readonly<Record<string, unknown>>): void {
+  const given: string[] = [];
+  const own: ReadonlyArray<readonly [unknown, string]> = [
+    [flags.input, '--input'],
+    [flags.output, '--output'],
+    [flags.config, '--config'],
+    [flags.resume, '--resume'],
+    [flags.force, '--force'],
+    [flags.dedupe === false ? true : undefined, '--no-dedupe'],
+    [flags.guidanceUrl, '--guidance-url'],
+    [flags.guidanceModel, '--guidance-model'],
+    [flags.studentUrl, '--student-url'],
+    [flags.studentModel, '--student-model'],
+    [flags.apiKeyEnv, '--api-key-env'],
+  ];
+  for (const [value, name] of own) if (value !== undefined) given.push(name);
+  for (const flag of SETTING_FLAGS) {
+    if (OWN_SETTINGS.has(flag.key)) continue;
+    if (flags[new Option(flag.flags).attributeName()] !== undefined) given.push(flag.flags.split(' ')[0]!);
+  }
+  if (given.length > 0) {
+    throw new UsageError(
+      `${given.join(', ')} with --plan: the plan holds the input and every setting; plan again to change them`,
+    );
+  }
 }
 
 function pickRanks(flags: PlanRunFlags, plan: Plan): number[] {

@@ -226,6 +226,17 @@ describe('air run --plan --rank auto', () => {
     expect((await readdir(path.join(dir, 'seq', 'completions'))).length).toBe(WORLD);
   }, 120_000);
 
+  it('refuses every flag that would set what the plan holds, naming each (exit 2)', async () => {
+    const refused = await runAir(
+      ['run', '--plan', 'job/plan.json', '--rank', '0', '--guidance-model', 'm', '--force', '--seed', '3'],
+      dir,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stderr).toContain('--force, --guidance-model, --seed with --plan');
+    const display = await runAir(['run', '--plan', 'job/plan.json', '--rank', '0', '--progress', 'off'], dir);
+    expect(display.code, display.stderr).toBe(0);
+  });
+
   it('refuses an environment without a rank, and a plan whose shards changed (exit 2)', async () => {
     const env = { ...process.env, SLURM_ARRAY_TASK_ID: undefined, SLURM_PROCID: undefined, RANK: undefined };
     const none = await runAir(['run', '--plan', 'job/plan.json', '--rank', 'auto'], dir, env);

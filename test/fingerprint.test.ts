@@ -80,7 +80,19 @@ describe('config fingerprint', () => {
   it('keeps no setting out of the result settings unless it is listed as not deciding results', () => {
     const settings = resultSettings(parseRunConfig(base));
     expect(Object.keys(settings).some((k) => k.startsWith('sample.preSample.'))).toBe(true);
-    for (const key of Object.keys(settings))
-      expect(classifySetting(key)?.decidesResults, key).not.toBe(false);
+    // Transport and throughput keys are out, the model and sampling in (endpoints, in any mode).
+    const withEndpoints = resultSettings(
+      parseRunConfig({ ...base, llm: { guidance: { model: 'g' }, student: { model: 's' } } }),
+    );
+    expect(Object.keys(withEndpoints)).toContain('llm.guidance.model');
+    expect(Object.keys(withEndpoints)).toContain('llm.guidance.sampling.temperature');
+    for (const gone of [
+      'llm.guidance.baseUrl',
+      'llm.guidance.maxConcurrency',
+      'engine.queueCapacity',
+      'output',
+    ]) {
+      expect(Object.keys(withEndpoints), gone).not.toContain(gone);
+    }
   });
 });

@@ -66,8 +66,14 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
   const settings = dedupeSettings(config.dedupe);
   const filters = filterSettings(config);
   const mine = plan.shards.filter((s) => s.rank === rank);
-  const keyed = (s: { index: number; label: string }): boolean =>
-    keyFilesComplete(root, s.index, s.label, settings, filters);
+  // A shard found keyed stays keyed for this plan's settings: each poll reads only the ones still pending.
+  const confirmed = new Set<number>();
+  const keyed = (s: { index: number; label: string }): boolean => {
+    if (confirmed.has(s.index)) return true;
+    const done = keyFilesComplete(root, s.index, s.label, settings, filters);
+    if (done) confirmed.add(s.index);
+    return done;
+  };
 
   // Keys of other settings (a plan replaced with --force) are not keys of this plan, nor is their summary.
   if (!((await summaryDone(root, labels, settings)) && plan.shards.every(keyed))) {
@@ -132,7 +138,8 @@ async function runOrAwaitGlobalStep(
   const lock = path.join(root, 'dedupe', DEDUPE_LOCK);
   await waitFor(options, 'the global dedupe step', async () => {
     if (await summaryDone(root, labels, settings)) return undefined;
-    if (await tryLock(lock)) {
+    const held = await tryLock(lock);
+    if (held !== undefined) {
       try {
         // Rechecked under the lock: a holder writes the summary before it lets go of the lock.
         if (!(await summaryDone(root, labels, settings))) {
@@ -142,7 +149,7 @@ async function runOrAwaitGlobalStep(
           await findGlobalDuplicates(root, labels, { log: options.log });
         }
       } finally {
-        await rm(lock, { force: true });
+        await releaseLock(lock, held);
       }
       return undefined;
     }
@@ -167,7 +174,8 @@ async function runOrAwaitGlobalStep(
  */
 async function takeOver(lock: string, judged: LockHolder, staleSeconds: number): Promise<void> {
   const takeover = `${lock}.takeover`;
-  if (!(await tryLock(takeover))) {
+  const held = await tryLock(takeover);
+  if (held === undefined) {
     const other = await lockHolder(takeover);
     if (other !== undefined && isStale(other, staleSeconds)) await rm(takeover, { force: true });
     return;
@@ -180,26 +188,33 @@ async function takeOver(lock: string, judged: LockHolder, staleSeconds: number):
       isStale(now, staleSeconds);
     if (same) await rm(lock, { force: true });
   } finally {
-    await rm(takeover, { force: true });
+    await releaseLock(takeover, held);
   }
 }
 
-async function tryLock(lock: string): Promise<boolean> {
+/** Creates the lock file (exclusive create); what it holds, or undefined when another rank has it. */
+async function tryLock(lock: string): Promise<Heartbeat | undefined> {
   let handle;
   try {
     handle = await open(lock, 'wx');
   } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
     throw error;
   }
+  const now = new Date().toISOString();
+  const held: Heartbeat = { pid: process.pid, host: os.hostname(), startedAt: now, updatedAt: now };
   try {
-    const now = new Date().toISOString();
-    const held: Heartbeat = { pid: process.pid, host: os.hostname(), startedAt: now, updatedAt: now };
     await handle.writeFile(`${JSON.stringify(held)}\n`);
   } finally {
     await handle.close();
   }
-  return true;
+  return held;
+}
+
+/** Removes the lock only while it is still the one we wrote: a rank that took it over stale keeps its own. */
+async function releaseLock(lock: string, held: Heartbeat): Promise<void> {
+  const now = await lockHolder(lock);
+  if (now !== undefined && JSON.stringify(now.lock) === JSON.stringify(held)) await rm(lock, { force: true });
 }
 
 interface LockHolder {

@@ -12,7 +12,7 @@ import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { FailureRows } from '../pipeline/io/failure-rows.js';
 import type { MetaColumnType } from '../schemas/documents.js';
 import { ParquetSink, type CommittedPart, type ParquetSinkOptions } from '../pipeline/io/parquet-sink.js';
-import { ParquetSource } from '../pipeline/io/parquet-source.js';
+import type { ParquetSource } from '../pipeline/io/parquet-source.js';
 import { resolveShards, type Shard } from '../pipeline/io/shards.js';
 import type { Settlement } from '../pipeline/ledger.js';
 import { countRows } from '../pipeline/row-ranges.js';
@@ -37,6 +37,7 @@ import { resolveLocalModels, setUpLlm, type LlmSetup } from './llm.js';
 import { committedParts, previousResult, writeLedger, type JobResult, type LlmUsage } from './run-ledger.js';
 import { appendAirStages, instructionDedupeStage } from './stages/air-stages.js';
 import { documentStages, type DocumentStage } from './stages/document-stages.js';
+import { parquetSource } from './stages/source.js';
 import { writtenInstructions } from './written-instructions.js';
 
 export type { JobResult, LlmUsage, PartEntry } from './run-ledger.js';
@@ -115,20 +116,6 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
   } finally {
     for (const close of closers.reverse()) await close();
   }
-}
-
-function parquetSource(db: DuckDBInstance, config: RunConfig, shards: readonly Shard[]): ParquetSource {
-  return new ParquetSource(db, {
-    shards,
-    textColumn: config.source.textColumn,
-    idColumn: config.source.idColumn,
-    metaColumns: config.source.metaColumns,
-    binaryAsString: config.source.binaryAsString,
-    limit: config.source.limit,
-    maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
-    maxRowGroupTextBytes: config.engine.duckdbMemoryMB * 1024 * 1024,
-    badRecords: config.source.badRecords,
-  });
 }
 
 /** Opens the output folder, or resumes the interrupted run in it; undefined when that run had completed. */

@@ -1,4 +1,6 @@
 import { mkdirSync } from 'node:fs';
+import { filterStages } from '../stages/document-stages.js';
+import { parquetSource } from '../stages/source.js';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { bandKeysInto, sketchValue } from '../../operators/dedupe/lsh.js';
 import { signatureAt } from '../../operators/dedupe/minhash.js';
@@ -9,10 +11,7 @@ import {
   type SignaturePool,
 } from '../../operators/dedupe/near-dedupe.js';
 import { hash64Into, exactKeyInto } from '../../operators/dedupe/normalize.js';
-import { lengthFilter } from '../../operators/length-filter.js';
-import { qualityFilter } from '../../operators/sample/quality-filters.js';
 import { openDuckDB } from '../../pipeline/io/duckdb.js';
-import { ParquetSource } from '../../pipeline/io/parquet-source.js';
 import type { Shard } from '../../pipeline/io/shards.js';
 import type { Ticket } from '../../pipeline/ledger.js';
 import { emit, type BatchOperator, type Outcome } from '../../pipeline/operator.js';
@@ -113,20 +112,15 @@ export async function writeDedupeKeys(options: WriteDedupeKeysOptions): Promise<
       : undefined;
   const pool = options.pool ?? ownPool;
   try {
-    const source = new ParquetSource(db, {
-      shards: plan.map((p) => p.shard),
-      textColumn: config.source.textColumn,
-      idColumn: config.source.idColumn,
-      metaColumns: [],
-      binaryAsString: config.source.binaryAsString,
-      maxDocumentBytes: Math.floor(config.source.maxDocumentMB * 1024 * 1024),
-      maxRowGroupTextBytes: config.engine.duckdbMemoryMB * 1024 * 1024,
-      badRecords: config.source.badRecords,
-    });
+    const source = parquetSource(
+      db,
+      config,
+      plan.map((p) => p.shard),
+      [],
+    );
     const sink = new KeysSink(root, plan, settings, filterSettings(config));
     const report = await pipeline(source)
-      .pipe(lengthFilter<Document>(config.filter))
-      .pipe(qualityFilter<Document>(config.sample.quality))
+      .through(filterStages(config))
       .pipe(keysOperator(settings, pool))
       .into(sink, { queueCapacity: config.engine.queueCapacity, signal: options.signal, log: options.log })
       .run();

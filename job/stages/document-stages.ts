@@ -34,12 +34,19 @@ export interface DocumentStageDeps {
  */
 export function documentStages(config: RunConfig, deps: DocumentStageDeps): DocumentStage[] {
   return [
-    lengthFilter<Document>(config.filter),
-    qualityFilter<Document>(config.sample.quality),
+    ...filterStages(config),
     ...(deps.dedupeStages ?? dedupeStages(config.dedupe, deps.pool)),
     ...preSampleStages(config.sample.preSample),
     ...diversityStages(config, deps),
   ];
+}
+
+/**
+ * The stages before dedupe: the length window and the quality filters. The global dedupe keys pass runs these
+ * same stages, so it keys exactly the rows a single run's dedupe would see.
+ */
+export function filterStages(config: Pick<RunConfig, 'filter' | 'sample'>): DocumentStage[] {
+  return [lengthFilter<Document>(config.filter), qualityFilter<Document>(config.sample.quality)];
 }
 
 function dedupeStages(dedupe: RunConfig['dedupe'], pool: WorkerPool | undefined): DocumentStage[] {

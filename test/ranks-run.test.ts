@@ -1,4 +1,5 @@
 import { copyFile, mkdir, readdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAir, startAir } from './helpers/cli.js';
@@ -209,6 +210,41 @@ describe('air run --plan --rank auto', () => {
     expect((await readdir(path.join(dir, 'kill', 'completions'))).length).toBe(WORLD);
     const merged = await runAir(['merge', 'kill'], dir);
     expect(merged.code, merged.stderr).toBe(0);
+  }, 300_000);
+
+  it('takes over a dedupe lock left by a dead holder, or an old one from another host, exactly once', async () => {
+    // A process that has exited: its pid is dead on this host.
+    const gone = startAir(['--version'], dir);
+    await gone.done;
+    const cases = [
+      { name: 'stale-dead', host: hostname(), pid: gone.child.pid!, ageS: 0, extra: [] as string[] },
+      { name: 'stale-old', host: 'another-host', pid: 1, ageS: 600, extra: ['--dedupe-lock-stale', '60'] },
+    ];
+    for (const c of cases) {
+      await planJob('air.json', c.name, 200);
+      const lock = path.join(dir, c.name, 'dedupe', 'lock');
+      await mkdir(path.dirname(lock), { recursive: true });
+      const at = new Date(Date.now() - c.ageS * 1000);
+      await writeFile(
+        lock,
+        JSON.stringify({
+          pid: c.pid,
+          host: c.host,
+          startedAt: at.toISOString(),
+          updatedAt: at.toISOString(),
+        }),
+      );
+      await utimes(lock, at, at);
+      const args = ['run', '--plan', `${c.name}/plan.json`, '--rank', 'auto', ...c.extra];
+      const runs = await Promise.all(
+        Array.from({ length: WORLD }, (_, rank) => startAir(args, dir, slurmEnv(rank)).done),
+      );
+      for (const r of runs) expect(r.code, r.stderr).toBe(0);
+      const logs = runs.map((r) => r.stderr).join('\n');
+      expect(logs, c.name).toContain('taking over the dedupe lock');
+      expect(logs.match(/running the global dedupe step/g), c.name).toHaveLength(1);
+      expect(await writtenRows(path.join(dir, c.name, 'ranks', '*', '*.parquet'))).toEqual(single);
+    }
   }, 300_000);
 
   it('--ranks 0-3 runs every rank in one process, keying them all before the barrier', async () => {

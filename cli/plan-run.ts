@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { parseRunConfig, type RunConfig } from '../job/config.js';
 import { planFile, rankDir, rankName } from '../job/plan/layout.js';
@@ -9,6 +8,7 @@ import type { JobOptions, JobResult } from '../job/run-job.js';
 import { AirError, UsageError } from '../pipeline/errors.js';
 import type { Plan } from '../schemas/plan.js';
 import { Option } from 'commander';
+import { isDirectory } from '../pipeline/io/files.js';
 import { EXIT } from './io.js';
 import { settingsFromFlags, SETTING_FLAGS } from './setting-flags.js';
 
@@ -134,13 +134,6 @@ function describe(outcome: RankOutcome, plan: Plan): JobResult | string {
     return `rank ${rankName(outcome.rank)} is already complete (plan fingerprint ${plan.fingerprint}); nothing to do`;
   }
   return outcome.result ?? `rank ${rankName(outcome.rank)} has no shards in the plan; marked complete`;
-}
-
-async function isDirectory(target: string): Promise<boolean> {
-  return stat(target).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
 }
 
 /** Exit 2 for refusals before any row is read: a stale plan, like a usage error. */

@@ -138,12 +138,11 @@ function checkSameRun(
   identities: readonly ShardIdentity[],
   force: boolean,
 ): void {
-  const differing = differingSettings(manifest.header.settings, resultSettings(config));
+  const settings = resultSettings(config);
+  const differing = differingSettings(manifest.header.settings, settings);
   if (differing.length > 0 && !force) {
     const show = (v: unknown): string => (v === undefined ? 'unset' : JSON.stringify(v));
-    const lines = differing.map(
-      (k) => `${k}: ${show(manifest.header.settings[k])} -> ${show(resultSettings(config)[k])}`,
-    );
+    const lines = differing.map((k) => `${k}: ${show(manifest.header.settings[k])} -> ${show(settings[k])}`);
     throw new AirError(
       'AIR_RESUME_MISMATCH',
       `${dir}: an interrupted run with other settings is here; resuming would mix their results (${lines.join('; ')}). ` +

@@ -1,4 +1,4 @@
-import { access, mkdir } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import type { DuckDBInstance } from '@duckdb/node-api';
 import { Accounting } from '../llm/accounting.js';
@@ -7,6 +7,7 @@ import type { StageSteps } from '../operators/air/steps.js';
 import type { ScoredExample } from '../operators/air/types.js';
 import { createMinHashPool } from '../operators/dedupe/near-dedupe.js';
 import { errorMessage } from '../pipeline/errors.js';
+import { pathExists } from '../pipeline/io/files.js';
 import { DropNotesFile } from '../pipeline/io/drop-notes.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { FailureRows } from '../pipeline/io/failure-rows.js';
@@ -127,7 +128,7 @@ async function openRunOutput(
   await mkdir(config.output, { recursive: true });
   const start = await openOutput(config, shards, options.force === true);
   if (start.complete) {
-    if (await exists(path.join(config.output, LEDGER_FILE))) {
+    if (await pathExists(path.join(config.output, LEDGER_FILE))) {
       options.log?.(`${config.output}: this run is already complete; nothing to do`);
       return undefined;
     }
@@ -315,11 +316,4 @@ async function finishRun(
     options.log?.(`stats: ${errorMessage(error)}`);
   }
   return { report, parts, ledgerFile, llm: usage };
-}
-
-async function exists(file: string): Promise<boolean> {
-  return access(file).then(
-    () => true,
-    () => false,
-  );
 }

@@ -1,7 +1,8 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { AccountingSnapshot } from '../llm/accounting.js';
 import type { StageSteps } from '../operators/air/steps.js';
+import { writeAtomically } from '../pipeline/io/files.js';
 import { readManifest } from '../pipeline/io/manifest.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { RunReport } from '../pipeline/run.js';
@@ -60,9 +61,7 @@ export async function writeLedger(
     configFingerprint: configFingerprint(config),
     config,
   };
-  const temporary = `${file}.tmp`;
-  await writeFile(temporary, `${JSON.stringify(body, null, 2)}\n`);
-  await rename(temporary, file);
+  await writeAtomically(file, `${JSON.stringify(body, null, 2)}\n`);
   return file;
 }
 

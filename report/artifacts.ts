@@ -1,5 +1,6 @@
-import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { mkdir, readFile } from 'node:fs/promises';
 import path from 'node:path';
+import { writeAtomically } from '../pipeline/io/files.js';
 import type { RunStats } from '../schemas/stats.js';
 import type { TableSchema } from '../schemas/types.js';
 import { columnsOfTable, type CardColumn } from './card/columns.js';
@@ -57,12 +58,6 @@ export async function writeRunArtifacts(outputDir: string, input: RunArtifactsIn
     datasetCard({ stats: input.stats, columns, config: input.config, dataFiles: input.dataFiles }),
   );
   return { statsFile, reportFile, cardFile };
-}
-
-export async function writeAtomically(file: string, text: string): Promise<void> {
-  const temporary = path.join(path.dirname(file), `.${path.basename(file)}.tmp`);
-  await writeFile(temporary, text);
-  await rename(temporary, file);
 }
 
 async function isForeignCard(file: string): Promise<boolean> {

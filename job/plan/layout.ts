@@ -1,7 +1,7 @@
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { writeAtomically } from '../../report/artifacts.js';
+import { writeAtomically } from '../../pipeline/io/files.js';
 import { completionSchema, heartbeatSchema, type Completion, type Heartbeat } from '../../schemas/plan.js';
 
 /**

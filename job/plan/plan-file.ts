@@ -1,10 +1,10 @@
-import { readFile, stat } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
 import { AirError, ConfigError, ParquetInputError, errorMessage } from '../../pipeline/errors.js';
 import { shardIdentity } from '../../pipeline/io/manifest.js';
 import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
-import { writeAtomically } from '../../report/artifacts.js';
+import { isDirectory, pathExists, writeAtomically } from '../../pipeline/io/files.js';
 import { planSchema, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
 import { parseRunConfig, type RunConfig } from '../config.js';
 import { configFingerprint, differingSettings, resultSettings } from '../fingerprint.js';
@@ -143,7 +143,7 @@ export type PlanOutcome = 'written' | 'unchanged' | 'replaced';
  */
 export async function savePlan(root: string, plan: Plan, force = false): Promise<PlanOutcome> {
   const file = planFile(root);
-  const existing = (await exists(file)) ? await readPlan(file) : undefined;
+  const existing = (await pathExists(file)) ? await readPlan(file) : undefined;
   if (existing !== undefined) {
     const difference = planDifference(existing, plan);
     if (difference === undefined) return 'unchanged';
@@ -177,20 +177,6 @@ export async function readPlan(root: string): Promise<Plan> {
     throw new ConfigError(`${file}: not JSON (${errorMessage(error)})`);
   }
   return parsePlan(value, file);
-}
-
-async function exists(file: string): Promise<boolean> {
-  return stat(file).then(
-    () => true,
-    () => false,
-  );
-}
-
-async function isDirectory(target: string): Promise<boolean> {
-  return stat(target).then(
-    (s) => s.isDirectory(),
-    () => false,
-  );
 }
 
 /** Validates a plan read back from a file; the error names the file and the first bad field. */

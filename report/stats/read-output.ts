@@ -1,5 +1,6 @@
 import { readdir, stat } from 'node:fs/promises';
 import path from 'node:path';
+import { pathExists } from '../../pipeline/io/files.js';
 import {
   DuckDBTypeId,
   JSDuckDBValueConverter,
@@ -67,7 +68,7 @@ export async function statsFromOutput(target: string): Promise<OutputStats> {
   const { files, dir } = await dataFiles(target);
   const ledgerPath = dir === undefined ? undefined : path.join(dir, LEDGER_FILE);
   const ledger =
-    ledgerPath !== undefined && (await exists(ledgerPath)) ? await readLedgerFile(ledgerPath) : undefined;
+    ledgerPath !== undefined && (await pathExists(ledgerPath)) ? await readLedgerFile(ledgerPath) : undefined;
   let columns: OutputColumn[] = [];
   let collector: StatsCollector;
   if (files.length === 0) {
@@ -284,13 +285,4 @@ async function dataFiles(target: string): Promise<{ files: string[]; dir: string
     if (files.length > 0) return { files, dir: target };
   }
   return { files: [], dir: target };
-}
-
-async function exists(file: string): Promise<boolean> {
-  try {
-    await stat(file);
-    return true;
-  } catch {
-    return false;
-  }
 }

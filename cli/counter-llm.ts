@@ -22,6 +22,8 @@ export interface OpenedCounter {
 }
 
 const ROLE = 'counter';
+/** Defaults of `--concurrency` and `--seed`, for the command's help and for callers that pass neither. */
+export const COUNTER_DEFAULTS = { concurrency: 16, seed: 0 } as const;
 const SIM_MODEL = 'air-sim-counter';
 
 /**
@@ -43,8 +45,8 @@ export async function openLlmCounter(
   if (!sim && (flags.counterUrl === undefined || flags.counterModel === undefined)) {
     throw new ConfigError('the LLM constraint counter needs both --counter-url and --counter-model');
   }
-  const concurrency = flags.concurrency ?? 16;
-  const seed = flags.seed ?? 0;
+  const concurrency = flags.concurrency ?? COUNTER_DEFAULTS.concurrency;
+  const seed = flags.seed ?? COUNTER_DEFAULTS.seed;
   let simulator: Simulator | undefined;
   if (sim) simulator = await startSimulator({ models: [SIM_MODEL], zeroLatency: true, seed });
   const parsed = endpointSchema.safeParse({
@@ -60,7 +62,7 @@ export async function openLlmCounter(
       `--counter-url/--counter-model: ${parsed.error.issues.map((i) => i.message).join('; ')}`,
     );
   }
-  const endpoint = resolveEndpoint(ROLE, parsed.data, env);
+  const endpoint = resolveEndpoint(ROLE, parsed.data, env, '--api-key-env');
   const cache = openResponseCache(flags.cache);
   const client = new HttpLlmClient({ endpoints: [endpoint], cache });
   const counter = new LlmConstraintCounter(client, {

@@ -15,7 +15,7 @@ import { duckdbMessage, openDuckDB, sqlIdent, sqlString } from '../pipeline/io/d
 import { ConfigError, ParquetInputError } from '../pipeline/errors.js';
 import { formatCount, formatTable } from '../report/format.js';
 import { integerArg, positiveIntArg } from './args.js';
-import { openLlmCounter, type CounterFlags } from './counter-llm.js';
+import { COUNTER_DEFAULTS, openLlmCounter, type CounterFlags } from './counter-llm.js';
 
 interface ScoreFlags extends CounterFlags {
   instructionColumn: string;
@@ -46,8 +46,13 @@ export function registerScoreCommand(program: Command, io: { stdout: (t: string)
     .option('--counter-url <url>', 'also count constraints with an LLM at this OpenAI-compatible /v1 URL')
     .option('--counter-model <name>', "the LLM counter's model name")
     .option('--api-key-env <var>', "environment variable holding the LLM counter's API key")
-    .option('--concurrency <n>', 'LLM counter calls in flight at most', positiveIntArg, 16)
-    .option('--seed <n>', 'seed of the LLM counter calls', integerArg, 0)
+    .option(
+      '--concurrency <n>',
+      'LLM counter calls in flight at most',
+      positiveIntArg,
+      COUNTER_DEFAULTS.concurrency,
+    )
+    .option('--seed <n>', 'seed of the LLM counter calls', integerArg, COUNTER_DEFAULTS.seed)
     .option('--cache <file>', "SQLite file caching the LLM counter's replies (default: in memory)")
     .option(
       '--llm <mode>',

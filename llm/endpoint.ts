@@ -67,13 +67,15 @@ export function resolveEndpoint(
   role: string,
   config: EndpointConfig,
   env: NodeJS.ProcessEnv = process.env,
+  /** Where the user set the variable's name, for the error (a config key by default, or a flag). */
+  setting = `llm.${role}.apiKeyEnv`,
 ): ResolvedEndpoint {
   let apiKey: string | undefined;
   if (config.apiKeyEnv !== undefined) {
     apiKey = env[config.apiKeyEnv];
     if (apiKey === undefined || apiKey.length === 0) {
       throw new ConfigError(
-        `llm.${role}.apiKeyEnv: the environment variable ${config.apiKeyEnv} is not set (it should hold the API key)`,
+        `${setting}: the environment variable ${config.apiKeyEnv} is not set (it should hold the API key)`,
       );
     }
   }

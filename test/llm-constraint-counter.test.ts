@@ -8,8 +8,6 @@ import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
 import { LlmError } from '../llm/errors.js';
 import { startSimulator } from '../llm/simulator/index.js';
 import type { ChatCompletionRequest, LlmClient } from '../llm/types.js';
-import { modelFreeCounter } from '../operators/constraint-counter.js';
-import { countConstraints } from '../operators/constraint-count.js';
 import {
   CONSTRAINT_LIST_SCHEMA,
   CONSTRAINT_LIST_TYPES,
@@ -160,12 +158,6 @@ describe('LlmConstraintCounter', () => {
     expect(counts).toEqual(instructions.map((i) => lengths.get(`Instruction:\n<<<\n${i}\n>>>`)));
     expect(sim.stats().internalErrors).toBe(0);
     expect(sim.stats().completions).toBe(12);
-  });
-
-  it('the model-free counter satisfies the same interface', async () => {
-    const instructions = ['Explain tides.', 'Write a formal email in Spanish, under 100 words.'];
-    expect(modelFreeCounter.label).toBe('model-free');
-    expect(await modelFreeCounter.count(instructions)).toEqual(instructions.map((i) => countConstraints(i)));
   });
 });
 

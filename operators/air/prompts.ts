@@ -47,10 +47,20 @@ export function loadPromptSet(
   set: string = PROMPT_SET,
   folder = fileURLToPath(new URL(`./prompts/${set}/`, import.meta.url)),
 ): PromptSet {
-  const read = (file: string): Buffer => readFileSync(path.join(folder, file));
+  // Every file of the set read once: the step test, the templates and the hashes all use these bytes.
+  const files = new Map(
+    readdirSync(folder)
+      .filter((file) => file.endsWith('.md'))
+      .map((file) => [file, readFileSync(path.join(folder, file))] as const),
+  );
+  const read = (file: string): Buffer => {
+    const bytes = files.get(file);
+    if (bytes === undefined) throw new Error(`the prompt set ${set} has no file ${file}`);
+    return bytes;
+  };
   const templates = new Map<PromptStep, Template>();
   const stepVersions: Record<PromptStep, string> = {};
-  for (const step of templateSteps(folder)) {
+  for (const step of templateSteps(files)) {
     templates.set(step, parseTemplate(read(`${step}.md`).toString('utf8'), step));
     const hash = createHash('sha256');
     for (const file of filesOf(step)) hash.update(file).update('\0').update(read(file)).update('\0');
@@ -90,12 +100,11 @@ export function loadPromptSet(
   };
 }
 
-/** The steps of a folder: every `.md` file with a `## user` section (merge-examples.md is merge's, not a step). */
-function templateSteps(folder: string): PromptStep[] {
-  return readdirSync(folder)
-    .filter((file) => file.endsWith('.md'))
-    .filter((file) => /^## user$/m.test(readFileSync(path.join(folder, file), 'utf8')))
-    .map((file) => file.slice(0, -'.md'.length))
+/** The steps among a set's files: every `.md` file with a `## user` section (merge-examples.md is merge's). */
+function templateSteps(files: ReadonlyMap<string, Buffer>): PromptStep[] {
+  return [...files]
+    .filter(([, bytes]) => /^## user$/m.test(bytes.toString('utf8')))
+    .map(([file]) => file.slice(0, -'.md'.length))
     .sort();
 }
 

@@ -60,7 +60,25 @@ export const planSchema = z
     });
     plan.ranks.forEach((r, i) => {
       if (r.rank !== i) ctx.addIssue({ code: 'custom', path: ['ranks', i, 'rank'], message: `not ${i}` });
+      // Readers use `ranks` (merge, status) and `shards[].rank` (runs): a hand-edited plan must not split them.
+      const mine = plan.shards.filter((shard) => shard.rank === i);
+      const agrees =
+        JSON.stringify(r.shards) === JSON.stringify(mine.map((shard) => shard.label)) &&
+        r.bytes === mine.reduce((n, shard) => n + shard.size, 0) &&
+        r.rows === mine.reduce((n, shard) => n + shard.rows, 0);
+      if (!agrees) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['ranks', i],
+          message: 'disagrees with the shards assigned to it',
+        });
+      }
     });
+    const sum = (key: 'size' | 'rows'): number => plan.shards.reduce((n, shard) => n + shard[key], 0);
+    const { totals } = plan;
+    if (totals.shards !== plan.shards.length || totals.bytes !== sum('size') || totals.rows !== sum('rows')) {
+      ctx.addIssue({ code: 'custom', path: ['totals'], message: 'disagrees with the shards' });
+    }
   });
 export type Plan = z.output<typeof planSchema>;
 

@@ -154,6 +154,10 @@ describe('buildPlan and plan.json', () => {
     );
     await writeFile(planFile(root), JSON.stringify({ ...plan, version: 2 }));
     await expect(readPlan(root)).rejects.toThrow(/not an air plan version 1 at version/);
+    // A shard moved to another rank by hand, its rank lists left as they were: runs and merge would disagree.
+    const moved = { ...plan, shards: plan.shards.map((s, i) => (i === 0 ? { ...s, rank: 1 - s.rank } : s)) };
+    await writeFile(planFile(root), JSON.stringify(moved));
+    await expect(readPlan(root)).rejects.toThrow(/at ranks\.\d: disagrees with the shards assigned to it/);
   });
 
   it('names an input that is not Parquet', async () => {

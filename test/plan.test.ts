@@ -65,6 +65,12 @@ describe('assignByBytes', () => {
     expect(imbalance(a.bytes)).toBeLessThan(1.01);
   });
 
+  it('refuses a config with source.limit, which ranks cannot split', async () => {
+    await expect(
+      buildPlan(configFor(path.join(dir, 'limited'), { source: { limit: 10 } }), 2),
+    ).rejects.toThrow(/source\.limit cannot be split across ranks/);
+  });
+
   it('more ranks than shards leaves ranks empty; a bad world size is refused', () => {
     const { shardsOf, bytes } = assignByBytes([{ label: 'x', size: 3 }], 3);
     expect(shardsOf).toEqual([[0], [], []]);

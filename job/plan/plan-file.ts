@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
-import { AirError, ConfigError, ParquetInputError, errorMessage } from '../../pipeline/errors.js';
+import { AirError, ConfigError, ParquetInputError, UsageError, errorMessage } from '../../pipeline/errors.js';
 import { shardIdentity } from '../../pipeline/io/manifest.js';
 import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
 import { isDirectory, pathExists, writeAtomically } from '../../pipeline/io/files.js';
@@ -19,6 +19,10 @@ const FOOTERS_IN_FLIGHT = 16;
  * the footer, and its rank (balanced by bytes, see assign.ts). `config.output` is the plan's root.
  */
 export async function buildPlan(config: RunConfig, worldSize: number, now = new Date()): Promise<Plan> {
+  if (config.source.limit !== undefined) {
+    // A limit counts rows across every shard in one process: each rank would read its own `limit` rows.
+    throw new UsageError('source.limit cannot be split across ranks; plan without it');
+  }
   const listed = await resolveShards(config.input);
   const planned = await mapInFlight(listed, FOOTERS_IN_FLIGHT, describeShard);
   const assignment = assignByBytes(planned, worldSize);

@@ -1,6 +1,6 @@
 import { shardIdentity } from '../../pipeline/io/manifest.js';
 import type { Shard } from '../../pipeline/io/shards.js';
-import { AirError, UsageError } from '../../pipeline/errors.js';
+import { AirError } from '../../pipeline/errors.js';
 import type { Plan, PlannedShard } from '../../schemas/plan.js';
 import { parseRunConfig, type RunConfig } from '../config.js';
 import { runJob, type JobOptions, type JobResult } from '../run-job.js';
@@ -79,10 +79,6 @@ export async function runRank(
     return { rank, status: 'ran', result: undefined };
   }
   const config = rankConfig(plan, root, rank);
-  if (config.source.limit !== undefined) {
-    // A limit counts rows across every shard in one process: each rank would read its own `limit` rows.
-    throw new UsageError('source.limit cannot be split across ranks; plan again without it');
-  }
   const shards: Shard[] = planned.map((s) => ({ path: s.path, label: s.label, size: s.size }));
   const heartbeat = await startHeartbeat(root, rank);
   try {

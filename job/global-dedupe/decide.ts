@@ -1,4 +1,4 @@
-import { sketchSimilarity } from '../../operators/dedupe/lsh.js';
+import { mostSimilar, sketchSimilarity } from '../../operators/dedupe/lsh.js';
 import type { Bitmap } from './bitmap.js';
 import type { SortedCursor } from './external-sort.js';
 import type { KeyFileSet } from './key-file.js';
@@ -60,7 +60,8 @@ export function decideNear(
       for (const earlier of kept[bucket] ?? []) candidates.push(earlier);
       hasMember = members.next();
     }
-    const best = candidates.length === 0 ? -1 : mostSimilar(keys, j, candidates, sketch, threshold, stats);
+    const best =
+      candidates.length === 0 ? -1 : mostSimilarCandidate(keys, j, candidates, sketch, threshold, stats);
     if (best >= 0) {
       dropped.set(j);
       onDrop(j, best);
@@ -77,10 +78,10 @@ export function decideNear(
 }
 
 /**
- * The candidate most similar to `j` by the index's own sketch estimate (the earliest on ties, as candidates
- * are compared in ordinal order), or -1 when even that one is below `threshold`.
+ * The candidate most similar to `j` by the index's own sketch estimate and rule (lsh.ts mostSimilar: the
+ * earliest on ties), or -1 when even that one is below `threshold`.
  */
-function mostSimilar(
+function mostSimilarCandidate(
   keys: KeyFileSet,
   j: number,
   candidates: number[],
@@ -93,21 +94,13 @@ function mostSimilar(
   candidates.sort((a, b) => a - b);
   const own = keys.sketchAt(j);
   sketch.set(own.page.subarray(own.at, own.at + numPerm));
-  let best = -1;
-  let bestSimilarity = -1;
-  let previous = -1;
-  for (const c of candidates) {
-    if (c === previous) continue;
-    previous = c;
+  const distinct = candidates.filter((c, i) => i === 0 || c !== candidates[i - 1]);
+  const similarityOf = (c: number): number => {
     const { page, at } = keys.sketchAt(c);
     let equal = 0;
     for (let i = 0; i < numPerm; i++) if (page[at + i] === sketch[i]) equal++;
     stats.comparisons++;
-    const similarity = sketchSimilarity(equal, numPerm);
-    if (similarity > bestSimilarity) {
-      best = c;
-      bestSimilarity = similarity;
-    }
-  }
-  return bestSimilarity < threshold ? -1 : best;
+    return sketchSimilarity(equal, numPerm);
+  };
+  return mostSimilar(distinct, similarityOf, threshold)?.ordinal ?? -1;
 }

@@ -32,6 +32,29 @@ export function sketchSimilarity(equal: number, numPerm: number): number {
   return Math.max(0, (equal / numPerm - CHANCE) / (1 - CHANCE));
 }
 
+/**
+ * The ordinal most similar by `similarityOf` among `ordinals` (given in ascending order, so the earliest wins
+ * ties) if that similarity is at least `threshold`. The one rule near dedupe decides by, in one process
+ * (LshIndex) and across ranks (job/global-dedupe/decide.ts): they must stay the same.
+ */
+export function mostSimilar(
+  ordinals: Iterable<number>,
+  similarityOf: (ordinal: number) => number,
+  threshold: number,
+): { readonly ordinal: number; readonly similarity: number } | undefined {
+  let best = -1;
+  let bestSimilarity = -1;
+  for (const ordinal of ordinals) {
+    const similarity = similarityOf(ordinal);
+    if (similarity > bestSimilarity) {
+      best = ordinal;
+      bestSimilarity = similarity;
+    }
+  }
+  if (best < 0 || bestSimilarity < threshold) return undefined;
+  return { ordinal: best, similarity: bestSimilarity };
+}
+
 /** The 8-bit sketch value of a signature value (its low 8 bits). */
 export function sketchValue(value: number): number {
   return value & 0xff;
@@ -168,17 +191,11 @@ export class LshIndex {
     signature: Uint32Array,
     threshold: number,
   ): { readonly ordinal: number; readonly similarity: number } | undefined {
-    let best = -1;
-    let bestSimilarity = -1;
-    for (const ordinal of this.candidates(signature)) {
-      const similarity = this.similarity(signature, ordinal);
-      if (similarity > bestSimilarity) {
-        best = ordinal;
-        bestSimilarity = similarity;
-      }
-    }
-    if (best < 0 || bestSimilarity < threshold) return undefined;
-    return { ordinal: best, similarity: bestSimilarity };
+    return mostSimilar(
+      this.candidates(signature),
+      (ordinal) => this.similarity(signature, ordinal),
+      threshold,
+    );
   }
 
   /** Each band's key into `this.keys`. */

@@ -199,6 +199,13 @@ describe('air run --plan --rank auto', () => {
     for (const r of killed) expect(first[r]!.signal).toBe('SIGKILL');
     for (let r = 0; r < WORLD; r++) if (!killed.includes(r)) expect(first[r]!.code, first[r]!.stderr).toBe(0);
 
+    // air status over the real ranks: the killed ones left their heartbeats, with pids now dead.
+    const between = await runAir(['status', 'kill', '--json'], dir);
+    expect(between.code).toBe(1);
+    const states = (JSON.parse(between.stdout) as { ranks: { rank: number; state: string }[] }).ranks;
+    for (const { rank, state } of states)
+      expect(state, `rank ${rank}`).toBe(killed.includes(rank) ? 'interrupted' : 'complete');
+
     const again = await Promise.all(killed.map((rank) => startAir(args, dir, slurmEnv(rank)).done));
     // The dead holder's lock was taken over, unless it had written the summary before the kill landed.
     const logs = [...ranks.map((r) => r.log), ...again.map((r) => r.stderr)].join('\n');
@@ -208,6 +215,7 @@ describe('air run --plan --rank auto', () => {
     const rows = await writtenRows(path.join(dir, 'kill', 'ranks', '*', '*.parquet'));
     expect(rows).toEqual(single);
     expect((await readdir(path.join(dir, 'kill', 'completions'))).length).toBe(WORLD);
+    expect((await runAir(['status', 'kill'], dir)).code).toBe(0);
     const merged = await runAir(['merge', 'kill'], dir);
     expect(merged.code, merged.stderr).toBe(0);
   }, 300_000);

@@ -14,18 +14,33 @@ export function registerMergeCommand(program: Command, io: IO, setExit: (code: n
     .command('merge')
     .description("Merge a planned job's complete ranks: ledger.json, stats.json, report.html, dataset card.")
     .argument('<root>', "the job's root folder (where air plan wrote plan.json)")
+    .option('--cache', "also union the ranks' response caches into <root>/llm-cache.sqlite, for later runs")
     .addHelpText(
       'after',
       '\nExit codes: 0 merged, 1 a rank is not complete or the ledgers do not add up, 2 no readable plan.',
     )
-    .action(async (root: string) => {
+    .action(async (root: string, options: { cache?: boolean }) => {
       try {
-        const merged = await mergeRanks(root);
+        const merged = await mergeRanks(root, { cache: options.cache === true });
         const t = merged.totals;
         io.stdout(
           `${root}: ${formatCount(t.read)} of ${formatCount(merged.plannedRows)} planned rows read, ` +
             `${formatCount(t.rowsWritten)} rows written in ${formatCount(merged.parts.length)} part files\n`,
         );
+        const dedupe = merged.instructionDedupe;
+        if (dedupe !== undefined) {
+          io.stdout(
+            `instruction dedupe across ranks: ${formatCount(dedupe.drops)} of ${formatCount(dedupe.rows)} rows ` +
+              `dropped (${dedupe.dropFile}), ${formatCount(dedupe.rewritten)} part files rewritten\n`,
+          );
+        }
+        const cache = merged.cache;
+        if (cache !== undefined) {
+          io.stdout(
+            `wrote ${cache.file}: ${formatCount(cache.rows)} answers (${formatCount(cache.added)} added from ` +
+              `${formatCount(cache.sources)} rank caches)\n`,
+          );
+        }
         for (const file of [merged.ledgerFile, merged.statsFile, merged.reportFile, merged.cardFile]) {
           io.stdout(`wrote ${file}\n`);
         }

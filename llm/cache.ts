@@ -342,6 +342,30 @@ export class SqliteResponseCache extends CountingCache {
     if (this.db.open) this.db.close();
   }
 
+  /**
+   * Adds every answer of another air cache file to this one (`air merge --cache` unions the ranks' caches); an
+   * answer already here for the same key is kept. The source is checked as an air cache first and read in place.
+   */
+  absorb(file: string): { rows: number; added: number } {
+    if (this.insertRow === undefined)
+      throw new Error(`${this.file}: the response cache was opened read-only`);
+    const source = SqliteResponseCache.open(file, { readonly: true });
+    const rows = source.size();
+    source.close();
+    this.db.prepare('ATTACH DATABASE ? AS source').run(file);
+    try {
+      const added = this.db
+        .prepare(
+          `INSERT INTO main.responses SELECT key, text, finish_reason, prompt_tokens, completion_tokens, model,
+                  created_at_ms, latency_ms FROM source.responses WHERE true ON CONFLICT (key) DO NOTHING`,
+        )
+        .run().changes;
+      return { rows, added };
+    } finally {
+      this.db.exec('DETACH DATABASE source');
+    }
+  }
+
   protected read(key: string): CachedCompletion | undefined {
     const row = this.selectRow.get(key);
     if (row === undefined) return undefined;

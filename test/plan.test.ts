@@ -71,6 +71,15 @@ describe('assignByBytes', () => {
     ).rejects.toThrow(/source\.limit cannot be split across ranks/);
   });
 
+  it('refuses diversity selection, which selects among all documents at once', async () => {
+    await expect(
+      buildPlan(
+        configFor(path.join(dir, 'diverse'), { sample: { diversity: { enabled: true, keep: 5 } } }),
+        2,
+      ),
+    ).rejects.toThrow(/sample\.diversity selects among all documents at once/);
+  });
+
   it('more ranks than shards leaves ranks empty; a bad world size is refused', () => {
     const { shardsOf, bytes } = assignByBytes([{ label: 'x', size: 3 }], 3);
     expect(shardsOf).toEqual([[0], [], []]);

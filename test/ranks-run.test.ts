@@ -3,8 +3,8 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAir, startAir } from './helpers/cli.js';
-import { nearCopy, reformat, rowsOf, writeShard, type Row } from './helpers/dup-shards.js';
-import { DOLMA, FINEWEB, query, SAMPLE, tempDir } from './helpers/duckdb.js';
+import { slurmEnv, writePlantedInput } from './helpers/dup-shards.js';
+import { query, SAMPLE, tempDir } from './helpers/duckdb.js';
 
 /**
  * `air run --plan --rank auto` as a Slurm array would start it: 4 concurrent processes over a shared folder
@@ -15,17 +15,6 @@ let cleanup: () => Promise<void>;
 let single: string[];
 
 const WORLD = 4;
-/** Rank r of a 2-element array of 2 tasks each: element r / 2, task r % 2. */
-function slurmEnv(rank: number): NodeJS.ProcessEnv {
-  return {
-    ...process.env,
-    SLURM_ARRAY_TASK_ID: String(Math.floor(rank / 2)),
-    SLURM_ARRAY_TASK_MIN: '0',
-    SLURM_ARRAY_TASK_COUNT: '2',
-    SLURM_NTASKS: '2',
-    SLURM_PROCID: String(rank % 2),
-  };
-}
 
 /** Every written row as `source_file#source_row id`, sorted. */
 async function writtenRows(glob: string): Promise<string[]> {
@@ -34,11 +23,6 @@ async function writtenRows(glob: string): Promise<string[]> {
   );
   return rows.map(([r]) => r as string);
 }
-
-const long = (r: Row): boolean => {
-  const n = r.text.split(/\s+/).length;
-  return n >= 100 && n <= 1500;
-};
 
 /** Writes a documents-method config with `partRows` and plans `in/` into `output` for WORLD ranks. */
 async function planJob(config: string, output: string, partRows: number): Promise<void> {
@@ -55,23 +39,8 @@ async function planJob(config: string, output: string, partRows: number): Promis
 
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('air-ranks-run-'));
-  const input = path.join(dir, 'in');
   await runAir(['--version']); // fails fast with a clear message when dist/ is not built
-  await mkdir(input);
-  for (const f of [FINEWEB, DOLMA, SAMPLE]) await copyFile(f, path.join(input, path.basename(f)));
-  const fineweb = (await rowsOf(FINEWEB)).filter(long);
-  const dolma = (await rowsOf(DOLMA)).filter(long);
-  // aa-gen sorts first: its copies are the originals and the FineWeb rows the duplicates; gen-z sorts after
-  // the web shards, so its copies are the duplicates. Each lands on whichever rank the plan gives it.
-  const first: Row[] = [];
-  for (let i = 0; i < 15; i++) first.push({ id: `aa-near-${i}`, text: nearCopy(fineweb[i]!.text, `a${i}`) });
-  for (let i = 15; i < 25; i++) first.push({ id: `aa-exact-${i}`, text: reformat(fineweb[i]!.text) });
-  const last: Row[] = [];
-  for (let i = 0; i < 15; i++) last.push({ id: `z-near-${i}`, text: nearCopy(dolma[i]!.text, `z${i}`) });
-  for (let i = 15; i < 25; i++) last.push({ id: `z-exact-${i}`, text: dolma[i]!.text });
-  for (let i = 30; i < 40; i++) last.push({ id: `z-fw-${i}`, text: reformat(fineweb[i]!.text) });
-  await writeShard(path.join(input, 'aa-gen.parquet'), first);
-  await writeShard(path.join(input, 'gen-z.parquet'), last);
+  await writePlantedInput(path.join(dir, 'in'));
   await planJob('air.json', 'job', 200);
   const alone = await runAir(['run', '-c', 'air.json', '--input', 'in', '--output', 'single'], dir);
   expect(alone.code, alone.stderr).toBe(0);

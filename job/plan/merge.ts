@@ -2,18 +2,22 @@ import { addTally, emptyTally } from '../../pipeline/ledger.js';
 import { mergeStageStats, newStageStats, sumValues } from '../../pipeline/stats.js';
 import path from 'node:path';
 import { AirError, LedgerError } from '../../pipeline/errors.js';
-import { writeAtomically } from '../../pipeline/io/files.js';
+import { pathExists, writeAtomically } from '../../pipeline/io/files.js';
+import { SqliteResponseCache } from '../../llm/cache.js';
+import { LLM_CACHE_FILE } from '../llm.js';
 import { STATS_FILE, writeRunArtifacts, type RunArtifacts } from '../../report/artifacts.js';
 import { describeColumns } from '../../report/card/columns.js';
 import { mergeStats } from '../../report/stats/collector.js';
 import { LEDGER_FILE, readLedgerFile, type LedgerFile } from '../../report/stats/ledger-file.js';
-import { parquetColumns, statsFromOutput } from '../../report/stats/read-output.js';
+import { parquetColumns, rowStatsOf, statsFromOutput } from '../../report/stats/read-output.js';
 import { readStatsFile } from '../../report/stats/stats-file.js';
 import type { Plan } from '../../schemas/plan.js';
 import type { RunStats } from '../../schemas/stats.js';
 import { committedParts, type PartEntry } from '../run-ledger.js';
-import { isComplete, rankDir, rankName } from './layout.js';
+import { dedupeInstructionsAcrossRanks, type MergeDedupeResult } from './instruction-dedupe.js';
+import { isComplete, planFile, rankDir, rankName } from './layout.js';
 import { readPlan } from './plan-file.js';
+import { parseRunConfig } from '../config.js';
 
 type Totals = LedgerFile['totals'];
 type Stage = LedgerFile['stages'][number];
@@ -22,8 +26,30 @@ export interface MergeResult extends RunArtifacts {
   readonly ledgerFile: string;
   readonly totals: Totals;
   readonly plannedRows: number;
-  /** Every rank's part files, relative to the root, in rank order. */
+  /** The dataset's part files, relative to the root, in rank order (rewritten ones where merge dropped rows). */
   readonly parts: readonly PartEntry[];
+  /** The cross-rank instruction dedupe; undefined when the job has none (documents method, or it is off). */
+  readonly instructionDedupe: MergeDedupeResult | undefined;
+  readonly cache: MergedCache | undefined;
+}
+
+/** The stage name under which merge's instruction dedupe drops documents in the ledger and stats. */
+export const MERGE_DEDUPE_STAGE = 'merge_instruction_dedupe';
+
+export interface MergeOptions {
+  readonly signal?: AbortSignal;
+  /** Union the ranks' response caches into `<root>/llm-cache.sqlite` (`air merge --cache`). */
+  readonly cache?: boolean;
+}
+
+/** What `--cache` wrote: the union of the ranks' response caches. */
+export interface MergedCache {
+  readonly file: string;
+  /** Rank caches read (ranks that ran without a cache have none). */
+  readonly sources: number;
+  /** Answers added by this merge, and held by the file after it. */
+  readonly added: number;
+  readonly rows: number;
 }
 
 /**
@@ -32,14 +58,27 @@ export interface MergeResult extends RunArtifacts {
  * merged, as `air stats` merges runs), report.html and the dataset card, whose configs list every rank's part
  * files by relative path: nothing is copied. Refuses (AIR_RANKS_INCOMPLETE) naming the ranks not complete.
  */
-export async function mergeRanks(root: string): Promise<MergeResult> {
+export async function mergeRanks(root: string, options: MergeOptions = {}): Promise<MergeResult> {
   const plan = await readPlan(root);
   await refuseIncomplete(root, plan);
   // Ranks without shards (more ranks than shards) wrote nothing.
   const ranks = plan.ranks.filter((r) => r.shards.length > 0).map((r) => r.rank);
-  const { ledgers, parts, stats } = await readRanks(root, ranks);
-  const totals = sumTotals(ledgers.map((l) => l.totals));
-  checkBalance(root, plan, totals);
+  const read = await readRanks(root, ranks);
+  const { ledgers } = read;
+  const rankTotals = sumTotals(ledgers.map((l) => l.totals));
+  checkBalance(root, plan, rankTotals);
+  const config = parseRunConfig(plan.config, planFile(root));
+  const dedupe =
+    config.method === 'air' && config.dedupe.instructions.enabled && read.parts.length > 0
+      ? await dedupeInstructionsAcrossRanks(root, read.parts, {
+          threshold: config.dedupe.instructions.threshold,
+          signal: options.signal,
+        })
+      : undefined;
+  const totals = dedupe === undefined ? rankTotals : totalsAfterMergeDedupe(rankTotals, dedupe);
+  const parts = dedupe?.parts ?? read.parts;
+  const stats =
+    dedupe === undefined || dedupe.drops === 0 ? read.stats : await dedupedStats(root, read.stats, dedupe);
   const ledgerFile = path.join(root, LEDGER_FILE);
   const relative = (file: string): string => path.relative(root, file).split(path.sep).join('/');
   const body = {
@@ -53,12 +92,24 @@ export async function mergeRanks(root: string): Promise<MergeResult> {
     stages: sumStages(ledgers.map((l) => l.stages)),
     totals,
     plannedRows: plan.totals.rows,
+    ...(dedupe === undefined
+      ? {}
+      : {
+          instructionDedupe: {
+            rows: dedupe.rows,
+            dropped: dedupe.drops,
+            documentsDropped: dedupe.documentsDropped,
+            rewrittenParts: dedupe.rewritten,
+            dropList: dedupe.dropFile,
+          },
+        }),
     ranks: ranks.map((rank, i) => ({
       rank,
       ledger: relative(path.join(rankDir(root, rank), LEDGER_FILE)),
       totals: ledgers[i]!.totals,
     })),
     parts,
+    ...(dedupe === undefined ? {} : { rankParts: read.parts }),
     configFingerprint: plan.fingerprint,
     config: plan.config,
   };
@@ -70,7 +121,38 @@ export async function mergeRanks(root: string): Promise<MergeResult> {
     config: plan.config,
     dataFiles: parts.map((p) => p.file),
   });
-  return { ...artifacts, ledgerFile, totals, plannedRows: plan.totals.rows, parts };
+  const cache = options.cache === true ? await unionCaches(root, ranks) : undefined;
+  return {
+    ...artifacts,
+    ledgerFile,
+    totals,
+    plannedRows: plan.totals.rows,
+    parts,
+    instructionDedupe: dedupe,
+    cache,
+  };
+}
+
+/**
+ * Adds every rank's `llm-cache.sqlite` to `<root>/llm-cache.sqlite` (kept across merges: a key already there
+ * wins), so a later run that starts from that file repeats none of the job's answered calls.
+ */
+async function unionCaches(root: string, ranks: readonly number[]): Promise<MergedCache> {
+  const file = path.join(root, LLM_CACHE_FILE);
+  const target = SqliteResponseCache.open(file);
+  try {
+    let sources = 0;
+    let added = 0;
+    for (const rank of ranks) {
+      const source = path.join(rankDir(root, rank), LLM_CACHE_FILE);
+      if (!(await pathExists(source))) continue;
+      added += target.absorb(source).added;
+      sources++;
+    }
+    return { file, sources, added, rows: target.stats().entries };
+  } finally {
+    target.close();
+  }
 }
 
 /** Refuses (AIR_RANKS_INCOMPLETE) unless every rank is complete under the plan's fingerprint. */
@@ -133,6 +215,34 @@ function sumStages(all: ReadonlyArray<readonly Stage[]>): Stage[] {
     }
   }
   return [...byName.values()];
+}
+
+/**
+ * The job's totals once merge dropped rows: rows written fall by the drops, and a document every row of which was
+ * dropped moves from written to dropped, so the ledger still balances against the plan.
+ */
+export function totalsAfterMergeDedupe(totals: Totals, dedupe: MergeDedupeResult): Totals {
+  if (dedupe.drops === 0) return totals;
+  const key = `${MERGE_DEDUPE_STAGE}:near_duplicate`;
+  return {
+    ...totals,
+    written: totals.written - dedupe.documentsDropped,
+    rowsWritten: totals.rowsWritten - dedupe.drops,
+    dropped: { ...totals.dropped, [key]: (totals.dropped[key] ?? 0) + dedupe.documentsDropped },
+  };
+}
+
+/** Row figures of the deduped dataset; the funnel, LLM accounting and time stay the ranks'. */
+async function dedupedStats(root: string, ranks: RunStats, dedupe: MergeDedupeResult): Promise<RunStats> {
+  const rows = await rowStatsOf(dedupe.parts.map((p) => path.join(root, p.file)));
+  return {
+    ...rows,
+    origin: 'merged',
+    time: ranks.time,
+    llm: ranks.llm,
+    funnel:
+      ranks.funnel === null ? null : { ...ranks.funnel, ...totalsAfterMergeDedupe(ranks.funnel, dedupe) },
+  };
 }
 
 /** Every planned row was read once, and every row read was written, dropped, failed or abandoned. */

@@ -23,6 +23,13 @@ export async function buildPlan(config: RunConfig, worldSize: number, now = new 
     // A limit counts rows across every shard in one process: each rank would read its own `limit` rows.
     throw new UsageError('source.limit cannot be split across ranks; plan without it');
   }
+  if (config.sample.diversity.enabled) {
+    // Farthest-point selection compares every document with every other: N ranks would select N times `keep`.
+    throw new UsageError(
+      'sample.diversity selects among all documents at once and cannot be split across ranks; plan without ' +
+        'it (sample.preSample, decided per document or per shard, splits exactly)',
+    );
+  }
   const listed = await resolveShards(config.input);
   const planned = await mapInFlight(listed, FOOTERS_IN_FLIGHT, describeShard);
   const assignment = assignByBytes(planned, worldSize);

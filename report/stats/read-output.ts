@@ -85,6 +85,14 @@ export async function statsFromOutput(target: string): Promise<OutputStats> {
   return { stats, columns, files, ledger };
 }
 
+/**
+ * The row figures of `files` alone, without a ledger: `air merge` takes them from the deduped dataset when it
+ * dropped rows, and the funnel, LLM accounting and time from the ranks.
+ */
+export async function rowStatsOf(files: readonly string[]): Promise<RunStats> {
+  return (await readRows(files)).collector.snapshot();
+}
+
 async function readRows(
   files: readonly string[],
 ): Promise<{ columns: OutputColumn[]; collector: StatsCollector }> {

@@ -9,7 +9,9 @@ import { ROOT } from './helpers/cli.js';
 describe('README', () => {
   it('documents a config that validates and lists every default the schema has', async () => {
     const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
-    const block = /```yaml\n([\s\S]*?)```/.exec(readme)?.[1];
+    const block = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)]
+      .map((m) => m[1]!)
+      .find((b) => b.startsWith('input:'));
     expect(block).toBeDefined();
     const documented = parseRunConfig(parse(block!), 'README.md');
     const defaults = runConfigSchema.parse({ input: documented.input, output: documented.output });

@@ -13,6 +13,7 @@ import {
   STALE_AFTER_SECONDS,
 } from './layout.js';
 import { readPlan } from './plan-file.js';
+import { LEDGER_FILE, readLedgerFile } from '../../report/stats/ledger-file.js';
 
 export interface StatusOptions {
   /** Fixed for tests; default now. */
@@ -129,8 +130,10 @@ async function unfinishedStatus(
 ): Promise<RankStatus> {
   const lastWrite = heartbeat === null ? await manifestWrittenAt(dir) : new Date(heartbeat.updatedAt);
   const alive = heartbeat === null ? undefined : processAlive(heartbeat);
+  const stopped = heartbeat === null ? await stoppedSession(dir, lastWrite) : undefined;
   const fresh = lastWrite !== undefined && now.getTime() - lastWrite.getTime() <= staleMs;
-  const running = fresh && alive !== false && (heartbeat !== null || manifest?.complete !== true);
+  const running =
+    stopped === undefined && fresh && alive !== false && (heartbeat !== null || manifest?.complete !== true);
   const updatedAt = lastWrite?.toISOString() ?? null;
   if (running) {
     const perSecond = progress === undefined ? null : rate(progress.sessionRows, progress.startedAt, now);
@@ -145,13 +148,15 @@ async function unfinishedStatus(
     };
   }
   const why =
-    alive === false
-      ? `process ${heartbeat!.pid} on ${heartbeat!.host} is gone`
-      : heartbeat === null && manifest?.complete === true
-        ? 'its manifest is complete but it wrote no completion: run the rank again to mark it'
-        : lastWrite === undefined
-          ? 'nothing written yet'
-          : `last sign of life ${Math.round((now.getTime() - lastWrite.getTime()) / 1000)}s ago`;
+    stopped !== undefined
+      ? `it stopped (ledger.json: ${stopped})`
+      : alive === false
+        ? `process ${heartbeat!.pid} on ${heartbeat!.host} is gone`
+        : heartbeat === null && manifest?.complete === true
+          ? 'its manifest is complete but it wrote no completion: run the rank again to mark it'
+          : lastWrite === undefined
+            ? 'nothing written yet'
+            : `last sign of life ${Math.round((now.getTime() - lastWrite.getTime()) / 1000)}s ago`;
   return {
     ...base,
     state: 'interrupted',
@@ -192,6 +197,20 @@ function sessionProgress(manifest: Manifest): SessionProgress {
 function rate(rows: number, from: Date, to: Date): number | null {
   const seconds = (to.getTime() - from.getTime()) / 1000;
   return rows > 0 && seconds > 0 ? rows / seconds : null;
+}
+
+/**
+ * How the rank's last session ended, when it ended after its manifest's last write: a rank stopped by a signal
+ * removes its heartbeat and writes ledger.json (`interrupted` or `failed`), so a fresh manifest alone does not
+ * make it running. A new session writes its manifest again, after that ledger.
+ */
+async function stoppedSession(dir: string, manifestAt: Date | undefined): Promise<string | undefined> {
+  const file = path.join(dir, LEDGER_FILE);
+  const info = await stat(file).catch(() => undefined);
+  if (info === undefined || manifestAt === undefined || info.mtimeMs < manifestAt.getTime()) return undefined;
+  const ledger = await readLedgerFile(file).catch(() => undefined);
+  if (ledger === undefined || ledger.status === 'completed') return undefined;
+  return `${ledger.status}${ledger.finishedAt === undefined ? '' : ` at ${ledger.finishedAt}`}`;
 }
 
 async function manifestWrittenAt(dir: string): Promise<Date | undefined> {

@@ -13,6 +13,8 @@ import {
   type GlobalDedupeSummary,
   type GlobalDrop,
 } from '../job/global-dedupe/index.js';
+import { GlobalDedupeError } from '../job/global-dedupe/errors.js';
+import { findGlobalDuplicatesInThread } from '../job/global-dedupe/step-thread.js';
 import { exactDedupe } from '../operators/dedupe/exact-dedupe.js';
 import { bandKeysInto, sketchSimilarity } from '../operators/dedupe/lsh.js';
 import { MinHasher } from '../operators/dedupe/minhash.js';
@@ -353,6 +355,25 @@ describe('global dedupe over ranks', () => {
       if (options.maxBucket === 2) expect(s.candidates.bigBuckets).toBeGreaterThan(0);
       else expect(s.disk.sortRuns).toBe(0);
     }
+  });
+
+  it('runs in a worker thread (as ranks run it) with the same lists, log lines and error codes', async () => {
+    const lines: string[] = [];
+    const labels = plan.map((p) => p.label);
+    const s = await findGlobalDuplicatesInThread(root, labels, { memoryMB: 0.01, log: (l) => lines.push(l) });
+    expect(s.drops).toEqual(summary.drops);
+    expect((await dropLists(root)).map(noteKey).sort()).toEqual(oracle.notes.map(noteKey).sort());
+    expect(lines.length).toBeGreaterThan(0);
+    const refused = findGlobalDuplicatesInThread(root, [...labels, 'extra.parquet']);
+    await expect(refused).rejects.toBeInstanceOf(GlobalDedupeError);
+    await expect(refused).rejects.toMatchObject({ code: 'AIR_DEDUPE_KEYS_INVALID' });
+    const stop = new AbortController();
+    stop.abort(new Error('stopped'));
+    await expect(findGlobalDuplicatesInThread(root, labels, { signal: stop.signal })).rejects.toThrow(
+      /aborted/,
+    );
+    // Running it again after a stop restores the lists and summary.
+    await findGlobalDuplicatesInThread(root, labels);
   });
 
   it('writes the same key files however the shards are grouped into ranks', async () => {

@@ -1,4 +1,4 @@
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -7,7 +7,6 @@ import type { RunConfig } from '../config.js';
 import {
   dedupeSettings,
   filterSettings,
-  findGlobalDuplicates,
   globalDedupeStages,
   GlobalDedupeError,
   keyFilesComplete,
@@ -17,6 +16,7 @@ import {
   type DedupeSettings,
 } from '../global-dedupe/index.js';
 import type { DocumentStage } from '../stages/document-stages.js';
+import { findGlobalDuplicatesInThread } from '../global-dedupe/step-thread.js';
 import { processAlive, rankName } from './layout.js';
 
 /** `<root>/dedupe/lock`: held by the one rank running the global step (pid, host, times: a Heartbeat). */
@@ -146,7 +146,9 @@ async function runOrAwaitGlobalStep(
           options.log?.(
             `rank ${rankName(rank)}: running the global dedupe step over ${labels.length} shards`,
           );
-          await findGlobalDuplicates(root, labels, { log: options.log });
+          await withLockRefreshed(lock, options.lockStaleSeconds, () =>
+            findGlobalDuplicatesInThread(root, labels, { log: options.log, signal: options.signal }),
+          );
         }
       } finally {
         await releaseLock(lock, held);
@@ -165,6 +167,23 @@ async function runOrAwaitGlobalStep(
     const who = holder?.lock === undefined ? '' : ` (pid ${holder.lock.pid} on ${holder.lock.host})`;
     return `another rank runs the global dedupe step${who}`;
   });
+}
+
+/**
+ * Runs `work` while touching the lock's time often enough that no rank judges it stale: a holder on another
+ * host is judged by age alone, and the step can outlast the stale window on a large job.
+ */
+async function withLockRefreshed<T>(lock: string, staleSeconds: number, work: () => Promise<T>): Promise<T> {
+  const everyMs = Math.max(1, Math.min(60, staleSeconds / 4)) * 1000;
+  const timer = setInterval(() => {
+    const now = new Date();
+    utimes(lock, now, now).catch(() => {}); // a missed touch is retried at the next tick
+  }, everyMs);
+  try {
+    return await work();
+  } finally {
+    clearInterval(timer);
+  }
 }
 
 /**

@@ -21,7 +21,9 @@ export {
   generateReply,
   hash32,
   resolveReplies,
+  replyTokens,
   Rng,
   UnsupportedSchemaError,
 } from './replies.js';
+export { chatTokens, tokenize } from './tokens.js';
 export type { Reply, ReplyConfig, ReplyOptions, ReplyRequest, SimMessage } from './replies.js';

@@ -157,6 +157,8 @@ export const simulatorConfigSchema = z.strictObject({
   prefillTokensPerS: z.number().positive().default(50_000),
   /** 400 tokens/s per sequence is a fast server; 30-60 models a 70B model on one node. */
   decodeTokensPerSPerSequence: z.number().positive().default(400),
+  /** KV cache for vLLM-style prefix caching, in tokens (about one 80 GB GPU serving an 8B model); 0: off. */
+  kvCacheTokens: z.number().int().nonnegative().default(400_000),
   meanReplyTokens: z.number().positive().default(200),
   /** Reply length distribution: lognormal (shape replyLengthSigma), pareto (tail replyLengthAlpha) or fixed. */
   replyLength: z.enum(['lognormal', 'pareto', 'fixed']).default('lognormal'),

@@ -205,8 +205,11 @@ export type LlmConfig = z.output<typeof llmConfigSchema>;
 export const airConfigSchema = z.strictObject({
   /** Mixed with each document id, step and iteration into every call's sampling seed. */
   seed: z.number().int().default(0),
-  /** Prompt template set under operators/air/prompts/. */
-  promptSet: z.string().min(1).default('v1'),
+  /**
+   * Prompt template set under operators/air/prompts/: v2 lays prompts out for the servers' prefix cache (what a
+   * document's calls share first, what changes per round last); v1 is the earlier layout.
+   */
+  promptSet: z.string().min(1).default('v2'),
   /** Documents in flight in each LLM stage (refine gets twice this: its calls are sequential per document). */
   documentsInFlight: positiveInt.default(64),
   generate: z

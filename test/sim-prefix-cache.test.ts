@@ -110,6 +110,25 @@ describe('simulator prefix cache', () => {
   });
 });
 
+describe('simulator reply lengths that follow the prompt', () => {
+  it('adds replyTokensPerPromptToken per prompt token to the mean length of a text reply', async () => {
+    const simulator = await sim({
+      replyLength: 'fixed',
+      meanReplyTokens: 10,
+      replyTokensPerPromptToken: 0.5,
+    });
+    for (const messages of [round('short'), [{ role: 'user' as const, content: 'Hello there.' }]]) {
+      const response = await fetch(`${simulator.url}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: 'air-sim', messages }),
+      });
+      const { usage } = (await response.json()) as { usage: Usage };
+      expect(usage.completion_tokens).toBe(Math.round(10 + 0.5 * usage.prompt_tokens));
+    }
+  });
+});
+
 describe('PrefixCache', () => {
   const tokens = (label: string, n: number): string[] => Array.from({ length: n }, (_, i) => `${label}${i}`);
 

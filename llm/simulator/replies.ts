@@ -54,6 +54,11 @@ export const replyOptionsSchema = z.object({
   /** Mean length of a text reply before max_tokens cuts it. */
   meanReplyTokens: z.number().positive().default(200),
   /**
+   * Added to that mean per prompt token: a model rewriting a document answers at a length that follows the
+   * document's (AIR's polish step), where a short question gets `meanReplyTokens`. 0: every prompt alike.
+   */
+  replyTokensPerPromptToken: z.number().nonnegative().default(0),
+  /**
    * Distribution of text reply lengths, all with mean `meanReplyTokens`: `lognormal` (shape `replyLengthSigma`;
    * σ = 1 gives median ≈ 0.61 × mean and p99 ≈ 6 × mean, close to chat-model replies), `pareto` (tail index
    * `replyLengthAlpha`, heavier tail for smaller α) or `fixed` (every reply exactly the mean, for timing tests).
@@ -78,8 +83,8 @@ export function resolveReplies(options: ReplyOptions = {}): ReplyConfig {
 }
 
 /** A reply length in tokens (at least 1) drawn from the configured distribution. */
-export function sampleReplyTokens(rng: Rng, config: ReplyConfig): number {
-  const mean = config.meanReplyTokens;
+export function sampleReplyTokens(rng: Rng, config: ReplyConfig, promptTokens = 0): number {
+  const mean = config.meanReplyTokens + config.replyTokensPerPromptToken * promptTokens;
   let x: number;
   switch (config.replyLength) {
     case 'fixed':
@@ -118,6 +123,8 @@ export interface ReplyRequest {
   readonly responseFormat?: ChatCompletionRequest['response_format'];
   /** The most completion tokens allowed: max_tokens, or what the context leaves. */
   readonly maxTokens: number;
+  /** The prompt's length in tokens, for `replyTokensPerPromptToken` (0 when unset). */
+  readonly promptTokens?: number;
 }
 
 export interface Reply {
@@ -167,7 +174,7 @@ export function generateReply(request: ReplyRequest, config: ReplyConfig): Reply
     };
     return capped(JSON.stringify(reply), request.maxTokens);
   }
-  const tokens = sampleReplyTokens(rng, config);
+  const tokens = sampleReplyTokens(rng, config, request.promptTokens);
   if (tokens > request.maxTokens) {
     const text = prose(rng, words, request.maxTokens * CHARS_PER_TOKEN);
     return { text, finishReason: 'length', completionTokens: replyTokens(text) };

@@ -334,6 +334,7 @@ class SimulatorServer {
           responseFormat:
             format === undefined || format === null || format.type === 'text' ? undefined : format,
           maxTokens: maxTokens ?? context - promptTokens,
+          promptTokens,
         },
         this.replies,
       );

@@ -1,4 +1,6 @@
+import { Command } from 'commander';
 import { afterEach, describe, expect, it } from 'vitest';
+import { registerSimCommand } from '../cli/sim-command.js';
 import {
   chatTokens,
   parsePrefixMetrics,
@@ -126,6 +128,30 @@ describe('simulator reply lengths that follow the prompt', () => {
       const { usage } = (await response.json()) as { usage: Usage };
       expect(usage.completion_tokens).toBe(Math.round(10 + 0.5 * usage.prompt_tokens));
     }
+  });
+});
+
+describe('air sim --kv-cache-tokens', () => {
+  it('serves with a prefix cache and prints the GPU work when stopped', async () => {
+    const lines: string[] = [];
+    const stop = new AbortController();
+    const air = new Command('air').exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
+    registerSimCommand(air, { stdout: (text) => lines.push(text), signal: stop.signal });
+    const done = air.parseAsync(['sim', '--port', '0', '--zero-latency', '--kv-cache-tokens', '100000'], {
+      from: 'user',
+    });
+    for (let i = 0; i < 200 && lines.length === 0; i += 1) await new Promise((r) => setTimeout(r, 25));
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(lines[0]!)![1]!;
+    const simulator = { url } as Simulator;
+    await chat(simulator, round('one'));
+    const second = await chat(simulator, round('two'));
+    expect(second.prompt_tokens_details!.cached_tokens).toBeGreaterThan(500);
+    stop.abort();
+    await done;
+    const cached = second.prompt_tokens_details!.cached_tokens;
+    expect(lines.join('')).toMatch(
+      new RegExp(`GPU work: .* prompt tokens prefilled \\(${cached.toLocaleString('en-US')} of`),
+    );
   });
 });
 

@@ -7,7 +7,12 @@
  *   npx tsx bench/air-rounds.ts [--docs 600] [--in-flight 64] [--slots 32] [--decode-tps 300]
  *                               [--reply-length lognormal|pareto] [--sigma 1.2] [--alpha 2.5]
  *                               [--mean-reply-tokens 200] [--depths deepest|all] [--only rounds|streaming]
- *                               [--call-layout folded|reference]
+ *                               [--call-layout folded|reference] [--prompt-sets v1,v2] [--min-words 50]
+ *                               [--prefill-tps 20000] [--kv-cache-tokens 0] [--reply-per-prompt 0]
+ *
+ * `--prompt-sets` runs the streaming side once per prompt set (each against a fresh simulator); the rounds side
+ * always uses v1, the reference code's prompt layout. With `--kv-cache-tokens` the simulator caches prompt
+ * prefixes as vLLM does, and the tables add the GPU work: prompt tokens prefilled, found cached, decoded.
  *
  * Prints markdown tables and writes bench/data/air-rounds.json.
  */
@@ -20,6 +25,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { airConfigSchema, type AirConfig } from '../job/config.js';
 import type { SimulatorOptions } from '../llm/simulator/index.js';
 import { loadPromptSet } from '../operators/air/prompts.js';
+import { sumSteps, type StepCounts } from '../llm/accounting.js';
+import type { PrefixMetrics } from '../llm/simulator/prefix-cache.js';
 import { DEFAULT_REFINE, REFERENCE_CALLS } from '../operators/air/refine.js';
 import { GENERATE_TOKENS } from '../operators/air/generate.js';
 import { MERGE_TOKENS } from '../operators/air/merge.js';
@@ -32,7 +39,9 @@ import { benchLlm, type BenchClient } from './air-rounds/client.js';
 import { chooseDocuments, readDocuments, type DocumentSet } from './air-rounds/documents.js';
 import { runRounds } from './air-rounds/rounds.js';
 import {
+  gpuWorkBetween,
   scrape,
+  scrapeGpuWork,
   serverWindow,
   startBenchSim,
   stopBenchSim,
@@ -40,7 +49,7 @@ import {
   type SimMetrics,
 } from './air-rounds/sim.js';
 import { runStreaming } from './air-rounds/streaming.js';
-import { callsByStage, tally, yieldsFromRows, type Yield } from './air-rounds/tally.js';
+import { callsByStage, STAGE_OF_STEP, tally, yieldsFromRows, type Yield } from './air-rounds/tally.js';
 
 function arg(flag: string, fallback: string): string {
   const at = process.argv.indexOf(flag);
@@ -54,6 +63,7 @@ const INPUT = arg('--input', path.resolve(import.meta.dirname, '../../shared/dat
 const OUT = arg('--out', path.resolve(import.meta.dirname, 'data/air-rounds.json'));
 const ONLY = arg('--only', 'both');
 const DEPTHS_MODE = arg('--depths', 'deepest') as AirConfig['depths'];
+const MIN_WORDS = num('--min-words', 50);
 
 /** The one simulator configuration both sides get (each in a fresh process). */
 const SIM: SimulatorOptions = {
@@ -65,6 +75,8 @@ const SIM: SimulatorOptions = {
   maxQueue: 1024,
   contextTokens: 32_768,
   meanReplyTokens: num('--mean-reply-tokens', 200),
+  replyTokensPerPromptToken: num('--reply-per-prompt', 0),
+  kvCacheTokens: num('--kv-cache-tokens', 0),
   replyLength: arg('--reply-length', 'lognormal') as 'lognormal' | 'pareto',
   replyLengthSigma: num('--sigma', 1.2),
   replyLengthAlpha: num('--alpha', 2.5),
@@ -86,9 +98,18 @@ const AIR: AirConfig = airConfigSchema.parse({
   depths: DEPTHS_MODE,
   refine: CALL_LAYOUT === 'reference' ? REFERENCE_CALLS : {},
 });
+/** The streaming side runs once per set; the default is the config's own. */
+const PROMPT_SETS = arg('--prompt-sets', AIR.promptSet).split(',');
+/** The reference code's prompt layout. */
+const ROUNDS_PROMPT_SET = 'v1';
 
 interface SideSummary {
   readonly side: 'rounds' | 'streaming';
+  readonly promptSet: string;
+  /** The server's GPU work in the side's window. */
+  readonly gpu: PrefixMetrics;
+  /** The client's accounting per step: prompt tokens sent and those the server reports cached. */
+  readonly steps: Readonly<Record<string, StepCounts>>;
   readonly wallS: number;
   readonly documents: number;
   readonly documentsPerS: number;
@@ -115,7 +136,14 @@ interface SideSummary {
 async function measured<T>(
   origin: string,
   work: (now: () => Promise<SimMetrics>) => Promise<T>,
-): Promise<{ value: T; wallS: number; server: ServerWindow; timeline: SideSummary['timeline'] }> {
+): Promise<{
+  value: T;
+  wallS: number;
+  server: ServerWindow;
+  gpu: PrefixMetrics;
+  timeline: SideSummary['timeline'];
+}> {
+  const gpuBefore = await scrapeGpuWork(origin);
   const first = await scrape(origin);
   const samples: SimMetrics[] = [first];
   let done = false;
@@ -131,16 +159,17 @@ async function measured<T>(
   done = true;
   await sampler;
   const last = await scrape(origin);
+  const gpu = gpuWorkBetween(gpuBefore, await scrapeGpuWork(origin));
   samples.push(last);
   const timeline = samples.slice(1).map((s, i) => {
     const w = serverWindow(samples[i]!, s, SLOTS);
     return { t: s.uptime_seconds - first.uptime_seconds, running: w.meanRunning, waiting: w.meanWaiting };
   });
-  return { value, wallS, server: serverWindow(first, last, SLOTS), timeline };
+  return { value, wallS, server: serverWindow(first, last, SLOTS), gpu, timeline };
 }
 
 function steps(llm: BenchClient): StepRunner {
-  const runner = new StepRunner(llm.client, loadPromptSet(AIR.promptSet), {
+  const runner = new StepRunner(llm.client, loadPromptSet(ROUNDS_PROMPT_SET), {
     seed: AIR.seed,
     maxTokens: AIR.maxTokens,
   });
@@ -219,6 +248,9 @@ async function roundsSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSum
     }
     return {
       side: 'rounds',
+      promptSet: ROUNDS_PROMPT_SET,
+      gpu: run.gpu,
+      steps: llm.accounting.snapshot().steps ?? {},
       ...common(llm, items.length, run.wallS, result),
       callsByStage: callsByStage(items.flatMap((i) => i.calls)),
       server: run.server,
@@ -232,12 +264,12 @@ async function roundsSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSum
   }
 }
 
-async function streamingSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSummary> {
+async function streamingSide(db: DuckDBInstance, set: DocumentSet, promptSet: string): Promise<SideSummary> {
   const sim = await startBenchSim(SIM);
   const llm = benchLlm(sim.url, IN_FLIGHT);
   try {
     const run = await measured(sim.origin, () =>
-      runStreaming(db, set, llm.client, AIR, (l) => console.error(l)),
+      runStreaming(db, set, llm.client, { ...AIR, promptSet }, (l) => console.error(l)),
     );
     const { report, rows } = run.value;
     const result = tally(yieldsFromRows(rows));
@@ -254,6 +286,9 @@ async function streamingSide(db: DuckDBInstance, set: DocumentSet): Promise<Side
     for (const s of report.stages) if (s.counters.calls !== undefined) byStage[s.name] = s.counters.calls;
     return {
       side: 'streaming',
+      promptSet,
+      gpu: run.gpu,
+      steps: llm.accounting.snapshot().steps ?? {},
       ...common(llm, stage('length_filter')?.passed ?? 0, run.wallS, result),
       callsByStage: byStage,
       server: run.server,
@@ -336,42 +371,159 @@ function machine(): string {
   return `${model} · nproc ${os.availableParallelism()} · node ${process.version} · ${os.platform()} ${os.release()}`;
 }
 
+function label(side: SideSummary): string {
+  return side.side === 'rounds' ? `rounds (${side.promptSet})` : `streaming ${side.promptSet}`;
+}
+
+/**
+ * Per side: calls, tokens and GPU work per document with an accepted instruction and per instruction, with the
+ * ratios of the last streaming side to the first and to the rounds baseline.
+ */
+/** Prompt tokens the server computed for the steps of the generate stage, or for every other step. */
+function computedIn(side: SideSummary, generate: boolean): number {
+  let total = 0;
+  for (const [step, c] of Object.entries(side.steps)) {
+    if ((STAGE_OF_STEP[step] === 'generate') === generate) total += c.promptTokens - c.serverCachedTokens;
+  }
+  return total;
+}
+
+function gpuTable(sides: readonly SideSummary[]): string {
+  const rounds = sides.find((s) => s.side === 'rounds');
+  const streams = sides.filter((s) => s.side === 'streaming');
+  const first = streams[0];
+  const last = streams[streams.length - 1];
+  const pairs: [string, SideSummary | undefined, SideSummary | undefined][] = [
+    [`${last?.promptSet} / ${first?.promptSet}`, last, first],
+    [`${last?.promptSet} / rounds`, last, rounds],
+  ].filter(([, a, b]) => a !== undefined && b !== undefined && a !== b) as [
+    string,
+    SideSummary,
+    SideSummary,
+  ][];
+  const withInstruction = (x: SideSummary): number => x.yield.documentsWithInstruction;
+  const serviceS = (x: SideSummary) => ({
+    prefill: x.gpu.prefillTokens / SIM.prefillTokensPerS!,
+    decode: x.gpu.decodeTokens / SIM.decodeTokensPerSPerSequence!,
+  });
+  const rows: [string, (x: SideSummary) => number, number][] = [
+    ['documents (passed the length filter)', (x) => x.documents, 0],
+    ['documents with an accepted instruction', withInstruction, 0],
+    ['accepted instructions', (x) => x.yield.accepted, 0],
+    ['wall time (s)', (x) => x.wallS, 1],
+    ['documents/s', (x) => x.documentsPerS, 3],
+    ['documents with an accepted instruction/s', (x) => withInstruction(x) / x.wallS, 3],
+    ['calls per document with an accepted instruction', (x) => x.calls / withInstruction(x), 2],
+    [
+      'prompt tokens sent per document with an accepted instruction',
+      (x) => x.gpu.queries / withInstruction(x),
+      0,
+    ],
+    [
+      'completion tokens per document with an accepted instruction',
+      (x) => x.gpu.decodeTokens / withInstruction(x),
+      0,
+    ],
+    ['share of prompt tokens found in the prefix cache', (x) => x.gpu.hits / x.gpu.queries, 3],
+    [
+      '**prefill tokens computed per accepted instruction**',
+      (x) => x.gpu.prefillTokens / x.yield.accepted,
+      0,
+    ],
+    [
+      '**prefill tokens computed per document with an accepted instruction**',
+      (x) => x.gpu.prefillTokens / withInstruction(x),
+      0,
+    ],
+    ['prefill tokens computed per document', (x) => x.gpu.prefillTokens / x.documents, 0],
+    [
+      'prefill tokens computed in generate per document (client accounting)',
+      (x) => computedIn(x, true) / x.documents,
+      0,
+    ],
+    [
+      'prefill tokens computed after generate per document that passed it',
+      (x) => computedIn(x, false) / (x.outcomes.passed_generate ?? 0),
+      0,
+    ],
+    ['decode tokens per document', (x) => x.gpu.decodeTokens / x.documents, 0],
+    [
+      'prefill share of GPU time (prefill / (prefill + decode) s)',
+      (x) => serviceS(x).prefill / (serviceS(x).prefill + serviceS(x).decode),
+      3,
+    ],
+  ];
+  const head = `| | ${sides.map(label).join(' | ')} | ${pairs.map(([name]) => name).join(' | ')} |`;
+  const rule = `| --- | ${sides.map(() => '---:').join(' | ')} | ${pairs.map(() => '---:').join(' | ')} |`;
+  const lines = rows.map(
+    ([name, pick, digits]) =>
+      `| ${name} | ${sides.map((x) => f(pick(x), digits)).join(' | ')} | ${pairs.map(([, a, b]) => ratio(pick(a!), pick(b!))).join(' | ')} |`,
+  );
+  return [head, rule, ...lines].join('\n');
+}
+
+/** Per step and side: calls, prompt tokens sent, and the share the server found in its prefix cache. */
+function stepsTable(sides: readonly SideSummary[]): string {
+  const steps = [...new Set(sides.flatMap((s) => Object.keys(s.steps)))].sort();
+  const cell = (c: StepCounts | undefined): string =>
+    c === undefined
+      ? '- | - | -'
+      : `${c.calls} | ${c.promptTokens} | ${c.reportedPromptTokens > 0 ? f(c.serverCachedTokens / c.reportedPromptTokens, 3) : '-'}`;
+  const head = `| step | ${sides.map((s) => `${label(s)}: calls | prompt tokens | cached share`).join(' | ')} |`;
+  const rule = `| --- | ${sides.map(() => '---: | ---: | ---:').join(' | ')} |`;
+  const lines = [
+    ...steps.map((step) => `| ${step} | ${sides.map((s) => cell(s.steps[step])).join(' | ')} |`),
+    `| all steps | ${sides.map((s) => cell(sumSteps(s.steps))).join(' | ')} |`,
+  ];
+  return [head, rule, ...lines].join('\n');
+}
+
 // ---- main -----------------------------------------------------------------------------------------------
 
 const db = await openDuckDB({ threads: 2, memoryLimit: '512MB' });
 const shards = await resolveShards([INPUT]);
-const set = await chooseDocuments(db, shards, DOCS);
+const set = await chooseDocuments(db, shards, DOCS, { minWords: MIN_WORDS, maxWords: 2048 });
 console.log(`machine: ${machine()}`);
 console.log(
-  `documents: the first ${set.documents} in the length window (${set.rowLimit} rows of ${shards.map((s) => s.label).join(', ')})`,
+  `documents: the first ${set.documents} of ${MIN_WORDS}-2048 words (${set.rowLimit} rows of ${shards.map((s) => s.label).join(', ')})`,
 );
 console.log(`simulator (fresh process per side): ${JSON.stringify(SIM)}`);
 console.log(
-  `in-flight budget per side: ${IN_FLIGHT} calls · air: documentsInFlight ${AIR.documentsInFlight}, depths ${AIR.depths}, call layout ${CALL_LAYOUT}, llmScores off\n`,
+  `in-flight budget per side: ${IN_FLIGHT} calls · air: documentsInFlight ${AIR.documentsInFlight}, depths ${AIR.depths}, call layout ${CALL_LAYOUT}, prompt sets ${PROMPT_SETS.join(', ')} (rounds: ${ROUNDS_PROMPT_SET}), llmScores off\n`,
 );
 
 const rounds = ONLY === 'streaming' ? undefined : await roundsSide(db, set);
 if (rounds !== undefined) console.log(`rounds: ${f(rounds.wallS, 1)} s`);
-const streaming = ONLY === 'rounds' ? undefined : await streamingSide(db, set);
-if (streaming !== undefined) console.log(`streaming: ${f(streaming.wallS, 1)} s`);
+const streamings: SideSummary[] = [];
+for (const promptSet of ONLY === 'rounds' ? [] : PROMPT_SETS) {
+  const side = await streamingSide(db, set, promptSet);
+  console.log(`streaming ${promptSet}: ${f(side.wallS, 1)} s`);
+  streamings.push(side);
+}
+/** The config's default set when it ran, else the last one. */
+const streaming = streamings.find((s) => s.promptSet === AIR.promptSet) ?? streamings[streamings.length - 1];
 db.closeSync();
 
 console.log(`\n${mainTable(rounds, streaming)}\n`);
 console.log(
   `Calls per document, by the depth of its deepest accepted instruction:\n\n${depthTable(rounds, streaming)}\n`,
 );
-for (const side of [rounds, streaming]) {
-  if (side === undefined) continue;
+const sides = [...(rounds === undefined ? [] : [rounds]), ...streamings];
+if ((SIM.kvCacheTokens ?? 0) > 0) {
+  console.log(`GPU work (the simulator's counters):\n\n${gpuTable(sides)}\n`);
+  console.log(`Prompt tokens per step (client accounting):\n\n${stepsTable(sides)}\n`);
+}
+for (const side of sides) {
   console.log(
-    `${side.side}: calls by stage ${JSON.stringify(side.callsByStage)} · by role ${JSON.stringify(side.callsByRole)}`,
+    `${label(side)}: calls by stage ${JSON.stringify(side.callsByStage)} · by role ${JSON.stringify(side.callsByRole)}`,
   );
-  console.log(`${side.side}: outcomes ${JSON.stringify(side.outcomes)}`);
+  console.log(`${label(side)}: outcomes ${JSON.stringify(side.outcomes)}`);
 }
 if (rounds !== undefined) console.log(`\nRounds of the baseline:\n\n${roundsTable(rounds)}`);
 
 await mkdir(path.dirname(OUT), { recursive: true });
 await writeFile(
   OUT,
-  `${JSON.stringify({ machine: machine(), documents: set, simulator: SIM, inFlight: IN_FLIGHT, air: AIR, rounds, streaming }, null, 2)}\n`,
+  `${JSON.stringify({ machine: machine(), documents: set, simulator: SIM, inFlight: IN_FLIGHT, air: AIR, rounds, streamings }, null, 2)}\n`,
 );
 console.log(`\nwritten: ${OUT}`);

@@ -167,6 +167,14 @@ async function runPipelineBench(flags: BenchFlags, io: BenchIO): Promise<Pipelin
     ['prompt tokens per document', report.promptTokensPerDocument.toFixed(0)],
     ['completion tokens per document', report.completionTokensPerDocument.toFixed(0)],
     ['tokens per instruction', report.tokensPerRow.toFixed(0)],
+    [
+      'prompt tokens per document cached by the server',
+      report.serverCachedTokensPerDocument?.toFixed(0) ?? '- (not reported)',
+    ],
+    [
+      'prompt tokens per document computed by the server',
+      report.promptTokensComputedPerDocument?.toFixed(0) ?? '- (not reported)',
+    ],
   ];
   for (const line of formatTable([['measure', 'value'], ...rows])) io.stdout(`${line}\n`);
   const roles = report.byRole.map((r) => [
@@ -181,6 +189,17 @@ async function runPipelineBench(flags: BenchFlags, io: BenchIO): Promise<Pipelin
   ]);
   const header = ['role', 'model', 'calls', 'prompt tok', 'compl tok', 'p50 ms', 'p95 ms', 'errors'];
   for (const line of formatTable([header, ...roles])) io.stdout(`${line}\n`);
+  const steps = Object.entries(report.bySteps).map(([step, s]) => [
+    step,
+    String(s.calls),
+    String(s.promptTokens),
+    s.reportedCalls > 0 ? String(s.serverCachedTokens) : '-',
+    s.reportedCalls > 0 && s.reportedPromptTokens > 0
+      ? `${((100 * s.serverCachedTokens) / s.reportedPromptTokens).toFixed(1)}%`
+      : '-',
+  ]);
+  const stepHeader = ['step', 'calls', 'prompt tok', 'cached by server', 'cached share'];
+  for (const line of formatTable([stepHeader, ...steps])) io.stdout(`${line}\n`);
   await mkdir(flags.out, { recursive: true });
   const json = path.join(flags.out, 'bench-pipeline.json');
   await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);

@@ -27,6 +27,7 @@ interface SimFlags {
   model?: string[];
   maxConcurrency?: number;
   prefillTps?: number;
+  kvCacheTokens?: number;
   decodeTps?: number;
   meanReplyTokens?: number;
   maxQueue?: number;
@@ -60,6 +61,11 @@ export function registerSimCommand(program: Command, io: SimCommandIO = {}): voi
     .option('--model <name...>', 'model name(s) served (default: air-sim)')
     .option('--max-concurrency <n>', 'sequences served at once (default: 64)', positiveIntArg)
     .option('--prefill-tps <n>', 'prompt tokens per second per sequence (default: 20000)', positiveArg)
+    .option(
+      '--kv-cache-tokens <n>',
+      'KV cache size in tokens for prefix caching, vLLM-style (default: 0, off; ~400000 for one 80 GB GPU)',
+      countArg,
+    )
     .option('--decode-tps <n>', 'completion tokens per second per sequence (default: 40)', positiveArg)
     .option(
       '--mean-reply-tokens <n>',
@@ -83,7 +89,8 @@ export function registerSimCommand(program: Command, io: SimCommandIO = {}): voi
     .addHelpText(
       'after',
       `
-Service time of a request = prompt_tokens / prefill-tps + completion_tokens / decode-tps; at most
+Service time of a request = prompt_tokens / prefill-tps + completion_tokens / decode-tps (with
+--kv-cache-tokens, the prompt tokens found in the prefix cache are not prefilled); at most
 max-concurrency requests are served at once, the rest wait in a FIFO queue. Stops on Ctrl-C or SIGTERM
 and prints its counters.
 
@@ -137,6 +144,7 @@ function simulatorOptions(flags: SimFlags, command: Command): SimulatorOptions {
     contextTokens: flags.contextTokens,
     maxConcurrentSequences: flags.maxConcurrency,
     prefillTokensPerS: flags.prefillTps,
+    kvCacheTokens: flags.kvCacheTokens,
     decodeTokensPerSPerSequence: flags.decodeTps,
     maxQueue: flags.maxQueue,
     zeroLatency: flags.zeroLatency,
@@ -196,6 +204,9 @@ function statsLines(stats: SimulatorStats, elapsedMs: number, options: Simulator
       `${formatCount(stats.queueFull)} refused (queue full) · busy ${(stats.busyMs / 1000).toFixed(1)} s · ` +
       `mean occupancy ${occupancy.toFixed(1)}`,
     `air sim: faults injected: ${faults === '' ? 'none' : faults}`,
+    `air sim: GPU work: ${formatCount(stats.prefixCache.prefillTokens)} prompt tokens prefilled ` +
+      `(${formatCount(stats.prefixCache.hits)} of ${formatCount(stats.prefixCache.queries)} looked up found in the ` +
+      `prefix cache) · ${formatCount(stats.prefixCache.decodeTokens)} tokens decoded`,
   ];
 }
 

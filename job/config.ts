@@ -157,6 +157,8 @@ export const simulatorConfigSchema = z.strictObject({
   prefillTokensPerS: z.number().positive().default(50_000),
   /** 400 tokens/s per sequence is a fast server; 30-60 models a 70B model on one node. */
   decodeTokensPerSPerSequence: z.number().positive().default(400),
+  /** KV cache for vLLM-style prefix caching, in tokens (about one 80 GB GPU serving an 8B model); 0: off. */
+  kvCacheTokens: z.number().int().nonnegative().default(400_000),
   meanReplyTokens: z.number().positive().default(200),
   /** Reply length distribution: lognormal (shape replyLengthSigma), pareto (tail replyLengthAlpha) or fixed. */
   replyLength: z.enum(['lognormal', 'pareto', 'fixed']).default('lognormal'),
@@ -203,8 +205,11 @@ export type LlmConfig = z.output<typeof llmConfigSchema>;
 export const airConfigSchema = z.strictObject({
   /** Mixed with each document id, step and iteration into every call's sampling seed. */
   seed: z.number().int().default(0),
-  /** Prompt template set under operators/air/prompts/. */
-  promptSet: z.string().min(1).default('v1'),
+  /**
+   * Prompt template set under operators/air/prompts/: v2 lays prompts out for the servers' prefix cache (what a
+   * document's calls share first, what changes per round last); v1 is the earlier layout.
+   */
+  promptSet: z.string().min(1).default('v2'),
   /** Documents in flight in each LLM stage (refine gets twice this: its calls are sequential per document). */
   documentsInFlight: positiveInt.default(64),
   generate: z

@@ -41,6 +41,7 @@ export const NON_RESULT_SETTINGS: Readonly<Record<string, string>> = {
   'llm.simulator.maxConcurrentSequences': "the simulator's speed; its replies do not depend on it",
   'llm.simulator.prefillTokensPerS': "the simulator's speed; its replies do not depend on it",
   'llm.simulator.decodeTokensPerSPerSequence': "the simulator's speed; its replies do not depend on it",
+  'llm.simulator.kvCacheTokens': "the simulator's speed; its replies do not depend on it",
   'llm.simulator.faults':
     'injected server faults, as a flaky real server would give (not a setting of a real run either); a failed row is retried by air retry-failed',
   ...endpointTransport('llm.guidance', CHAT_TRANSPORT),

@@ -1,4 +1,4 @@
-import type { RoleModelSnapshot } from '../llm/accounting.js';
+import { sumSteps, type RoleModelSnapshot, type StepCounts } from '../llm/accounting.js';
 import type { RunConfig } from './config.js';
 import { runJob, type JobOptions } from './run-job.js';
 
@@ -19,6 +19,14 @@ export interface PipelineBenchReport {
   readonly promptTokensPerDocument: number;
   readonly completionTokensPerDocument: number;
   readonly tokensPerRow: number;
+  /**
+   * Prompt tokens the servers report they found in their prefix cache, per document, and the prompt tokens they
+   * computed (sent minus cached): null when no server reported it (vLLM: --enable-prompt-tokens-details).
+   */
+  readonly serverCachedTokensPerDocument: number | null;
+  readonly promptTokensComputedPerDocument: number | null;
+  /** Per prompt step: calls, prompt tokens sent and found cached by the server. */
+  readonly bySteps: Readonly<Record<string, StepCounts>>;
   readonly byRole: ReadonlyArray<{
     role: string;
     model: string;
@@ -53,6 +61,9 @@ export async function benchPipeline(
   const prompt = accounting.totals.promptTokens;
   const completion = accounting.totals.completionTokens;
   const per = (value: number, n: number): number => (n === 0 ? 0 : value / n);
+  const steps = accounting.steps ?? {};
+  const stepTotal = sumSteps(steps);
+  const reported = stepTotal.reportedCalls > 0;
   return {
     documents: totals.read,
     documentsToLlm,
@@ -67,6 +78,11 @@ export async function benchPipeline(
     promptTokensPerDocument: per(prompt, documentsToLlm),
     completionTokensPerDocument: per(completion, documentsToLlm),
     tokensPerRow: per(prompt + completion, totals.rowsWritten),
+    serverCachedTokensPerDocument: reported ? per(stepTotal.serverCachedTokens, documentsToLlm) : null,
+    promptTokensComputedPerDocument: reported
+      ? per(stepTotal.promptTokens - stepTotal.serverCachedTokens, documentsToLlm)
+      : null,
+    bySteps: steps,
     byRole: accounting.entries.map((e: RoleModelSnapshot) => ({
       role: e.role,
       model: e.model,

@@ -7,6 +7,10 @@
  * Cache hits count as calls and as hits, but add no latency sample (no request was made) and no cost: their
  * tokens go to `cachedPromptTokens`/`cachedCompletionTokens`, and `promptTokens`/`completionTokens` are the
  * billed tokens, so cost = billed tokens x price, always.
+ *
+ * Calls that reached a server are also added up per step (the `step` a caller names, AIR's prompt steps): prompt
+ * tokens sent against the prompt tokens the server reports it found in its prefix cache, the GPU work layout
+ * changes.
  */
 import { z } from 'zod';
 import { LogHistogram, type HistogramSnapshot, type Summary } from './histogram.js';
@@ -45,6 +49,22 @@ export interface CallRecord {
   readonly cached: boolean;
   /** HTTP attempts made (0 for a cache hit); every attempt beyond the first is a retry. */
   readonly attempts: number;
+  /** What the call was for; unnamed calls are not added up per step. */
+  readonly step?: string;
+  /** Prompt tokens the server reports it found in its prefix cache; undefined when it does not say. */
+  readonly serverCachedTokens?: number;
+}
+
+/** One step's calls that reached a server. */
+export interface StepCounts {
+  readonly calls: number;
+  readonly promptTokens: number;
+  readonly completionTokens: number;
+  /** Calls whose server reported its prefix-cache hits, and the prompt tokens of those calls. */
+  readonly reportedCalls: number;
+  readonly reportedPromptTokens: number;
+  /** Prompt tokens those servers found in their prefix cache (not computed again). */
+  readonly serverCachedTokens: number;
 }
 
 /** What the LLM client reports to: an `Accounting`, or anything that records the same calls. */
@@ -97,6 +117,8 @@ export interface AccountingSnapshot {
   /** Sorted by role, then model. */
   readonly entries: readonly RoleModelSnapshot[];
   readonly totals: AccountingTotals;
+  /** By step, keys sorted (absent in snapshots written before steps were counted). */
+  readonly steps?: Readonly<Record<string, StepCounts>>;
 }
 
 interface Cell {
@@ -114,6 +136,7 @@ interface Cell {
 export class Accounting {
   private readonly prices: PriceTable;
   private readonly cells = new Map<string, { role: Role; model: string; cell: Cell }>();
+  private readonly steps = new Map<string, StepCounts>();
 
   constructor(prices: PriceTable = {}) {
     this.prices = PriceTableSchema.parse(prices);
@@ -135,6 +158,18 @@ export class Accounting {
     cell.completionTokens += call.completionTokens;
     cell.retries += Math.max(0, call.attempts - 1);
     cell.latency.record(call.latencyMs);
+    if (call.step !== undefined) {
+      const reported = call.serverCachedTokens !== undefined;
+      if (reported) checkCount('serverCachedTokens', call.serverCachedTokens!);
+      addStep(this.steps, call.step, {
+        calls: 1,
+        promptTokens: call.promptTokens,
+        completionTokens: call.completionTokens,
+        reportedCalls: reported ? 1 : 0,
+        reportedPromptTokens: reported ? call.promptTokens : 0,
+        serverCachedTokens: call.serverCachedTokens ?? 0,
+      });
+    }
   }
 
   /** A call that failed for good with this error code, after `attempts` HTTP attempts. */
@@ -168,7 +203,7 @@ export class Accounting {
         ...priced(price, counts.promptTokens, counts.completionTokens),
       };
     });
-    return withTotals(entries);
+    return { ...withTotals(entries), steps: sortedSteps(this.steps) };
   }
 
   /** The snapshot of the union of two runs; commutative. */
@@ -183,7 +218,10 @@ export class Accounting {
       const seen = byKey.get(key);
       byKey.set(key, seen === undefined ? entry : mergeEntries(seen, entry));
     }
-    return withTotals([...byKey.values()]);
+    const steps = new Map<string, StepCounts>();
+    for (const s of [a, b])
+      for (const [step, counts] of Object.entries(s.steps ?? {})) addStep(steps, step, counts);
+    return { ...withTotals([...byKey.values()]), steps: sortedSteps(steps) };
   }
 
   private priceOf(model: string): Required<ModelPrice> | null {
@@ -317,6 +355,43 @@ function withTotals(unsorted: readonly RoleModelSnapshot[]): AccountingSnapshot 
       unpricedModels: [...unpriced].sort(compare),
     },
   };
+}
+
+function addStep(steps: Map<string, StepCounts>, step: string, add: StepCounts): void {
+  const seen = steps.get(step);
+  steps.set(
+    step,
+    seen === undefined
+      ? { ...add }
+      : {
+          calls: seen.calls + add.calls,
+          promptTokens: seen.promptTokens + add.promptTokens,
+          completionTokens: seen.completionTokens + add.completionTokens,
+          reportedCalls: seen.reportedCalls + add.reportedCalls,
+          reportedPromptTokens: seen.reportedPromptTokens + add.reportedPromptTokens,
+          serverCachedTokens: seen.serverCachedTokens + add.serverCachedTokens,
+        },
+  );
+}
+
+function sortedSteps(steps: ReadonlyMap<string, StepCounts>): Record<string, StepCounts> {
+  return Object.fromEntries([...steps.entries()].sort(([x], [y]) => compare(x, y)));
+}
+
+/** The steps' counts added up: what all steps sent and what the servers found cached. */
+export function sumSteps(steps: Readonly<Record<string, StepCounts>>): StepCounts {
+  const total = new Map<string, StepCounts>();
+  for (const counts of Object.values(steps)) addStep(total, '', counts);
+  return (
+    total.get('') ?? {
+      calls: 0,
+      promptTokens: 0,
+      completionTokens: 0,
+      reportedCalls: 0,
+      reportedPromptTokens: 0,
+      serverCachedTokens: 0,
+    }
+  );
 }
 
 function cellKey(role: Role, model: string): string {

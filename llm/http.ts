@@ -176,7 +176,11 @@ export function parseCompletion(where: string, body: string): ChatCompletion {
   const root = parsed as {
     model?: unknown;
     choices?: Array<{ message?: { content?: unknown }; finish_reason?: unknown }>;
-    usage?: { prompt_tokens?: unknown; completion_tokens?: unknown };
+    usage?: {
+      prompt_tokens?: unknown;
+      completion_tokens?: unknown;
+      prompt_tokens_details?: { cached_tokens?: unknown } | null;
+    };
   };
   const choice = Array.isArray(root.choices) ? root.choices[0] : undefined;
   const content = choice?.message?.content;
@@ -190,12 +194,14 @@ export function parseCompletion(where: string, body: string): ChatCompletion {
     );
   }
   const reason = typeof choice.finish_reason === 'string' ? choice.finish_reason : 'unknown';
+  const cached = root.usage?.prompt_tokens_details?.cached_tokens;
   return {
     text: content ?? '',
     finishReason: (FINISH.has(reason) ? reason : 'unknown') as FinishReason,
     usage: {
       promptTokens: toCount(root.usage?.prompt_tokens),
       completionTokens: toCount(root.usage?.completion_tokens),
+      ...(typeof cached === 'number' ? { serverCachedTokens: toCount(cached) } : {}),
     },
     model: typeof root.model === 'string' ? root.model : '',
   };

@@ -33,6 +33,8 @@ export interface ChatOptions extends Sampling {
    */
   readonly acceptTruncated?: boolean;
   readonly signal?: AbortSignal;
+  /** What the call is for (AIR: its prompt step): accounting adds its tokens up per step as well. */
+  readonly step?: string;
 }
 
 export type FinishReason = 'stop' | 'length' | 'content_filter' | 'tool_calls' | 'unknown';
@@ -40,6 +42,12 @@ export type FinishReason = 'stop' | 'length' | 'content_filter' | 'tool_calls' |
 export interface Usage {
   readonly promptTokens: number;
   readonly completionTokens: number;
+  /**
+   * Prompt tokens the server found in its prefix cache and did not compute again
+   * (`usage.prompt_tokens_details.cached_tokens`); absent when the server does not say (vLLM says so only with
+   * --enable-prompt-tokens-details).
+   */
+  readonly serverCachedTokens?: number;
 }
 
 /** The exact request sent to an OpenAI-compatible `/v1/chat/completions`. */

@@ -87,6 +87,16 @@ const callCountFields = {
   errors: counts,
 };
 
+/** llm/accounting.ts StepCounts. */
+const stepCountsSchema = z.strictObject({
+  calls: count,
+  promptTokens: count,
+  completionTokens: count,
+  reportedCalls: count,
+  reportedPromptTokens: count,
+  serverCachedTokens: count,
+});
+
 /** llm/accounting.ts AccountingSnapshot. */
 export const accountingSnapshotSchema = z.strictObject({
   version: z.literal(1),
@@ -116,6 +126,8 @@ export const accountingSnapshotSchema = z.strictObject({
     cost: z.record(z.string(), z.number().nonnegative()),
     unpricedModels: z.array(z.string()).readonly(),
   }),
+  /** Absent in stats written before calls were counted per step. */
+  steps: z.record(z.string(), stepCountsSchema).optional(),
 });
 
 /** pipeline/stats.ts StageStats. */

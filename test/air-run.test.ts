@@ -86,7 +86,7 @@ describe('air run --llm sim on real documents', () => {
       expect(why, reason).toMatch(/^[a-z_0-9]+$/);
     }
     const ledger = JSON.parse(await readFile(first.ledgerFile, 'utf8')) as { llm: { promptVersion: string } };
-    expect(ledger.llm.promptVersion).toMatch(/^v1\+/);
+    expect(ledger.llm.promptVersion).toMatch(/^v2\+/);
   });
 
   it('writes consistent rows: depth = constraints, no type twice, history agrees, Alpaca columns filled', () => {

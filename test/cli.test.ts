@@ -296,8 +296,32 @@ describe('air bench', () => {
       byRole: Array<{ role: string; calls: number }>;
       callsPerDocument: number;
       documentsToLlm: number;
+      promptTokensPerDocument: number;
+      serverCachedTokensPerDocument: number | null;
+      promptTokensComputedPerDocument: number | null;
+      bySteps: Record<string, { calls: number; promptTokens: number; serverCachedTokens: number }>;
     };
     expect(report.documents).toBe(80);
+    // The built-in simulator caches prefixes (vLLM-style) and reports cached tokens, summed per step.
+    expect(result.stdout).toMatch(/prompt tokens per document cached by the server\s+\d/);
+    expect(report.serverCachedTokensPerDocument).toBeGreaterThan(0);
+    expect(report.promptTokensComputedPerDocument! + report.serverCachedTokensPerDocument!).toBeCloseTo(
+      report.promptTokensPerDocument,
+      6,
+    );
+    const steps = Object.values(report.bySteps);
+    expect(steps.reduce((n, s) => n + s.calls, 0)).toBe(report.calls);
+    expect(Object.keys(report.bySteps)).toContain('judge-check');
+    // The run's stats.json and report carry the same per-step figures.
+    const [run] = (await readdir(out)).filter((name) => name.startsWith('pipeline-'));
+    const stats = JSON.parse(await readFile(path.join(out, run!, 'stats.json'), 'utf8')) as {
+      llm: { accounting: { steps: Record<string, { serverCachedTokens: number; reportedCalls: number }> } };
+    };
+    expect(stats.llm.accounting.steps['judge-check']!.serverCachedTokens).toBe(
+      report.bySteps['judge-check']!.serverCachedTokens,
+    );
+    const html = await readFile(path.join(out, run!, 'report.html'), 'utf8');
+    expect(html).toContain("found in the servers' prefix cache");
     expect(report.byRole.map((r) => r.role).sort()).toEqual(['guidance', 'student']);
     expect(report.byRole.reduce((s, r) => s + r.calls, 0)).toBe(report.calls);
     // Every document that reaches the LLM stages costs at least the instruction call; no cache hides calls.

@@ -206,7 +206,7 @@ describe('README.md dataset card', () => {
       expect(card).toContain(heading);
     }
     expect(card).toContain('air-sim-guidance');
-    expect(card).toMatch(/Prompt version: `v1\+/);
+    expect(card).toMatch(/Prompt version: `v2\+/);
   });
 
   it('leaves a README.md that air did not write alone', async () => {

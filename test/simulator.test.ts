@@ -4,8 +4,10 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { registerSimCommand } from '../cli/sim-command.js';
 import {
   Capacity,
+  countPromptTokens,
   countTokens,
   parseMetrics,
+  replyTokens,
   resolveCapacity,
   serviceTimeMs,
   startSimulator,
@@ -74,7 +76,7 @@ async function eventually(check: () => boolean): Promise<void> {
 }
 
 describe('simulator: chat completions', () => {
-  it('answers in the OpenAI shape, with usage counted as ceil(chars / 4) and equal to its own stats', async () => {
+  it('answers in the OpenAI shape, with usage counted by its tokenizer and equal to its own stats', async () => {
     const simulator = await sim();
     const reply = await chat(simulator, { messages: PROMPT });
     expect(reply).toMatchObject({ object: 'chat.completion', model: 'air-sim' });
@@ -91,9 +93,9 @@ describe('simulator: chat completions', () => {
     expect(replyWords.length).toBeGreaterThan(1);
     for (const word of replyWords.slice(0, -1)) expect(promptWords).toContain(word);
     expect(reply.usage).toEqual({
-      prompt_tokens: countTokens(PROMPT[0]!.content),
-      completion_tokens: countTokens(content),
-      total_tokens: countTokens(PROMPT[0]!.content) + countTokens(content),
+      prompt_tokens: countPromptTokens(PROMPT),
+      completion_tokens: replyTokens(content),
+      total_tokens: countPromptTokens(PROMPT) + replyTokens(content),
     });
     expect(simulator.stats()).toMatchObject({
       requests: 1,
@@ -464,7 +466,7 @@ describe('simulator: capacity', () => {
       meanReplyTokens: 50,
     } as const;
     const simulator = await sim(options);
-    const serviceMs = serviceTimeMs(resolveCapacity(options), countTokens(PROMPT[0]!.content), 50);
+    const serviceMs = serviceTimeMs(resolveCapacity(options), countPromptTokens(PROMPT), 50);
     expect(serviceMs).toBeCloseTo(250, 0);
     const started = performance.now();
     const replies = await Promise.all(
@@ -532,7 +534,7 @@ describe('simulator: capacity', () => {
     expect(await scrape()).toMatchObject({ requests_running: 4, requests_waiting: 8 });
     await replies;
     const after = await scrape();
-    const serviceS = serviceTimeMs(resolveCapacity(options), countTokens(PROMPT[0]!.content), 50) / 1000;
+    const serviceS = serviceTimeMs(resolveCapacity(options), countPromptTokens(PROMPT), 50) / 1000;
     expect(after).toMatchObject({ requests_running: 0, requests_waiting: 0, completions_total: 12 });
     expect(after.completion_tokens_total).toBe(12 * 50);
     // Node's timers may fire up to a millisecond early against performance.now(): 2% of slack.

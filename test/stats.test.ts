@@ -107,9 +107,15 @@ async function expectExactDistribution(d: ExactDistribution, expr: string, from:
 
 /** Wall-clock measures (timeline, latencies, busy time) and the input paths (in the fingerprint) differ by run. */
 function mergeable(stats: RunStats): unknown {
+  // What the server found in its prefix cache depends on what it served before, as latency does on its load.
   const untimed = (a: RunStats['rowCalls']) => ({
     ...a,
     entries: a.entries.map(({ latency: _l, latencyHistogram: _h, ...rest }) => rest),
+    steps:
+      a.steps &&
+      Object.fromEntries(
+        Object.entries(a.steps).map(([step, { serverCachedTokens: _c, ...rest }]) => [step, rest]),
+      ),
   });
   return {
     ...stats,

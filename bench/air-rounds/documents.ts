@@ -14,6 +14,8 @@ export const FILTER: LengthFilterOptions = { minWords: 50, maxWords: 2048 };
 
 export interface DocumentSet {
   readonly shards: readonly Shard[];
+  /** The length window documents must pass (AIR's stage 0: FILTER). */
+  readonly filter: LengthFilterOptions;
   /** Rows to read, shards in order, so that exactly `documents` pass the length filter. */
   readonly rowLimit: number;
   readonly documents: number;
@@ -27,7 +29,7 @@ export function documentPipeline(db: DuckDBInstance, set: DocumentSet): Pipeline
     metaColumns: ['url', 'metadata.url'],
     limit: set.rowLimit,
   });
-  return pipeline(source).pipe(lengthFilter<Document>(FILTER));
+  return pipeline(source).pipe(lengthFilter<Document>(set.filter));
 }
 
 /** Reads the documents into memory (the baseline's barrier needs them all), with the rows read per shard. */
@@ -46,8 +48,9 @@ export async function chooseDocuments(
   db: DuckDBInstance,
   shards: readonly Shard[],
   documents: number,
+  filter: LengthFilterOptions = FILTER,
 ): Promise<DocumentSet> {
-  const all = await readDocuments(db, { shards, rowLimit: Number.MAX_SAFE_INTEGER, documents: 0 });
+  const all = await readDocuments(db, { shards, filter, rowLimit: Number.MAX_SAFE_INTEGER, documents: 0 });
   if (all.documents.length < documents) {
     throw new Error(
       `the input has ${all.documents.length} documents in the length window, fewer than ${documents}`,
@@ -56,7 +59,9 @@ export async function chooseDocuments(
   const last = all.documents[documents - 1]!;
   let rows = 0;
   for (const shard of shards) {
-    if (shard.label === last.sourceFile) return { shards, rowLimit: rows + last.sourceRow + 1, documents };
+    if (shard.label === last.sourceFile) {
+      return { shards, filter, rowLimit: rows + last.sourceRow + 1, documents };
+    }
     rows += all.rowsRead.get(shard.label) ?? 0;
   }
   throw new Error(`document ${last.id} names an unknown shard ${last.sourceFile}`);

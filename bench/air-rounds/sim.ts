@@ -5,6 +5,7 @@
 import { spawn } from 'node:child_process';
 import type { SimulatorOptions, SimulatorStats } from '../../llm/simulator/index.js';
 import type { MetricName } from '../../llm/simulator/metrics.js';
+import { parsePrefixMetrics, type PrefixMetrics } from '../../llm/simulator/prefix-cache.js';
 import { siblingModule, workerEntry } from '../../pipeline/pool/worker-file.js';
 import { scrapeSimMetrics, stopSimProcess, type SimProcess } from '../sim-process.js';
 
@@ -43,6 +44,22 @@ export async function stopBenchSim(sim: SimProcess): Promise<SimulatorStats> {
 }
 
 export const scrape = scrapeSimMetrics;
+
+/** The simulator's GPU work so far: prompt tokens looked up, found in the prefix cache, prefilled; decoded. */
+export async function scrapeGpuWork(origin: string): Promise<PrefixMetrics> {
+  const response = await fetch(`${origin}/metrics`);
+  if (!response.ok) throw new Error(`GET ${origin}/metrics answered ${response.status}`);
+  return parsePrefixMetrics(await response.text());
+}
+
+export function gpuWorkBetween(a: PrefixMetrics, b: PrefixMetrics): PrefixMetrics {
+  return {
+    queries: b.queries - a.queries,
+    hits: b.hits - a.hits,
+    prefillTokens: b.prefillTokens - a.prefillTokens,
+    decodeTokens: b.decodeTokens - a.decodeTokens,
+  };
+}
 
 /** Server-side figures between two scrapes: slot occupancy from the exact time integrals. */
 export interface ServerWindow {

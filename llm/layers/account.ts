@@ -17,6 +17,8 @@ export function recordAnswers(endpoint: Named, recorder: CallRecorder | undefine
       model: endpoint.model,
       promptTokens: result.usage.promptTokens,
       completionTokens: result.usage.completionTokens,
+      serverCachedTokens: result.usage.serverCachedTokens,
+      step: call.options.step,
       latencyMs,
       cached: false,
       attempts,

@@ -123,9 +123,10 @@ export class Capacity {
 
   /**
    * Holds a slot for `serviceMs` (waiting in the queue for one first). Resolves, never rejects; the slot is
-   * released early when `signal` aborts, as vLLM frees an aborted request's sequence.
+   * released early when `signal` aborts, as vLLM frees an aborted request's sequence. A function is called once the
+   * slot is granted (what the server knows then, such as its prefix cache, may shorten the service).
    */
-  async serve(serviceMs: number, signal: AbortSignal): Promise<ServeOutcome> {
+  async serve(serviceMs: number | (() => number), signal: AbortSignal): Promise<ServeOutcome> {
     if (signal.aborted) return 'aborted';
     if (this.inService >= this.config.maxConcurrentSequences) {
       if (this.queue.length >= this.config.maxQueue) {
@@ -137,7 +138,8 @@ export class Capacity {
       this.occupy();
     }
     try {
-      if (serviceMs > 0) await sleep(serviceMs, undefined, { signal });
+      const ms = typeof serviceMs === 'function' ? serviceMs() : serviceMs;
+      if (ms > 0) await sleep(ms, undefined, { signal });
       return 'served';
     } catch {
       return 'aborted';

@@ -21,7 +21,22 @@ export {
   generateReply,
   hash32,
   resolveReplies,
+  replyTokens,
   Rng,
   UnsupportedSchemaError,
 } from './replies.js';
+export { chatTokens, tokenize } from './tokens.js';
+export {
+  blockHashes,
+  parsePrefixMetrics,
+  PrefixCache,
+  prefixCacheMetricsText,
+  resolvePrefixCache,
+} from './prefix-cache.js';
+export type {
+  PrefixCacheConfig,
+  PrefixCacheOptions,
+  PrefixCacheStats,
+  PrefixMetrics,
+} from './prefix-cache.js';
 export type { Reply, ReplyConfig, ReplyOptions, ReplyRequest, SimMessage } from './replies.js';

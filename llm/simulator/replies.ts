@@ -3,6 +3,7 @@ import { ConfigError } from '../../pipeline/errors.js';
 import type { ChatCompletionRequest, JsonSchema } from '../types.js';
 import { fmix32, fnv1a32 } from '../../pipeline/hash.js';
 import { Rng } from '../../pipeline/random.js';
+import { countChatTokens } from './tokens.js';
 
 export { Rng };
 
@@ -23,23 +24,24 @@ export function hash32(text: string): number {
 // ---- tokens ---------------------------------------------------------------------------------------------
 
 /**
- * Token counting is an approximation: one token per 4 UTF-16 code units, rounded up, for prompts and
- * completions alike. A prompt's tokens are the sum over its messages' contents (no per-message overhead), so a
- * client can reproduce the server's `usage` exactly with `countTokens`.
+ * Prompts are counted by `tokens.ts` (close to a real tokenizer's counts, chat template included). A reply is
+ * written to a drawn length in tokens, 4 UTF-16 code units a token, and its completion tokens are counted back
+ * that way (`replyTokens`), so a length drawn is a length served and `max_tokens` cuts exactly.
  */
 export const CHARS_PER_TOKEN = 4;
 
-export function countTokens(text: string): number {
+export { countTokens } from './tokens.js';
+
+export function countPromptTokens(messages: readonly SimMessage[]): number {
+  return countChatTokens(messages);
+}
+
+/** A reply's completion tokens: its length in units of `CHARS_PER_TOKEN`, rounded up. */
+export function replyTokens(text: string): number {
   return Math.ceil(text.length / CHARS_PER_TOKEN);
 }
 
-export function countPromptTokens(messages: readonly { readonly content: string }[]): number {
-  let total = 0;
-  for (const message of messages) total += countTokens(message.content);
-  return total;
-}
-
-/** The longest prefix of `text` that counts as at most `tokens` tokens. */
+/** The longest prefix of a reply that counts as at most `tokens` tokens. */
 export function cutToTokens(text: string, tokens: number): string {
   return text.slice(0, Math.max(0, tokens) * CHARS_PER_TOKEN);
 }
@@ -51,6 +53,11 @@ export const replyOptionsSchema = z.object({
   seed: z.number().int().default(0),
   /** Mean length of a text reply before max_tokens cuts it. */
   meanReplyTokens: z.number().positive().default(200),
+  /**
+   * Added to that mean per prompt token: a model rewriting a document answers at a length that follows the
+   * document's (AIR's polish step), where a short question gets `meanReplyTokens`. 0: every prompt alike.
+   */
+  replyTokensPerPromptToken: z.number().nonnegative().default(0),
   /**
    * Distribution of text reply lengths, all with mean `meanReplyTokens`: `lognormal` (shape `replyLengthSigma`;
    * σ = 1 gives median ≈ 0.61 × mean and p99 ≈ 6 × mean, close to chat-model replies), `pareto` (tail index
@@ -76,8 +83,8 @@ export function resolveReplies(options: ReplyOptions = {}): ReplyConfig {
 }
 
 /** A reply length in tokens (at least 1) drawn from the configured distribution. */
-export function sampleReplyTokens(rng: Rng, config: ReplyConfig): number {
-  const mean = config.meanReplyTokens;
+export function sampleReplyTokens(rng: Rng, config: ReplyConfig, promptTokens = 0): number {
+  const mean = config.meanReplyTokens + config.replyTokensPerPromptToken * promptTokens;
   let x: number;
   switch (config.replyLength) {
     case 'fixed':
@@ -116,6 +123,8 @@ export interface ReplyRequest {
   readonly responseFormat?: ChatCompletionRequest['response_format'];
   /** The most completion tokens allowed: max_tokens, or what the context leaves. */
   readonly maxTokens: number;
+  /** The prompt's length in tokens, for `replyTokensPerPromptToken` (0 when unset). */
+  readonly promptTokens?: number;
 }
 
 export interface Reply {
@@ -165,27 +174,27 @@ export function generateReply(request: ReplyRequest, config: ReplyConfig): Reply
     };
     return capped(JSON.stringify(reply), request.maxTokens);
   }
-  const tokens = sampleReplyTokens(rng, config);
+  const tokens = sampleReplyTokens(rng, config, request.promptTokens);
   if (tokens > request.maxTokens) {
     const text = prose(rng, words, request.maxTokens * CHARS_PER_TOKEN);
-    return { text, finishReason: 'length', completionTokens: countTokens(text) };
+    return { text, finishReason: 'length', completionTokens: replyTokens(text) };
   }
   // End on a full stop; the text is still exactly `tokens` tokens long.
   const text = `${prose(rng, words, tokens * CHARS_PER_TOKEN - 1)}.`;
-  return { text, finishReason: 'stop', completionTokens: countTokens(text) };
+  return { text, finishReason: 'stop', completionTokens: replyTokens(text) };
 }
 
 /** The reply cut to half its tokens (at least one), as a server that stops early would send it. */
 export function truncateReply(reply: Reply): Reply {
   const text = cutToTokens(reply.text, Math.max(1, Math.floor(reply.completionTokens / 2)));
-  return { text, finishReason: 'length', completionTokens: countTokens(text) };
+  return { text, finishReason: 'length', completionTokens: replyTokens(text) };
 }
 
 function capped(text: string, maxTokens: number): Reply {
-  if (countTokens(text) <= maxTokens)
-    return { text, finishReason: 'stop', completionTokens: countTokens(text) };
+  if (replyTokens(text) <= maxTokens)
+    return { text, finishReason: 'stop', completionTokens: replyTokens(text) };
   const cut = cutToTokens(text, maxTokens);
-  return { text: cut, finishReason: 'length', completionTokens: countTokens(cut) };
+  return { text: cut, finishReason: 'length', completionTokens: replyTokens(cut) };
 }
 
 const WORD = /[\p{L}\p{N}]+(?:['’-][\p{L}\p{N}]+)*/gu;

@@ -7,7 +7,14 @@ import { Capacity, serviceTimeMs, type CapacityOptions, type CapacityStats } fro
 import { FaultInjector, Outage, type FaultKind, type FaultOptions } from './faults.js';
 import { metricsText } from './metrics.js';
 import {
-  countPromptTokens,
+  PrefixCache,
+  prefixCacheMetricsText,
+  type Admission,
+  type PrefixCacheOptions,
+  type PrefixCacheStats,
+} from './prefix-cache.js';
+import { chatTokens } from './tokens.js';
+import {
   countTokens,
   embedding,
   generateReply,
@@ -43,7 +50,8 @@ export const serverOptionsSchema = z.object({
 export type SimulatorOptions = z.input<typeof serverOptionsSchema> &
   CapacityOptions &
   ReplyOptions &
-  FaultOptions;
+  FaultOptions &
+  PrefixCacheOptions;
 
 export interface SimulatorStats extends CapacityStats {
   /** HTTP requests received, on every route. */
@@ -64,6 +72,8 @@ export interface SimulatorStats extends CapacityStats {
   readonly refusedConnections: number;
   /** Bugs in the simulator itself (answered 500); tests should expect 0. */
   readonly internalErrors: number;
+  /** The KV cache's prefix figures and the GPU work (prefill and decode tokens). */
+  readonly prefixCache: PrefixCacheStats;
 }
 
 export interface Simulator {
@@ -146,6 +156,7 @@ class SimulatorServer {
   private readonly capacity: Capacity;
   private readonly faults: FaultInjector;
   private readonly outage: Outage;
+  private readonly prefixCache: PrefixCache;
   private readonly createdS = Math.floor(Date.now() / 1000);
   private readonly startedMs = performance.now();
   private readonly counters = {
@@ -179,6 +190,7 @@ class SimulatorServer {
     this.capacity = new Capacity(options);
     this.faults = new FaultInjector(options, this.replies.seed);
     this.outage = new Outage(this.config.downMode);
+    this.prefixCache = new PrefixCache(options);
     this.server = http.createServer((req, res) => void this.handle(req, res));
     this.server.on('connection', (socket) => {
       if (this.outage.down && this.outage.mode === 'close') {
@@ -199,6 +211,7 @@ class SimulatorServer {
       ...this.capacity.stats(),
       byStatus: Object.fromEntries([...this.byStatus].map(([status, n]) => [String(status), n])),
       faults: this.faults.stats(),
+      prefixCache: this.prefixCache.stats(),
     };
   }
 
@@ -259,11 +272,12 @@ class SimulatorServer {
   }
 
   private metrics(ex: Exchange): void {
-    const body = metricsText({
+    let body = metricsText({
       ...this.capacity.stats(),
       ...this.counters,
       uptimeMs: performance.now() - this.startedMs,
     });
+    body += prefixCacheMetricsText(this.prefixCache.stats());
     this.send(ex, 200, body, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });
   }
 
@@ -286,7 +300,8 @@ class SimulatorServer {
       role: m.role,
       content: typeof m.content === 'string' ? m.content : m.content.map((part) => part.text).join('\n'),
     }));
-    const promptTokens = countPromptTokens(messages);
+    const prompt = chatTokens(messages);
+    const promptTokens = prompt.length;
     const context = this.config.contextTokens;
     const maxTokens = body.max_completion_tokens ?? body.max_tokens ?? undefined;
     // At least one completion token must fit, as on vLLM.
@@ -319,6 +334,7 @@ class SimulatorServer {
           responseFormat:
             format === undefined || format === null || format.type === 'text' ? undefined : format,
           maxTokens: maxTokens ?? context - promptTokens,
+          promptTokens,
         },
         this.replies,
       );
@@ -356,10 +372,15 @@ class SimulatorServer {
         break;
     }
 
-    const outcome = await this.capacity.serve(
-      serviceTimeMs(this.capacity.config, promptTokens, reply.completionTokens),
-      ex.signal,
-    );
+    // The prefix cache is looked up once the request has a slot; only the prompt tokens it misses are prefilled.
+    const held: { admission?: Admission } = {};
+    const outcome = await this.capacity.serve(() => {
+      const admission = this.prefixCache.admit(prompt, reply.completionTokens);
+      held.admission = admission;
+      const computed = promptTokens - admission.cachedTokens;
+      return serviceTimeMs(this.capacity.config, computed, reply.completionTokens);
+    }, ex.signal);
+    held.admission?.release();
     if (outcome === 'aborted') return this.drop();
     if (outcome === 'queue_full') {
       const message = 'The engine is currently overloaded (simulated queue full). Please try again later.';
@@ -384,6 +405,10 @@ class SimulatorServer {
         prompt_tokens: promptTokens,
         completion_tokens: reply.completionTokens,
         total_tokens: promptTokens + reply.completionTokens,
+        // As vLLM with --enable-prompt-tokens-details: sent only while the prefix cache is on.
+        ...(this.prefixCache.enabled
+          ? { prompt_tokens_details: { cached_tokens: held.admission?.cachedTokens ?? 0 } }
+          : {}),
       },
     });
     if (fault === 'reset') return this.reset(ex, response);

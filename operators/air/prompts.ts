@@ -10,7 +10,7 @@ import type { ChatMessage } from '../../llm/types.js';
  * bytes only, so an edited template can never pass for the old one and adding a step changes no other step's
  * version. A run's prompt version (written with every row) is a digest of the versions of the steps it uses.
  */
-export const PROMPT_SET = 'v1';
+export const PROMPT_SET = 'v2';
 
 /** A step's name: its template file's name without `.md`. Steps are found in the set's folder, not listed. */
 export type PromptStep = string;

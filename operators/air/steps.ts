@@ -125,6 +125,7 @@ export class StepRunner {
       // A student's answer is only compared with the reference: a cut one still shows what it misses.
       acceptTruncated: step === 'student',
       signal: at.signal,
+      step,
     });
     at.calls.push({
       step,

@@ -1,3 +1,4 @@
+import { sumSteps } from '../../llm/accounting.js';
 import { formatCount, formatDuration } from '../format.js';
 import { sumValues } from '../../pipeline/stats.js';
 import type { DistributionSummary, RunStats } from '../../schemas/stats.js';
@@ -223,6 +224,47 @@ export function llmTable(runs: readonly ReportRun[]): string {
       'p95 ms',
       'p99 ms',
       'cost',
+    ],
+    rows,
+  );
+}
+
+/**
+ * Per prompt step: prompt tokens sent against those the servers report they found in their prefix cache (the
+ * prompt tokens they did not compute). "-" where no server reported it (vLLM: --enable-prompt-tokens-details).
+ */
+export function stepTable(runs: readonly ReportRun[]): string {
+  const rows: Cell[][] = [];
+  for (const run of runs) {
+    const steps = llmAccounting(run.stats).accounting.steps ?? {};
+    const total = sumSteps(steps);
+    const named = Object.entries(steps);
+    if (named.length === 0) continue;
+    for (const [step, s] of [...named, ['all steps', total] as const]) {
+      const reported = s.reportedCalls > 0;
+      rows.push([
+        text(`${runs.length > 1 ? `${run.label}: ` : ''}${step}`),
+        s.calls,
+        s.promptTokens,
+        s.completionTokens,
+        reported ? s.serverCachedTokens : null,
+        reported && s.reportedPromptTokens > 0
+          ? `${((100 * s.serverCachedTokens) / s.reportedPromptTokens).toFixed(1)}%`
+          : null,
+        reported ? s.promptTokens - s.serverCachedTokens : null,
+      ]);
+    }
+  }
+  if (rows.length === 0) return '';
+  return table(
+    [
+      'step',
+      'calls',
+      'prompt tokens sent',
+      'completion tokens',
+      'prompt tokens cached by the server',
+      'cached share',
+      'prompt tokens computed',
     ],
     rows,
   );

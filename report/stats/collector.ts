@@ -348,6 +348,7 @@ export class StatsCollector {
         latencyMs: Math.max(0, numberOf(call.latency_ms) ?? 0),
         cached,
         attempts: Math.max(0, integerOf(call.attempts) ?? (cached ? 0 : 1)),
+        step: typeof call.step === 'string' ? call.step : undefined,
       });
     }
   }

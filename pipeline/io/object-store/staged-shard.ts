@@ -1,0 +1,129 @@
+import { open, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { parquetMetadata } from 'hyparquet';
+import type { ObjectInfo, ObjectStore } from './store.js';
+import { formatObjectUrl } from './url.js';
+
+/** One ranged GET covers the footer of most shards (a footer is a few KB to a few MB). */
+const TAIL_GUESS = 256 * 1024;
+/** Objects this small are fetched whole. */
+const WHOLE_BELOW = 1024 * 1024;
+
+/**
+ * A remote Parquet shard read through local stand-ins: sparse files of the object's size that hold its head
+ * magic, its tail (page indexes, bloom filters, the footer) and at most one row group, at their own offsets,
+ * so DuckDB reads them as it reads a local shard while disk and memory hold one row group, never the object.
+ * The measured choice over hyparquet on ranged GETs and whole-object staging: bench/RESULTS-s3.md.
+ */
+export class StagedShard {
+  private count = 0;
+
+  private constructor(
+    private readonly store: ObjectStore,
+    readonly object: ObjectInfo,
+    private readonly dir: string,
+    private readonly name: string,
+    private readonly head: Uint8Array,
+    /** Bytes from `tailStart` to the end of the object. */
+    private readonly tail: Uint8Array,
+    private readonly tailStart: number,
+    /** Byte range [start, end) of each row group's column chunks; empty when the footer did not parse. */
+    readonly rowGroups: ReadonlyArray<readonly [number, number]>,
+  ) {}
+
+  /** The object's URL, for messages. */
+  get url(): string {
+    return formatObjectUrl(this.object.url);
+  }
+
+  /** Fetches the head and tail of `object` (one or two ranged GETs of that version). */
+  static async open(store: ObjectStore, object: ObjectInfo, dir: string, name: string): Promise<StagedShard> {
+    const { size, etag } = object;
+    if (size <= WHOLE_BELOW) {
+      const all = await store.read(object.url, 0, size, etag);
+      return new StagedShard(store, object, dir, name, all.subarray(0, 4), all, 0, rowGroupRanges(all, size));
+    }
+    let tailStart = size - TAIL_GUESS;
+    let tail = await store.read(object.url, tailStart, size, etag);
+    const footerLength = new DataView(tail.buffer, tail.byteOffset, tail.byteLength).getUint32(
+      tail.length - 8,
+      true,
+    );
+    if (footerLength + 8 > tail.length && footerLength + 8 <= size - 4) {
+      tailStart = size - 8 - footerLength;
+      tail = await store.read(object.url, tailStart, size, etag);
+    }
+    const head = await store.read(object.url, 0, 4, etag);
+    const groups = rowGroupRanges(tail, size);
+    // Page indexes and bloom filters sit between the last row group and the footer: keep them with the tail.
+    const lastEnd = groups.reduce((end, [, e]) => Math.max(end, e), 0);
+    if (groups.length > 0 && lastEnd < tailStart) {
+      tailStart = lastEnd;
+      tail = await store.read(object.url, tailStart, size, etag);
+    }
+    return new StagedShard(store, object, dir, name, head, tail, tailStart, groups);
+  }
+
+  /** A stand-in holding the footer only: enough to inspect the shard (schema, row groups). */
+  async footerFile(): Promise<string> {
+    return this.stage(undefined);
+  }
+
+  /** A stand-in holding row group `group` as well; the caller removes it when done (see `remove`). */
+  async rowGroupFile(group: number): Promise<string> {
+    return this.stage(group);
+  }
+
+  async remove(file: string): Promise<void> {
+    await rm(file, { force: true });
+  }
+
+  private async stage(group: number | undefined): Promise<string> {
+    const file = path.join(this.dir, `${this.name}-${this.count++}.parquet`);
+    const handle = await open(file, 'w');
+    try {
+      // A sparse file: only the ranges written below take disk space.
+      await handle.truncate(this.object.size);
+      await handle.write(this.head, 0, this.head.length, 0);
+      await handle.write(this.tail, 0, this.tail.length, this.tailStart);
+    } finally {
+      await handle.close();
+    }
+    if (group !== undefined) {
+      const [start, end] = this.rowGroups[group]!;
+      await this.store.download(
+        this.object.url,
+        file,
+        start,
+        Math.min(end, this.tailStart),
+        this.object.etag,
+      );
+    }
+    return file;
+  }
+}
+
+/** Each row group's byte range from the footer at the end of `tail`; [] when it does not parse. */
+function rowGroupRanges(tail: Uint8Array, size: number): Array<[number, number]> {
+  let metadata: ReturnType<typeof parquetMetadata>;
+  try {
+    metadata = parquetMetadata(tail);
+  } catch {
+    return []; // not Parquet, truncated or encrypted: DuckDB's inspection of the stand-in says which
+  }
+  return metadata.row_groups.map((group) => {
+    let start = size;
+    let end = 0;
+    for (const column of group.columns) {
+      const meta = column.meta_data;
+      if (meta === undefined) continue;
+      const data = Number(meta.data_page_offset);
+      // Some writers put 0 here for "no dictionary page".
+      const dictionary = Number(meta.dictionary_page_offset ?? 0);
+      const from = dictionary > 0 && dictionary < data ? dictionary : data;
+      start = Math.min(start, from);
+      end = Math.max(end, from + Number(meta.total_compressed_size));
+    }
+    return [Math.min(start, end), end];
+  });
+}

@@ -1,0 +1,50 @@
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import S3rver from 's3rver';
+
+/** A real S3-compatible server (s3rver) on 127.0.0.1, its buckets folders in a temporary directory. */
+export interface S3Server {
+  readonly endpoint: string;
+  /** The environment a client of it needs: s3rver's fixed key pair, and no other credential source. */
+  readonly env: Record<string, string>;
+  close(): Promise<void>;
+}
+
+export const S3RVER_KEY = 'S3RVER';
+
+export async function startS3Server(buckets: readonly string[], port = 0): Promise<S3Server> {
+  const directory = await mkdtemp(path.join(os.tmpdir(), 'air-s3rver-'));
+  const server = new S3rver({
+    address: '127.0.0.1',
+    port,
+    silent: true,
+    directory,
+    configureBuckets: buckets.map((name) => ({ name })),
+  });
+  const address = await server.run();
+  const endpoint = `http://127.0.0.1:${address.port}`;
+  return {
+    endpoint,
+    env: s3Env(S3RVER_KEY, S3RVER_KEY),
+    close: async () => {
+      await server.close();
+      await rm(directory, { recursive: true, force: true });
+    },
+  };
+}
+
+/**
+ * Credentials in the environment, and every other source of them turned off: no profile files, and no EC2
+ * metadata lookup (it would send a request off this machine).
+ */
+export function s3Env(accessKeyId: string, secretAccessKey: string): Record<string, string> {
+  return {
+    AWS_ACCESS_KEY_ID: accessKeyId,
+    AWS_SECRET_ACCESS_KEY: secretAccessKey,
+    AWS_REGION: 'us-east-1',
+    AWS_EC2_METADATA_DISABLED: 'true',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/air-test-credentials',
+    AWS_CONFIG_FILE: '/nonexistent/air-test-config',
+  };
+}

@@ -4,6 +4,7 @@ import { AirError } from '../pipeline/errors.js';
 import type { FailureRows } from '../pipeline/io/failure-rows.js';
 import { FAILED_DIR } from '../pipeline/io/failure-rows.js';
 import {
+  identityFieldName,
   MANIFEST_FILE,
   ManifestLog,
   readManifest,
@@ -153,7 +154,9 @@ function checkSameRun(
   for (const now of identities) {
     const then = before.get(now.label);
     if (then === undefined) continue; // a new shard changes `input`, caught above
-    const changed = (['size', 'mtimeMs', 'footerHash'] as const).filter((k) => then[k] !== now[k]);
+    const changed = (['size', 'mtimeMs', 'footerHash'] as const)
+      .filter((k) => then[k] !== now[k])
+      .map((k) => identityFieldName(k, then.footerHash));
     if (changed.length > 0) {
       throw new AirError(
         'AIR_RESUME_MISMATCH',

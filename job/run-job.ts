@@ -36,6 +36,7 @@ import type { RunConfig } from './config.js';
 import { configFingerprint } from './fingerprint.js';
 import { resolveLocalModels, setUpLlm, type LlmSetup } from './llm.js';
 import { committedParts, previousResult, writeLedger, type JobResult, type LlmUsage } from './run-ledger.js';
+import { useStorage } from './storage.js';
 import { appendAirStages, instructionDedupeStage } from './stages/air-stages.js';
 import { documentStages, type DocumentStage } from './stages/document-stages.js';
 import { parquetSource } from './stages/source.js';
@@ -93,6 +94,7 @@ type Closer = () => Promise<void> | void;
  * outcome, so a failed or interrupted run still says where every row went.
  */
 export async function runJob(config: RunConfig, options: JobOptions = {}): Promise<JobResult> {
+  useStorage(config);
   const shards = options.shards ?? (await resolveShards(config.input));
   const db = await openDuckDB({
     threads: config.engine.duckdbThreads,

@@ -10,6 +10,7 @@ import {
   readManifest,
   shardIdentity,
   type Manifest,
+  type ManifestCommit,
   type ManifestEntry,
   type ShardIdentity,
 } from '../pipeline/io/manifest.js';
@@ -204,10 +205,15 @@ export class Checkpointer {
   /** Entries are appended one at a time, in the order they were taken (notesBytes only grows). */
   private queue: Promise<void> = Promise.resolve();
 
+  /**
+   * `afterEntry`, when given, is awaited after each commit entry is durable, with the manifest's size then (an
+   * s3:// output uploads the entry's files, then the manifest up to it).
+   */
   constructor(
     private readonly log: ManifestLog,
     private readonly failures: FailureRows,
     private readonly notesCheckpoint: () => number,
+    private readonly afterEntry?: (entry: ManifestCommit, manifestBytes: number) => Promise<void>,
   ) {}
 
   settle(s: Settlement): void {
@@ -245,7 +251,7 @@ export class Checkpointer {
     }
     const settled: Record<string, RowRanges> = {};
     for (const [label, list] of rows) settled[label] = toRanges(list);
-    await this.log.append({
+    const entry: ManifestCommit = {
       kind: 'commit',
       at: new Date().toISOString(),
       part: part === null ? null : path.basename(part.file),
@@ -254,7 +260,9 @@ export class Checkpointer {
       settled,
       tallies: [...tallies.values()],
       notesBytes,
-    });
+    };
+    const bytes = await this.log.append(entry);
+    await this.afterEntry?.(entry, bytes);
   }
 
   async complete(): Promise<void> {

@@ -2,16 +2,18 @@ import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parquetWriteBuffer } from 'hyparquet-writer';
+import { startSimulator, type Simulator } from '../llm/simulator/index.js';
 import { ObjectStore } from '../pipeline/io/object-store/store.js';
-import { runAir } from './helpers/cli.js';
+import { runAir, startAir } from './helpers/cli.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
-import { s3Env, startS3Server, type S3Server } from './helpers/s3-server.js';
+import { startS3Server, type S3Server } from './helpers/s3-server.js';
 
 // A real S3-compatible server (s3rver) on 127.0.0.1, started here; air runs as a child process against it.
 
 let dir: string;
 let cleanup: () => Promise<void>;
 let s3: S3Server;
+let sim: Simulator;
 let store: ObjectStore;
 /** The local copy of the input, laid out as under s3://data/web/. */
 let local: string;
@@ -21,6 +23,12 @@ const env = (): NodeJS.ProcessEnv => ({ ...process.env, ...s3.env });
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('air-s3-'));
   s3 = await startS3Server(['data', 'out']);
+  sim = await startSimulator({
+    models: ['g', 's'],
+    maxConcurrentSequences: 64,
+    decodeTokensPerSPerSequence: 2000,
+    meanReplyTokens: 120,
+  });
   Object.assign(process.env, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
   store = new ObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 4, multipartMB: 5 });
   process.env.AWS_EC2_METADATA_DISABLED = 'true';
@@ -49,6 +57,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
+  await sim.close();
   store.close();
   await s3.close();
   await cleanup();
@@ -138,4 +147,113 @@ describe('s3:// input', () => {
   });
 });
 
-export { s3Env };
+/** A config for the AIR method against the simulator, parts closing every half second. */
+async function airConfig(
+  name: string,
+  input: string,
+  output: string,
+  workDir?: string,
+  inFlight = 16,
+): Promise<string> {
+  const file = path.join(dir, `${name}.yaml`);
+  await writeFile(
+    file,
+    [
+      `input: "${input}"`,
+      `output: "${output}"`,
+      'llm:',
+      `  guidance: { baseUrl: "${sim.url}", model: g }`,
+      `  student: { baseUrl: "${sim.url}", model: s }`,
+      `air: { documentsInFlight: ${inFlight}, refine: { maxIterations: 3 } }`,
+      'writer: { partSeconds: 0.5 }',
+      'engine: { checkpointSeconds: 0.2 }',
+      `storage: { endpoint: "${s3.endpoint}", multipartMB: 5, cacheSnapshotSeconds: 1${workDir === undefined ? '' : `, workDir: "${workDir}"`} }`,
+      'progress: "off"',
+    ].join('\n'),
+  );
+  return file;
+}
+
+/** The AIR rows of part files: `files` is a glob or a list of paths. */
+async function instructions(files: string | readonly string[]): Promise<unknown[][]> {
+  const source = typeof files === 'string' ? `'${files}'` : `[${files.map((f) => `'${f}'`).join(', ')}]`;
+  return query(`select document_id, depth, instruction from read_parquet(${source}) order by all`);
+}
+
+/** Every object under s3://out/<prefix>/, fetched into a fresh local folder. */
+async function fetchPrefix(prefix: string, into: string): Promise<string[]> {
+  const objects = await store.list(`s3://out/${prefix}/**`);
+  for (const object of objects) {
+    const file = path.join(into, object.url.key.slice(prefix.length + 1));
+    await mkdir(path.dirname(file), { recursive: true });
+    await writeFile(file, await store.read(object.url, 0, object.size));
+  }
+  return objects.map((o) => o.url.key.slice(prefix.length + 1)).sort();
+}
+
+describe('s3:// output', () => {
+  it('killed mid-run and resumed on a fresh local folder from the remote state alone: rows equal an uninterrupted run', async () => {
+    const reference = await airConfig(
+      'reference',
+      's3://data/web/dolma.parquet',
+      path.join(dir, 'reference'),
+    );
+    const clean = await runAir(['run', '--config', reference], undefined, env());
+    expect(clean.code, clean.stderr).toBe(0);
+    const expected = await instructions(path.join(dir, 'reference/part-*.parquet'));
+    expect(expected.length).toBeGreaterThan(10);
+
+    const crashed = await airConfig(
+      'crashed',
+      's3://data/web/dolma.parquet',
+      's3://out/run1/',
+      path.join(dir, 'work-a'),
+      4, // slower than the reference, so that it is still running when killed (documentsInFlight decides no row)
+    );
+    const { child, done } = startAir(['run', '--config', crashed], undefined, env());
+    // Killed once the remote manifest names a part: the local folder then holds more than the remote one.
+    for (;;) {
+      const manifest = await store.getText({ bucket: 'out', key: 'run1/manifest.jsonl' });
+      if (manifest?.includes('"part":"part-') === true) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    child.kill('SIGKILL');
+    expect((await done).signal).toBe('SIGKILL');
+    const remoteManifest = (await store.getText({ bucket: 'out', key: 'run1/manifest.jsonl' }))!;
+    expect(remoteManifest).not.toContain('"kind":"complete"');
+    const named = [...remoteManifest.matchAll(/"part":"(part-\d+\.parquet)"/g)].map((m) => m[1]!);
+    for (const part of named)
+      expect(await store.exists({ bucket: 'out', key: `run1/${part}` }), part).toBe(true);
+
+    // Another machine: the same config with a new, empty local folder.
+    const resumed = await airConfig(
+      'resumed',
+      's3://data/web/dolma.parquet',
+      's3://out/run1/',
+      path.join(dir, 'work-b'),
+    );
+    const again = await runAir(['run', '--config', resumed], undefined, env());
+    expect(again.code, again.stderr + again.stdout).toBe(0);
+    expect(again.stderr).toMatch(/fetched \d+ files of s3:\/\/out\/run1\//);
+    expect(again.stderr).toMatch(/resuming an interrupted run/);
+
+    const fetched = path.join(dir, 'fetched');
+    const files = await fetchPrefix('run1', fetched);
+    for (const name of [
+      'ledger.json',
+      'stats.json',
+      'report.html',
+      'README.md',
+      'llm-cache.sqlite',
+      'manifest.jsonl',
+    ]) {
+      expect(files).toContain(name);
+    }
+    const manifest = await readFile(path.join(fetched, 'manifest.jsonl'), 'utf8');
+    expect(manifest).toContain('"kind":"complete"');
+    const parts = [...manifest.matchAll(/"part":"(part-\d+\.parquet)"/g)].map((m) =>
+      path.join(fetched, m[1]!),
+    );
+    expect(await instructions(parts)).toEqual(expected);
+  });
+});

@@ -157,11 +157,13 @@ export class ManifestLog {
     return log;
   }
 
-  async append(entry: ManifestEntry): Promise<void> {
+  /** Resolves with the manifest's size after this entry (what a copy of the log up to it must hold). */
+  async append(entry: ManifestEntry): Promise<number> {
     const handle = await open(this.file, 'a');
     try {
       await handle.write(`${JSON.stringify(entry)}\n`);
       await handle.sync();
+      return (await handle.stat()).size;
     } finally {
       await handle.close();
     }

@@ -12,6 +12,7 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { AsyncBuffer } from 'hyparquet';
 import picomatch from 'picomatch';
+import { AirError } from '../../errors.js';
 import { storageError } from './errors.js';
 import { formatObjectUrl, parseObjectUrl, type ObjectUrl } from './url.js';
 
@@ -136,7 +137,7 @@ export class ObjectStore {
       await this.head(url);
       return true;
     } catch (error) {
-      if ((error as { code?: unknown }).code === 'AIR_STORAGE_NOT_FOUND') return false;
+      if (isMissingObject(error)) return false;
       throw error;
     }
   }
@@ -187,7 +188,7 @@ export class ObjectStore {
         return reply.Body!.transformToString('utf8');
       }, url);
     } catch (error) {
-      if ((error as { code?: unknown }).code === 'AIR_STORAGE_NOT_FOUND') return undefined;
+      if (isMissingObject(error)) return undefined;
       throw error;
     }
   }
@@ -243,12 +244,37 @@ export class ObjectStore {
   }
 
   private async send<T>(request: () => Promise<T>, url: ObjectUrl): Promise<T> {
-    try {
-      return await request();
-    } catch (error) {
-      throw storageError(error, formatObjectUrl(url), this.where);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await request();
+      } catch (error) {
+        // The SDK retries a request until its reply starts; a connection lost while the body streams is ours.
+        if (attempt < BODY_ATTEMPTS && lostMidBody(error)) {
+          await new Promise((resolve) => setTimeout(resolve, 100 * 2 ** attempt));
+          continue;
+        }
+        throw storageError(error, formatObjectUrl(url), this.where);
+      }
     }
   }
+}
+
+const BODY_ATTEMPTS = 4;
+
+/** Not found, and not because the bucket is missing (which a caller must hear about). */
+function isMissingObject(error: unknown): boolean {
+  if (!(error instanceof AirError) || error.code !== 'AIR_STORAGE_NOT_FOUND') return false;
+  return (error.cause as { name?: unknown } | undefined)?.name !== 'NoSuchBucket';
+}
+
+/** A reply cut off after its headers: not an SDK error (no $metadata), a reset or an aborted stream. */
+function lostMidBody(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null || '$metadata' in error) return false;
+  const { code, message } = error as { code?: unknown; message?: unknown };
+  return (
+    (typeof code === 'string' && /^(ECONNRESET|EPIPE|ETIMEDOUT|ERR_STREAM_PREMATURE_CLOSE)$/.test(code)) ||
+    message === 'aborted'
+  );
 }
 
 /** The endpoint the SDK itself takes from the environment when none is configured. */

@@ -6,7 +6,7 @@ import { startSimulator, type Simulator } from '../llm/simulator/index.js';
 import { ObjectStore } from '../pipeline/io/object-store/store.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
-import { startS3Server, type S3Server } from './helpers/s3-server.js';
+import { s3Env, startS3Server, startStormProxy, type S3Server } from './helpers/s3-server.js';
 
 // A real S3-compatible server (s3rver) on 127.0.0.1, started here; air runs as a child process against it.
 
@@ -255,5 +255,95 @@ describe('s3:// output', () => {
       path.join(fetched, m[1]!),
     );
     expect(await instructions(parts)).toEqual(expected);
+  });
+});
+
+describe('storage errors: one line, or retried', () => {
+  const documentsRun = (input: string, output: string, endpoint: string): string[] => [
+    'run',
+    '--input',
+    input,
+    '--output',
+    output,
+    '--s3-endpoint',
+    endpoint,
+    '--method',
+    'documents',
+    '--progress',
+    'off',
+  ];
+
+  it('a missing bucket, for input and for output', async () => {
+    const input = await runAir(
+      documentsRun('s3://no-such-bucket/web/*.parquet', path.join(dir, 'nb-in'), s3.endpoint),
+      undefined,
+      env(),
+    );
+    expect(input.code).toBe(1);
+    expect(input.stderr.trim().split('\n')).toEqual([
+      `air: s3://no-such-bucket/web/*.parquet: no such bucket at ${s3.endpoint}`,
+    ]);
+    const output = await runAir(
+      documentsRun('s3://data/web/dolma.parquet', 's3://no-such-bucket/run/', s3.endpoint),
+      undefined,
+      env(),
+    );
+    expect(output.code).toBe(1);
+    expect(output.stderr.trim().split('\n')).toEqual([
+      `air: s3://no-such-bucket/run/manifest.jsonl: no such bucket at ${s3.endpoint}`,
+    ]);
+  });
+
+  it('a bad credential is named as such, and the key appears nowhere', async () => {
+    const key = 'AKIAAIRTESTBADKEY0042';
+    const secret = 'not-the-secret-0042';
+    const result = await runAir(
+      documentsRun('s3://data/web/*.parquet', path.join(dir, 'bad-key'), s3.endpoint),
+      undefined,
+      { ...process.env, ...s3Env(key, secret) },
+    );
+    expect(result.code).toBe(1);
+    const lines = result.stderr.trim().split('\n');
+    expect(lines).toHaveLength(1);
+    expect(lines[0]).toMatch(/refused the credentials \(InvalidAccessKeyId\)/);
+    expect(result.stderr + result.stdout).not.toContain(key);
+    expect(result.stderr + result.stdout).not.toContain(secret);
+  });
+
+  it('a 503 storm: retried through, or one line once the attempts run out', async () => {
+    const storm = await startStormProxy(s3.endpoint, 4);
+    try {
+      const out = path.join(dir, 'storm');
+      const through = await runAir(
+        documentsRun('s3://data/web/*.parquet', out, storm.endpoint),
+        undefined,
+        env(),
+      );
+      expect(through.code, through.stderr).toBe(0);
+      expect(storm.refused()).toBe(4);
+      expect((await documents(out)).length).toBeGreaterThan(300);
+    } finally {
+      await storm.close();
+    }
+    const endless = await startStormProxy(s3.endpoint, Infinity);
+    try {
+      const config = path.join(dir, 'storm.yaml');
+      await writeFile(config, 'storage: { maxAttempts: 3 }\n');
+      const failed = await runAir(
+        [
+          ...documentsRun('s3://data/web/*.parquet', path.join(dir, 'storm-2'), endless.endpoint),
+          '--config',
+          config,
+        ],
+        undefined,
+        env(),
+      );
+      expect(failed.code).toBe(1);
+      expect(failed.stderr.trim().split('\n')).toEqual([
+        `air: s3://data/web/*.parquet: ${endless.endpoint} kept failing (503 SlowDown) after 3 attempts; try again later`,
+      ]);
+    } finally {
+      await endless.close();
+    }
   });
 });

@@ -48,3 +48,54 @@ export function s3Env(accessKeyId: string, secretAccessKey: string): Record<stri
     AWS_CONFIG_FILE: '/nonexistent/air-test-config',
   };
 }
+
+/**
+ * A proxy on 127.0.0.1 in front of an S3 server that answers its first `failFirst` requests with 503 SlowDown (as
+ * S3 does when throttling), then forwards every request unchanged.
+ */
+export interface StormProxy {
+  readonly endpoint: string;
+  /** Requests answered 503 so far. */
+  readonly refused: () => number;
+  close(): Promise<void>;
+}
+
+export async function startStormProxy(target: string, failFirst: number): Promise<StormProxy> {
+  const { createServer, request } = await import('node:http');
+  const upstream = new URL(target);
+  let refused = 0;
+  const server = createServer((req, res) => {
+    if (refused < failFirst) {
+      refused++;
+      req.resume();
+      res.writeHead(503, { 'content-type': 'application/xml' });
+      res.end(
+        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>' +
+          '<Message>Please reduce your request rate.</Message></Error>',
+      );
+      return;
+    }
+    const forward = request(
+      {
+        host: upstream.hostname,
+        port: upstream.port,
+        method: req.method,
+        path: req.url,
+        headers: req.headers,
+      },
+      (reply) => {
+        res.writeHead(reply.statusCode ?? 502, reply.headers);
+        reply.pipe(res);
+      },
+    );
+    forward.on('error', () => res.destroy());
+    req.pipe(forward);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    refused: () => refused,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}

@@ -136,10 +136,10 @@ describe('s3:// input', () => {
     expect(manifest + JSON.stringify(ledger)).not.toContain('S3RVER');
   });
 
-  it('air plan lists s3:// inputs, with the ETag as each shard identity', async () => {
+  it('air plan lists s3:// inputs with the ETag as each shard identity, and its ranks read them', async () => {
     const root = path.join(dir, 'plan');
     const config = path.join(dir, 'plan.yaml');
-    await writeFile(config, `storage: { endpoint: "${s3.endpoint}" }\n`);
+    await writeFile(config, `method: documents\nstorage: { endpoint: "${s3.endpoint}" }\n`);
     const planned = await runAir(
       ['plan', '--config', config, '--input', 's3://data/web/', '--output', root, '--world-size', '2'],
       undefined,
@@ -155,6 +155,15 @@ describe('s3:// input', () => {
       ['utf8.parquet', 's3://data/web/utf8.parquet', 250],
     ]);
     for (const s of plan.shards) expect(s.footerHash).toMatch(/^etag:[0-9a-f-]+$/);
+    // Each rank reads its shards straight from the bucket (the plan's config names the endpoint).
+    const ran = await runAir(
+      ['run', '--plan', path.join(root, 'plan.json'), '--ranks', '0-1'],
+      undefined,
+      env(),
+    );
+    expect(ran.code, ran.stderr).toBe(0);
+    const rows = await query(`select count(*) from read_parquet('${root}/ranks/*/part-*.parquet')`);
+    expect(Number(rows[0]![0])).toBeGreaterThan(300);
   });
 
   it('refuses to resume over an object replaced since the run, in one line', async () => {
@@ -226,6 +235,31 @@ async function fetchPrefix(prefix: string, into: string): Promise<string[]> {
 }
 
 describe('s3:// output', () => {
+  it('uploads a file larger than storage.multipartMB in parts, byte for byte', async () => {
+    const big = path.join(dir, 'big.bin');
+    const bytes = new Uint8Array(12 * 1024 * 1024 + 123).map((_, i) => (i * 31 + (i >> 12)) & 0xff);
+    await writeFile(big, bytes);
+    const url = { bucket: 'out', key: 'multipart/big.bin' };
+    // Through a proxy that refuses nothing, to see the requests: three parts of at most 5 MiB.
+    const proxy = await startStormProxy(s3.endpoint, 0);
+    try {
+      const viaProxy = new ObjectStore({
+        endpoint: proxy.endpoint,
+        maxAttempts: 3,
+        uploadConcurrency: 2,
+        multipartMB: 5,
+      });
+      await viaProxy.upload(big, url);
+      viaProxy.close();
+      expect(proxy.requests().filter((r) => /partNumber=\d+/.test(r))).toHaveLength(3);
+    } finally {
+      await proxy.close();
+    }
+    const head = await store.head(url);
+    expect(head.size).toBe(bytes.length);
+    expect(Buffer.from(await store.read(url, 0, head.size)).equals(Buffer.from(bytes))).toBe(true);
+  });
+
   it('killed mid-run and resumed on a fresh local folder from the remote state alone: rows equal an uninterrupted run', async () => {
     const reference = await airConfig(
       'reference',

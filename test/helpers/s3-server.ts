@@ -57,6 +57,8 @@ export interface StormProxy {
   readonly endpoint: string;
   /** Requests answered 503 so far. */
   readonly refused: () => number;
+  /** Every request seen, as "METHOD path?query". */
+  readonly requests: () => readonly string[];
   close(): Promise<void>;
 }
 
@@ -64,7 +66,9 @@ export async function startStormProxy(target: string, failFirst: number): Promis
   const { createServer, request } = await import('node:http');
   const upstream = new URL(target);
   let refused = 0;
+  const seen: string[] = [];
   const server = createServer((req, res) => {
+    seen.push(`${req.method} ${req.url}`);
     if (refused < failFirst) {
       refused++;
       req.resume();
@@ -96,6 +100,7 @@ export async function startStormProxy(target: string, failFirst: number): Promis
   return {
     endpoint: `http://127.0.0.1:${port}`,
     refused: () => refused,
+    requests: () => seen,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
 }

@@ -2,7 +2,7 @@
  * How to read a Parquet shard that lives in S3-compatible storage, measured against the same shard on disk, in
  * one run on one machine: a real S3 server (s3rver) on 127.0.0.1 serves the object.
  *
- *   npx tsx bench/s3-read.ts [rows=100000] [rowGroupRows=10000]
+ *   npm run build && npx tsx bench/s3-read.ts [rows=100000] [rowGroupRows=10000]
  *
  * Every path reads the text column of every row into JS strings, as air's source does:
  *   disk         DuckDB over the local file (air's reader for local shards)
@@ -12,7 +12,9 @@
  *   hyparquet    hyparquet over ranged GETs, one row group at a time (text column only)
  * and DuckDB's own httpfs, which is tried and fails here (not bundled; it is downloaded at run time).
  */
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
@@ -164,6 +166,39 @@ for (let round = 0; round < ROUNDS; round++) {
   }
 }
 
+// The whole job (air run, documents method: read, length filter, write) on the shard from disk and from the
+// bucket, each in its own process: wall time and peak RSS (the ledger's, VmHWM of that process).
+const AIR = path.resolve(import.meta.dirname, '../dist/cli/air.js');
+const run = promisify(execFile);
+const jobs: Array<{ input: string; seconds: number; peakRssMB: number; rows: number }> = [];
+for (const input of [file, 's3://bench/web/shard.parquet']) {
+  const out = path.join(scratch, `job-${jobs.length}`);
+  const t0 = performance.now();
+  // Not spawnSync: the S3 server runs in this process and must go on answering.
+  await run(
+    process.execPath,
+    [AIR, 'run', '--input', input, '--output', out, '--method', 'documents', '--no-dedupe'].concat([
+      '--min-words',
+      '0',
+      '--progress',
+      'off',
+      '--s3-endpoint',
+      server.endpoint,
+    ]),
+    { env: process.env },
+  );
+  const ledger = JSON.parse(await readFile(path.join(out, 'ledger.json'), 'utf8')) as {
+    resources: { peakRssMB: number };
+    totals: { read: number };
+  };
+  jobs.push({
+    input: input.startsWith('s3://') ? 's3' : 'disk',
+    seconds: (performance.now() - t0) / 1000,
+    peakRssMB: ledger.resources.peakRssMB,
+    rows: ledger.totals.read,
+  });
+}
+
 let httpfs = 'loaded';
 try {
   await conn.run('LOAD httpfs');
@@ -184,6 +219,9 @@ for (const r of results) {
       (r.rows !== rows ? ` ROWS ${r.rows}` : ''),
   );
 }
+console.log('\n| air run --method documents | s | peak RSS MB | rows read |');
+console.log('|---|---|---|---|');
+for (const j of jobs) console.log(`| ${j.input} | ${j.seconds.toFixed(2)} | ${j.peakRssMB} | ${j.rows} |`);
 console.log(`staged-rg: largest stand-in on disk ${(peakStaged / 1e6).toFixed(1)} MB`);
 console.log(`DuckDB LOAD httpfs: ${httpfs}`);
 db.closeSync();

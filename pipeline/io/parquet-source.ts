@@ -48,6 +48,9 @@ export interface ParquetSourceOptions {
   readonly maxRowGroupTextBytes?: number;
 }
 
+/** Objects in storage whose head and footer are fetched at once while preparing. */
+const STAGE_IN_FLIGHT = 16;
+
 /** A failure of the byte reader (hyparquet), told apart from DuckDB's so the message can name both. */
 class RawColumnError extends Error {
   constructor(override readonly cause: unknown) {
@@ -134,11 +137,22 @@ export class ParquetSource implements Source<Document> {
       // pipeline at no loss of throughput (bench/RESULTS.md).
       await this.conn.run(`SET streaming_buffer_size = '1KB'`);
     }
+    const shards = this.options.shards;
+    // Objects' heads and footers are fetched STAGE_IN_FLIGHT at a time: one by one, round trips would add up.
+    const staged: Array<StagedShard | undefined> = [];
+    for (let i = 0; i < shards.length; i += STAGE_IN_FLIGHT) {
+      const batch = shards.slice(i, i + STAGE_IN_FLIGHT);
+      staged.push(
+        ...(await Promise.all(
+          batch.map((shard, j) => (isObjectUrl(shard.path) ? this.stageObject(shard, i + j) : undefined)),
+        )),
+      );
+    }
     const plan: PlannedShard[] = [];
-    for (const [i, shard] of this.options.shards.entries()) {
-      const staged = isObjectUrl(shard.path) ? await this.stageObject(shard, i) : undefined;
-      const footer = staged === undefined ? await this.inspect(shard.path) : await this.inspectStaged(staged);
-      plan.push(this.planShard(shard, footer, staged));
+    for (const [i, shard] of shards.entries()) {
+      const object = staged[i];
+      const footer = object === undefined ? await this.inspect(shard.path) : await this.inspectStaged(object);
+      plan.push(this.planShard(shard, footer, object));
     }
     this.plan = plan;
   }

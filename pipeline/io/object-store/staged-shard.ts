@@ -1,4 +1,4 @@
-import { open, rm } from 'node:fs/promises';
+import { open, readFile, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { parquetMetadata } from 'hyparquet';
 import type { ObjectInfo, ObjectStore } from './store.js';
@@ -12,7 +12,8 @@ const WHOLE_BELOW = 1024 * 1024;
 /**
  * A remote Parquet shard read through local stand-ins: sparse files of the object's size that hold its head
  * magic, its tail (page indexes, bloom filters, the footer) and at most one row group, at their own offsets,
- * so DuckDB reads them as it reads a local shard while disk and memory hold one row group, never the object.
+ * so DuckDB reads them as it reads a local shard while disk holds a row group or two, never the object. The
+ * tail waits in a local file (not in memory: a run may list thousands of objects).
  * The measured choice over hyparquet on ranged GETs and whole-object staging: bench/RESULTS-s3.md.
  */
 export class StagedShard {
@@ -24,8 +25,8 @@ export class StagedShard {
     private readonly dir: string,
     private readonly name: string,
     private readonly head: Uint8Array,
-    /** Bytes from `tailStart` to the end of the object. */
-    private readonly tail: Uint8Array,
+    /** A local file holding the object's bytes from `tailStart` to its end (kept on disk, not in memory). */
+    private readonly tailFile: string,
     private readonly tailStart: number,
     /** Byte range [start, end) of each row group's column chunks; empty when the footer did not parse. */
     readonly rowGroups: ReadonlyArray<readonly [number, number]>,
@@ -39,9 +40,12 @@ export class StagedShard {
   /** Fetches the head and tail of `object` (one or two ranged GETs of that version). */
   static async open(store: ObjectStore, object: ObjectInfo, dir: string, name: string): Promise<StagedShard> {
     const { size, etag } = object;
+    const tailFile = path.join(dir, `${name}.tail`);
     if (size <= WHOLE_BELOW) {
       const all = await store.read(object.url, 0, size, etag);
-      return new StagedShard(store, object, dir, name, all.subarray(0, 4), all, 0, rowGroupRanges(all, size));
+      await writeFile(tailFile, all);
+      const groups = rowGroupRanges(all, size);
+      return new StagedShard(store, object, dir, name, all.slice(0, 4), tailFile, 0, groups);
     }
     let tailStart = size - TAIL_GUESS;
     let tail = await store.read(object.url, tailStart, size, etag);
@@ -60,8 +64,13 @@ export class StagedShard {
     if (groups.length > 0 && lastEnd < tailStart) {
       tailStart = lastEnd;
       tail = await store.read(object.url, tailStart, size, etag);
+    } else if (groups.length > 0 && lastEnd > tailStart) {
+      // The guess reached into the last row group: those bytes come with that row group.
+      tail = tail.subarray(lastEnd - tailStart);
+      tailStart = lastEnd;
     }
-    return new StagedShard(store, object, dir, name, head, tail, tailStart, groups);
+    await writeFile(tailFile, tail);
+    return new StagedShard(store, object, dir, name, head, tailFile, tailStart, groups);
   }
 
   /** A stand-in holding the footer only: enough to inspect the shard (schema, row groups). */
@@ -85,7 +94,8 @@ export class StagedShard {
       // A sparse file: only the ranges written below take disk space.
       await handle.truncate(this.object.size);
       await handle.write(this.head, 0, this.head.length, 0);
-      await handle.write(this.tail, 0, this.tail.length, this.tailStart);
+      const tail = await readFile(this.tailFile);
+      await handle.write(tail, 0, tail.length, this.tailStart);
     } finally {
       await handle.close();
     }

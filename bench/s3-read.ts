@@ -4,10 +4,12 @@
  *
  *   npm run build && npx tsx bench/s3-read.ts [rows=100000] [rowGroupRows=10000]
  *
- * Every path reads the text column of every row into JS strings, as air's source does:
+ * Every path reads the text column of every row into JS strings, as air's source does (DuckDB paths with a
+ * file_row_number filter, as the source queries):
  *   disk         DuckDB over the local file (air's reader for local shards)
  *   staged-rg    a sparse local stand-in per row group (footer + that row group's byte range, fetched with
  *                one ranged GET each), read by DuckDB; the next row group is fetched while one is read
+ *   staged-32mb  the same with consecutive row groups of up to 32 MB in one stand-in (air's source)
  *   whole-copy   the whole object downloaded to a local file first, then DuckDB
  *   hyparquet    hyparquet over ranged GETs, one row group at a time (text column only)
  * and DuckDB's own httpfs, which is tried and fails here (not bundled; it is downloaded at run time).
@@ -21,6 +23,7 @@ import { DuckDBInstance, type DuckDBConnection } from '@duckdb/node-api';
 import { parquetMetadataAsync, parquetRead, type AsyncBuffer } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { StagedShard } from '../pipeline/io/object-store/staged-shard.js';
+import { stageSpans, type StageSpan } from '../pipeline/io/parquet-source.js';
 import { ObjectStore } from '../pipeline/io/object-store/store.js';
 import { startS3Server } from '../test/helpers/s3-server.js';
 
@@ -90,31 +93,53 @@ function time(name: string, fn: () => Promise<number>): void {
   paths.push([name, fn]);
 }
 
-time('disk', async () => (await drain(conn, `SELECT text FROM read_parquet('${file}')`)).rows);
-
-let peakStaged = 0;
-time('staged-rg', async () => {
-  const staged = await StagedShard.open(store, object, scratch, 'rg');
-  let n = 0;
-  let next = staged.rowGroups.length > 0 ? staged.rowGroupFile(0) : undefined;
-  let start = 0;
-  for (let g = 0; g < staged.rowGroups.length; g++) {
-    const local = await next!;
-    next = g + 1 < staged.rowGroups.length ? staged.rowGroupFile(g + 1) : undefined;
-    peakStaged = Math.max(peakStaged, (await stat(local)).blocks * 512);
-    const end = start + groupRows;
-    n += (
+time(
+  'disk',
+  async () =>
+    (
       await drain(
         conn,
-        `SELECT text FROM read_parquet('${local}', file_row_number=true) ` +
-          `WHERE file_row_number >= ${start} AND file_row_number < ${end}`,
+        `SELECT text FROM read_parquet('${file}', file_row_number=true) WHERE file_row_number >= 0`,
       )
-    ).rows;
-    start = end;
-    await staged.remove(local);
-  }
-  return n;
-});
+    ).rows,
+);
+
+let peakStaged = 0;
+/** The staged path as air's source takes it: `spans` cuts row groups into fetches (one each, or up to 32 MB). */
+function staged(name: string, spansOf: (staged: StagedShard) => StageSpan[]): void {
+  time(name, async () => {
+    const shard = await StagedShard.open(store, object, scratch, name);
+    const spans = spansOf(shard);
+    let n = 0;
+    const fetch = (k: number): Promise<string> | undefined =>
+      k < spans.length ? shard.rowGroupFile(spans[k]!.first, spans[k]!.last) : undefined;
+    let next = fetch(0);
+    for (let k = 0; k < spans.length; k++) {
+      const local = await next!;
+      next = fetch(k + 1);
+      peakStaged = Math.max(peakStaged, (await stat(local)).blocks * 512);
+      const start = spans[k]!.first * groupRows;
+      const end = spans[k]!.last * groupRows;
+      n += (
+        await drain(
+          conn,
+          `SELECT text FROM read_parquet('${local}', file_row_number=true) ` +
+            `WHERE file_row_number >= ${start} AND file_row_number < ${end}`,
+        )
+      ).rows;
+      await shard.remove(local);
+    }
+    return n;
+  });
+}
+staged('staged-rg', (shard) => shard.rowGroups.map((_, g) => ({ first: g, last: g + 1, needed: true })));
+staged('staged-32mb', (shard) =>
+  stageSpans(
+    shard.rowGroups.length,
+    () => true,
+    (g) => shard.rowGroups[g]![1] - shard.rowGroups[g]![0],
+  ),
+);
 
 time('whole-copy', async () => {
   const copy = path.join(scratch, 'copy.parquet');
@@ -122,7 +147,12 @@ time('whole-copy', async () => {
   const { truncate } = await import('node:fs/promises');
   await truncate(copy, object.size);
   await store.download(url, copy, 0, object.size, object.etag);
-  const n = (await drain(conn, `SELECT text FROM read_parquet('${copy}')`)).rows;
+  const n = (
+    await drain(
+      conn,
+      `SELECT text FROM read_parquet('${copy}', file_row_number=true) WHERE file_row_number >= 0`,
+    )
+  ).rows;
   await rm(copy);
   return n;
 });
@@ -222,7 +252,7 @@ for (const r of results) {
 console.log('\n| air run --method documents | s | peak RSS MB | rows read |');
 console.log('|---|---|---|---|');
 for (const j of jobs) console.log(`| ${j.input} | ${j.seconds.toFixed(2)} | ${j.peakRssMB} | ${j.rows} |`);
-console.log(`staged-rg: largest stand-in on disk ${(peakStaged / 1e6).toFixed(1)} MB`);
+console.log(`staged: largest stand-in on disk ${(peakStaged / 1e6).toFixed(1)} MB`);
 console.log(`DuckDB LOAD httpfs: ${httpfs}`);
 db.closeSync();
 store.close();

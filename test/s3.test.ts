@@ -3,7 +3,11 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { startSimulator, type Simulator } from '../llm/simulator/index.js';
-import { ObjectStore } from '../pipeline/io/object-store/store.js';
+import { openDuckDB } from '../pipeline/io/duckdb.js';
+import { configureObjectStore, ObjectStore } from '../pipeline/io/object-store/store.js';
+import { ParquetSource } from '../pipeline/io/parquet-source.js';
+import { resolveShards } from '../pipeline/io/shards.js';
+import { Ledger } from '../pipeline/ledger.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
 import { s3Env, startS3Server, startStormProxy, type S3Server } from './helpers/s3-server.js';
@@ -164,6 +168,53 @@ describe('s3:// input', () => {
     expect(ran.code, ran.stderr).toBe(0);
     const rows = await query(`select count(*) from read_parquet('${root}/ranks/*/part-*.parquet')`);
     expect(Number(rows[0]![0])).toBeGreaterThan(300);
+  });
+
+  it('on resume, fetches none of the row groups whose rows are all settled', async () => {
+    const proxy = await startStormProxy(s3.endpoint, 0);
+    const db = await openDuckDB({ threads: 1 });
+    configureObjectStore({ endpoint: proxy.endpoint, maxAttempts: 3, uploadConcurrency: 2, multipartMB: 5 });
+    try {
+      const source = new ParquetSource(db, {
+        shards: await resolveShards(['s3://data/web/fineweb/groups.parquet']),
+        textColumn: 'text',
+        metaColumns: [],
+      });
+      // Rows 0-1399 (row groups 0-6 of 200 rows) were settled by an earlier run; 1400-1699 only in part.
+      source.continueFrom(
+        new Map([
+          [
+            'groups.parquet',
+            [
+              [0, 1400],
+              [1500, 1600],
+            ],
+          ],
+        ]),
+        false,
+      );
+      const ledger = new Ledger();
+      const rows: number[] = [];
+      for await (const { ticket, value } of source.read(ledger, new AbortController().signal)) {
+        rows.push(value.sourceRow);
+        ledger.written(ticket);
+      }
+      source.close();
+      expect(rows.length).toBeGreaterThan(100);
+      expect(Math.min(...rows)).toBeGreaterThanOrEqual(1400);
+      expect(rows.filter((r) => r >= 1500 && r < 1600)).toEqual([]);
+      // Bytes fetched by ranged GETs: the head, the footer and row groups 7-8, not the 7 settled ones.
+      const fetched = proxy
+        .requests()
+        .map((r) => /bytes=(\d+)-(\d+)$/.exec(r))
+        .reduce((sum, m) => sum + (m === null ? 0 : Number(m[2]) - Number(m[1]) + 1), 0);
+      const { size } = await store.head({ bucket: 'data', key: 'web/fineweb/groups.parquet' });
+      expect(fetched).toBeLessThan(size * 0.4);
+    } finally {
+      configureObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 2, multipartMB: 5 });
+      db.closeSync();
+      await proxy.close();
+    }
   });
 
   it('refuses to resume over an object replaced since the run, in one line', async () => {

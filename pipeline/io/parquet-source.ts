@@ -50,6 +50,38 @@ export interface ParquetSourceOptions {
 
 /** Objects in storage whose head and footer are fetched at once while preparing. */
 const STAGE_IN_FLIGHT = 16;
+/** Consecutive row groups fetched and read together: small row groups would each cost a GET and a query. */
+const STAGE_SPAN_BYTES = 32 * 1024 * 1024;
+
+export interface StageSpan {
+  /** Row groups [first, last). */
+  readonly first: number;
+  readonly last: number;
+  /** False for a row group settled entirely and not replayed (a span of one, never fetched). */
+  readonly needed: boolean;
+}
+
+/** Cuts a shard's row groups into spans to fetch: consecutive needed ones up to STAGE_SPAN_BYTES together. */
+export function stageSpans(
+  count: number,
+  needed: (g: number) => boolean,
+  bytes: (g: number) => number,
+): StageSpan[] {
+  const spans: StageSpan[] = [];
+  for (let g = 0; g < count;) {
+    if (!needed(g)) {
+      spans.push({ first: g, last: g + 1, needed: false });
+      g++;
+      continue;
+    }
+    let last = g + 1;
+    let total = bytes(g);
+    while (last < count && needed(last) && total + bytes(last) <= STAGE_SPAN_BYTES) total += bytes(last++);
+    spans.push({ first: g, last, needed: true });
+    g = last;
+  }
+  return spans;
+}
 
 /** A failure of the byte reader (hyparquet), told apart from DuckDB's so the message can name both. */
 class RawColumnError extends Error {
@@ -261,9 +293,10 @@ export class ParquetSource implements Source<Document> {
   }
 
   /**
-   * An object in storage, row group by row group: each is staged (one ranged GET into a sparse stand-in) while
-   * the one before is read, so at most two are on disk. A row group settled entirely and not replayed is
-   * never fetched. Returns false when stopped early.
+   * An object in storage, a span of row groups at a time: each span (consecutive row groups up to
+   * STAGE_SPAN_BYTES, at least one) is fetched with one ranged GET into a sparse stand-in while the span before
+   * is read, so at most two spans are on disk. Row groups settled entirely and not replayed are never fetched.
+   * Returns false when stopped early.
    */
   private async *readStaged(
     planned: PlannedShard,
@@ -274,28 +307,30 @@ export class ParquetSource implements Source<Document> {
   ): AsyncGenerator<Envelope<Document>, boolean> {
     const groups = planned.footer.rowGroups;
     const settled = this.settled?.get(planned.shard.label) ?? [];
-    const needed = (g: number, start: number): boolean =>
-      this.replay || !coversAll(settled, start, start + groups[g]!);
     const starts = groups.map((_, g) => groups.slice(0, g).reduce((a, b) => a + b, 0));
-    const fetchFrom = (g: number): Promise<string> | undefined => {
-      for (let next = g; next < groups.length; next++) {
-        if (needed(next, starts[next]!)) return staged.rowGroupFile(next);
-      }
-      return undefined;
+    const needed = (g: number): boolean =>
+      this.replay || !coversAll(settled, starts[g]!, starts[g]! + groups[g]!);
+    const spans = stageSpans(groups.length, needed, (g) => {
+      const range = staged.rowGroups[g];
+      return range === undefined ? Infinity : range[1] - range[0];
+    });
+    const fetchFrom = (k: number): Promise<string> | undefined => {
+      const next = spans.slice(k).find((span) => span.needed);
+      return next === undefined ? undefined : staged.rowGroupFile(next.first, next.last);
     };
     let pending = fetchFrom(0);
     try {
-      for (let g = 0; g < groups.length; g++) {
-        const end = starts[g]! + groups[g]!;
-        if (!needed(g, starts[g]!)) {
+      for (const [k, span] of spans.entries()) {
+        const end = starts[span.last - 1]! + groups[span.last - 1]!;
+        if (!span.needed) {
           // Settled and not replayed: its rows would all be skipped (they still count towards a limit).
-          this.remaining -= groups[g]!;
+          this.remaining -= end - starts[span.first]!;
           position.rowsSeen = end;
           if (this.remaining <= 0) return false;
           continue;
         }
         const file = await pending!;
-        pending = fetchFrom(g + 1);
+        pending = fetchFrom(k + 1);
         try {
           if (!(yield* this.readSpan(planned, file, ledger, signal, position, end))) return false;
         } catch (error) {
@@ -306,7 +341,7 @@ export class ParquetSource implements Source<Document> {
       }
       return true;
     } finally {
-      // A fetch started for a row group that will not be read: let it finish, then drop its stand-in.
+      // A fetch started for a span that will not be read: let it finish, then drop its stand-in.
       void pending?.then((file) => staged.remove(file)).catch(() => {});
     }
   }

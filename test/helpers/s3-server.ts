@@ -57,7 +57,7 @@ export interface StormProxy {
   readonly endpoint: string;
   /** Requests answered 503 so far. */
   readonly refused: () => number;
-  /** Every request seen, as "METHOD path?query". */
+  /** Every request seen, as "METHOD path?query" and its Range header if any ("GET /b/k bytes=0-99"). */
   readonly requests: () => readonly string[];
   close(): Promise<void>;
 }
@@ -68,7 +68,7 @@ export async function startStormProxy(target: string, failFirst: number): Promis
   let refused = 0;
   const seen: string[] = [];
   const server = createServer((req, res) => {
-    seen.push(`${req.method} ${req.url}`);
+    seen.push(`${req.method} ${req.url}${req.headers.range === undefined ? '' : ` ${req.headers.range}`}`);
     if (refused < failFirst) {
       refused++;
       req.resume();

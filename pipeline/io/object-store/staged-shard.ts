@@ -78,16 +78,19 @@ export class StagedShard {
     return this.stage(undefined);
   }
 
-  /** A stand-in holding row group `group` as well; the caller removes it when done (see `remove`). */
-  async rowGroupFile(group: number): Promise<string> {
-    return this.stage(group);
+  /**
+   * A stand-in holding row groups [first, last) as well (one ranged GET: they are contiguous in the object);
+   * the caller removes it when done (see `remove`).
+   */
+  async rowGroupFile(first: number, last = first + 1): Promise<string> {
+    return this.stage([first, last]);
   }
 
   async remove(file: string): Promise<void> {
     await rm(file, { force: true });
   }
 
-  private async stage(group: number | undefined): Promise<string> {
+  private async stage(groups: readonly [number, number] | undefined): Promise<string> {
     const file = path.join(this.dir, `${this.name}-${this.count++}.parquet`);
     const handle = await open(file, 'w');
     try {
@@ -99,8 +102,9 @@ export class StagedShard {
     } finally {
       await handle.close();
     }
-    if (group !== undefined) {
-      const [start, end] = this.rowGroups[group]!;
+    if (groups !== undefined) {
+      const start = this.rowGroups[groups[0]]![0];
+      const end = this.rowGroups[groups[1] - 1]![1];
       await this.store.download(
         this.object.url,
         file,

@@ -30,6 +30,8 @@ export class RemoteOutput {
   /** Uploads in order; each entry's manifest goes up after its files. */
   private chain: Promise<void> = Promise.resolve();
   private lastSnapshot = 0;
+  /** Bytes of duplicates.jsonl the bucket holds (at least). */
+  private notesUploaded = 0;
 
   private constructor(
     private readonly store: ObjectStore,
@@ -85,8 +87,11 @@ export class RemoteOutput {
     await Promise.all(files.map((f) => this.store.upload(path.join(this.localDir, f), this.at(f))));
     // The notes named by notesBytes must be there before a manifest that names them.
     const notes = path.join(this.localDir, DUPLICATES_FILE);
-    if (entry.notesBytes > 0 && (await pathExists(notes)))
+    if (entry.notesBytes > this.notesUploaded && (await pathExists(notes))) {
+      // The whole file (S3 has no append), only when the entry names notes the bucket does not have yet.
       await this.store.upload(notes, this.at(DUPLICATES_FILE));
+      this.notesUploaded = entry.notesBytes;
+    }
     if (Date.now() - this.lastSnapshot >= this.snapshotMs) await this.uploadCacheSnapshot();
     await this.store.putText(
       this.at(MANIFEST_FILE),

@@ -34,6 +34,8 @@ export const SETTING_FLAGS: readonly SettingFlag[] = [
   { flags: '--grace-seconds <n>', key: 'engine.graceSeconds', help: 'time in-flight records get after Ctrl-C/SIGTERM', parse: nonNegativeArg },
   { flags: '--duckdb-threads <n>', key: 'engine.duckdbThreads', help: 'threads for decoding input Parquet', parse: countArg },
   { flags: '--duckdb-memory-mb <n>', key: 'engine.duckdbMemoryMB', help: 'memory limit of the Parquet engine', parse: countArg },
+  { flags: '--s3-endpoint <url>', key: 'storage.endpoint', help: 'S3-compatible server for s3:// inputs and outputs', unset: 'AWS S3' },
+  { flags: '--work-dir <dir>', key: 'storage.workDir', help: 'local working folder of an s3:// output', unset: '<tmp>/air-work/<hash of the output>' },
   { flags: '--progress <mode>', key: 'progress', help: 'progress display' },
   { flags: '--progress-interval <seconds>', key: 'progressIntervalSeconds', help: 'seconds between progress log lines', parse: nonNegativeArg },
   { flags: '--llm <mode>', key: 'llm.mode', help: 'endpoints: the servers below; sim: a built-in simulator' },

@@ -4,11 +4,13 @@ import { AirError } from '../pipeline/errors.js';
 import type { FailureRows } from '../pipeline/io/failure-rows.js';
 import { FAILED_DIR } from '../pipeline/io/failure-rows.js';
 import {
+  identityFieldName,
   MANIFEST_FILE,
   ManifestLog,
   readManifest,
   shardIdentity,
   type Manifest,
+  type ManifestCommit,
   type ManifestEntry,
   type ShardIdentity,
 } from '../pipeline/io/manifest.js';
@@ -153,7 +155,9 @@ function checkSameRun(
   for (const now of identities) {
     const then = before.get(now.label);
     if (then === undefined) continue; // a new shard changes `input`, caught above
-    const changed = (['size', 'mtimeMs', 'footerHash'] as const).filter((k) => then[k] !== now[k]);
+    const changed = (['size', 'mtimeMs', 'footerHash'] as const)
+      .filter((k) => then[k] !== now[k])
+      .map((k) => identityFieldName(k, then.footerHash));
     if (changed.length > 0) {
       throw new AirError(
         'AIR_RESUME_MISMATCH',
@@ -201,10 +205,15 @@ export class Checkpointer {
   /** Entries are appended one at a time, in the order they were taken (notesBytes only grows). */
   private queue: Promise<void> = Promise.resolve();
 
+  /**
+   * `afterEntry`, when given, is awaited after each commit entry is durable, with the manifest's size then (an
+   * s3:// output uploads the entry's files, then the manifest up to it).
+   */
   constructor(
     private readonly log: ManifestLog,
     private readonly failures: FailureRows,
     private readonly notesCheckpoint: () => number,
+    private readonly afterEntry?: (entry: ManifestCommit, manifestBytes: number) => Promise<void>,
   ) {}
 
   settle(s: Settlement): void {
@@ -242,7 +251,7 @@ export class Checkpointer {
     }
     const settled: Record<string, RowRanges> = {};
     for (const [label, list] of rows) settled[label] = toRanges(list);
-    await this.log.append({
+    const entry: ManifestCommit = {
       kind: 'commit',
       at: new Date().toISOString(),
       part: part === null ? null : path.basename(part.file),
@@ -251,7 +260,9 @@ export class Checkpointer {
       settled,
       tallies: [...tallies.values()],
       notesBytes,
-    });
+    };
+    const bytes = await this.log.append(entry);
+    await this.afterEntry?.(entry, bytes);
   }
 
   async complete(): Promise<void> {

@@ -148,6 +148,30 @@ export const engineConfigSchema = z.strictObject({
   checkpointSeconds: z.number().positive().default(10),
 });
 
+/**
+ * S3-compatible object storage, for `s3://` inputs and outputs. Credentials are never set here: the AWS SDK's
+ * standard chain reads them (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE and ~/.aws files, roles).
+ */
+export const storageConfigSchema = z.strictObject({
+  /** An S3-compatible server (MinIO, Ceph, R2, GCS interoperability); unset: AWS S3. */
+  endpoint: z.url().optional(),
+  /** Unset: AWS_REGION, the profile's region, else us-east-1. */
+  region: z.string().min(1).optional(),
+  /** Buckets as <endpoint>/<bucket> rather than <bucket>.<endpoint>; unset: on with an endpoint. */
+  pathStyle: z.boolean().optional(),
+  /** Local working folder of an s3:// output; unset: <tmp>/air-work/<hash of the output URL>. */
+  workDir: z.string().min(1).optional(),
+  /** Attempts per request on throttling (503 SlowDown), 5xx and connection failures, with backoff. */
+  maxAttempts: positiveInt.default(10),
+  /** Uploads (and parts of one multipart upload) in flight at once. */
+  uploadConcurrency: positiveInt.default(4),
+  /** Files above this many MB are uploaded in parts of this size (S3 needs at least 5). */
+  multipartMB: z.number().min(5).default(64),
+  /** Seconds between uploads of the LLM cache snapshot of an s3:// output (also sent at the end). */
+  cacheSnapshotSeconds: z.number().positive().default(60),
+});
+export type StorageConfig = z.output<typeof storageConfigSchema>;
+
 const faultRate = z.number().min(0).max(1).optional();
 
 /** The in-process simulator of `llm.mode: sim`: a fast server by default, so demos and tests finish quickly. */
@@ -246,7 +270,7 @@ export const runConfigSchema = z.strictObject({
   input: z
     .union([z.string().min(1), z.array(z.string().min(1)).min(1)])
     .transform((v) => (Array.isArray(v) ? v : [v])),
-  /** Output folder for part files and the run report. */
+  /** Output folder for part files and the run report, or an `s3://bucket/prefix/` (see storage.workDir). */
   output: z.string().min(1),
   /** `air`: the AIR method (needs LLMs, `--llm sim` for the simulator); `documents`: filtered documents only. */
   method: z.enum(['air', 'documents']).default('air'),
@@ -256,6 +280,7 @@ export const runConfigSchema = z.strictObject({
   dedupe: dedupeConfigSchema.default(dedupeConfigSchema.parse({})),
   writer: writerConfigSchema.default(writerConfigSchema.parse({})),
   engine: engineConfigSchema.default(engineConfigSchema.parse({})),
+  storage: storageConfigSchema.default(storageConfigSchema.parse({})),
   llm: llmConfigSchema.default(llmConfigSchema.parse({})),
   air: airConfigSchema.default(airConfigSchema.parse({})),
   /** Progress display: a live table on a terminal, log lines otherwise; `off` for none. */

@@ -32,6 +32,8 @@ export const NON_RESULT_SETTINGS: Readonly<Record<string, string>> = {
   output: 'where the rows are written, not which',
   writer: 'how rows are grouped into part files and compressed; the rows are the same',
   engine: 'buffers, threads, memory and failure limits: throughput only (the tests compare rows across them)',
+  storage:
+    'where object storage is and how requests to it travel (endpoint, retries, uploads); not the bytes',
   progress: 'display only',
   progressIntervalSeconds: 'display only',
   'air.documentsInFlight': 'concurrency; each document moves through its own seeded calls',

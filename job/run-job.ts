@@ -36,6 +36,9 @@ import type { RunConfig } from './config.js';
 import { configFingerprint } from './fingerprint.js';
 import { resolveLocalModels, setUpLlm, type LlmSetup } from './llm.js';
 import { committedParts, previousResult, writeLedger, type JobResult, type LlmUsage } from './run-ledger.js';
+import { isObjectUrl } from '../pipeline/io/object-store/url.js';
+import { RemoteOutput } from './remote-output.js';
+import { useStorage } from './storage.js';
 import { appendAirStages, instructionDedupeStage } from './stages/air-stages.js';
 import { documentStages, type DocumentStage } from './stages/document-stages.js';
 import { parquetSource } from './stages/source.js';
@@ -92,8 +95,12 @@ type Closer = () => Promise<void> | void;
  * dedupe), run it with checkpoints, and write the ledger and stats. `ledger.json` is written whatever the
  * outcome, so a failed or interrupted run still says where every row went.
  */
-export async function runJob(config: RunConfig, options: JobOptions = {}): Promise<JobResult> {
-  const shards = options.shards ?? (await resolveShards(config.input));
+export async function runJob(asGiven: RunConfig, options: JobOptions = {}): Promise<JobResult> {
+  useStorage(asGiven);
+  const shards = options.shards ?? (await resolveShards(asGiven.input));
+  // An s3:// output: the run writes a local folder, uploaded as it commits (remote-output.ts).
+  const remote = isObjectUrl(asGiven.output) ? await RemoteOutput.open(asGiven, options.log) : undefined;
+  const config: RunConfig = remote === undefined ? asGiven : { ...asGiven, output: remote.localDir };
   const db = await openDuckDB({
     threads: config.engine.duckdbThreads,
     memoryLimit: `${config.engine.duckdbMemoryMB}MB`,
@@ -107,13 +114,15 @@ export async function runJob(config: RunConfig, options: JobOptions = {}): Promi
     if (config.method === 'air') {
       await resolveLocalModels(config.llm, { signal: options.signal, onDownload: options.onDownload });
     }
-    const output = await openRunOutput(config, shards, options);
+    const output = await openRunOutput(config, shards, options, remote);
     if (output === undefined) return await previousResult(config);
     // Stages that remember what they saw (dedupe) must see the settled rows again to decide as before.
     source.continueFrom(output.start.settled, output.start.resumed);
     const built = await buildRun({ db, config, source, meta, output, options, closers });
     const report = await runWithCheckpoints(built.run, output, config, options);
-    return await finishRun(config, report, built, output, options);
+    const result = await finishRun(config, report, built, output, options);
+    await remote?.finish();
+    return result;
   } finally {
     for (const close of closers.reverse()) await close();
   }
@@ -124,6 +133,7 @@ async function openRunOutput(
   config: RunConfig,
   shards: readonly Shard[],
   options: JobOptions,
+  remote: RemoteOutput | undefined,
 ): Promise<OpenOutput | undefined> {
   await mkdir(config.output, { recursive: true });
   const start = await openOutput(config, shards, options.force === true);
@@ -143,7 +153,7 @@ async function openRunOutput(
   }
   const failures = new FailureRows(config.output, start.nextFailedPart);
   const notes = new DropNotesFile(path.join(config.output, DUPLICATES_FILE), start.notesBytes);
-  const checkpointer = new Checkpointer(start.log, failures, () => notes.checkpoint());
+  const checkpointer = new Checkpointer(start.log, failures, () => notes.checkpoint(), remote?.onEntry);
   return { start, failures, notes, checkpointer };
 }
 

@@ -21,7 +21,11 @@ export type AirErrorCode =
   | 'AIR_RESUME_MISMATCH'
   | 'AIR_PLAN_MISMATCH'
   | 'AIR_PLAN_STALE'
-  | 'AIR_RANKS_INCOMPLETE';
+  | 'AIR_RANKS_INCOMPLETE'
+  | 'AIR_STORAGE_NOT_FOUND'
+  | 'AIR_STORAGE_DENIED'
+  | 'AIR_STORAGE_UNAVAILABLE'
+  | 'AIR_STORAGE_CHANGED';
 
 export class AirError<C extends string = AirErrorCode> extends Error {
   readonly code: C;

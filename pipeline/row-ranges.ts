@@ -24,6 +24,11 @@ export function countRows(ranges: RowRanges): number {
   return n;
 }
 
+/** Whether every row of [start, end) is in `ranges` (disjoint and merged, as toRanges makes them). */
+export function coversAll(ranges: RowRanges, start: number, end: number): boolean {
+  return end <= start || ranges.some(([a, b]) => a <= start && end <= b);
+}
+
 /** Tests rows in ascending order against ranges in O(1) amortised; a smaller row than the last is an error. */
 export class RangeCursor {
   private index = 0;

@@ -3,11 +3,14 @@ import path from 'node:path';
 import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
 import { AirError, ConfigError, ParquetInputError, UsageError, errorMessage } from '../../pipeline/errors.js';
 import { shardIdentity } from '../../pipeline/io/manifest.js';
+import { objectStore } from '../../pipeline/io/object-store/store.js';
+import { isObjectUrl, parseObjectUrl } from '../../pipeline/io/object-store/url.js';
 import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
 import { isDirectory, pathExists, writeAtomically } from '../../pipeline/io/files.js';
 import { planSchema, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
 import { parseRunConfig, type RunConfig } from '../config.js';
 import { configFingerprint, differingSettings, resultSettings } from '../fingerprint.js';
+import { useStorage } from '../storage.js';
 import { assignByBytes } from './assign.js';
 import { PLAN_FILE, planFile } from './layout.js';
 
@@ -30,6 +33,7 @@ export async function buildPlan(config: RunConfig, worldSize: number, now = new 
         'it (sample.preSample, decided per document or per shard, splits exactly)',
     );
   }
+  useStorage(config);
   const listed = await resolveShards(config.input);
   const planned = await mapInFlight(listed, FOOTERS_IN_FLIGHT, describeShard);
   const assignment = assignByBytes(planned, worldSize);
@@ -65,7 +69,10 @@ async function describeShard(shard: Shard): Promise<Omit<PlannedShard, 'index' |
   let rows: number;
   try {
     // hyparquet reads the footer alone (two small reads); DuckDB would start an engine for one number.
-    rows = Number((await parquetMetadataAsync(await asyncBufferFromFile(shard.path))).num_rows);
+    const file = isObjectUrl(shard.path)
+      ? await objectStore().asyncBuffer(parseObjectUrl(shard.path))
+      : await asyncBufferFromFile(shard.path);
+    rows = Number((await parquetMetadataAsync(file)).num_rows);
   } catch (error) {
     throw new ParquetInputError(
       'AIR_PARQUET_NOT_PARQUET',

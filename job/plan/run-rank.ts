@@ -1,4 +1,4 @@
-import { shardIdentity } from '../../pipeline/io/manifest.js';
+import { identityFieldName, shardIdentity } from '../../pipeline/io/manifest.js';
 import type { Shard } from '../../pipeline/io/shards.js';
 import { AirError } from '../../pipeline/errors.js';
 import type { Plan, PlannedShard } from '../../schemas/plan.js';
@@ -6,6 +6,7 @@ import { parseRunConfig, type RunConfig } from '../config.js';
 import { runJob, type JobOptions, type JobResult } from '../run-job.js';
 import { dedupeEnabled, globalDedupeBarrier } from './dedupe-barrier.js';
 import { isComplete, markComplete, planFile, rankDir, rankName, startHeartbeat } from './layout.js';
+import { useStorage } from '../storage.js';
 
 export interface RankRunOptions extends Omit<JobOptions, 'shards' | 'dedupeStages'> {
   /** Longest wait at the dedupe barrier, for the other ranks' keys and then the global step (seconds). */
@@ -45,7 +46,9 @@ export async function checkShardsUnchanged(shards: readonly PlannedShard[]): Pro
       changed.push(`${s.label} (missing)`);
       continue;
     }
-    const keys = (['size', 'mtimeMs', 'footerHash'] as const).filter((k) => now[k] !== s[k]);
+    const keys = (['size', 'mtimeMs', 'footerHash'] as const)
+      .filter((k) => now[k] !== s[k])
+      .map((k) => identityFieldName(k, s.footerHash));
     if (keys.length > 0) changed.push(`${s.label} (${keys.join(', ')})`);
   }
   if (changed.length > 0) {
@@ -71,6 +74,7 @@ export async function runRank(
 ): Promise<RankOutcome> {
   if (await isComplete(root, rank, plan.fingerprint)) return { rank, status: 'already-complete' };
   const planned = rankShards(plan, rank);
+  useStorage(rankConfig(plan, root, rank));
   await checkShardsUnchanged(planned);
   if (planned.length === 0) {
     // More ranks than shards: nothing to read, and nothing the others wait on.

@@ -4,6 +4,8 @@ import path from 'node:path';
 import { AirError } from '../errors.js';
 import type { ShardTally } from '../ledger.js';
 import type { RowRanges } from '../row-ranges.js';
+import { objectStore } from './object-store/store.js';
+import { isObjectUrl, parseObjectUrl } from './object-store/url.js';
 import type { Shard } from './shards.js';
 
 /**
@@ -23,9 +25,19 @@ export interface ShardIdentity {
   readonly label: string;
   readonly size: number;
   readonly mtimeMs: number;
-  /** SHA-256 (16 hex) of the Parquet footer, which holds every row group's offsets and statistics. */
+  /**
+   * SHA-256 (16 hex) of the Parquet footer, which holds every row group's offsets and statistics; for an object
+   * in storage, `etag:<ETag>` (a new ETag whenever it is replaced; its mtime is then 0).
+   */
   readonly footerHash: string;
 }
+
+/** What a changed identity field is called in messages (an object's footerHash holds its ETag). */
+export function identityFieldName(key: 'size' | 'mtimeMs' | 'footerHash', footerHash: string): string {
+  return key === 'footerHash' && footerHash.startsWith(ETAG) ? 'ETag' : key;
+}
+
+const ETAG = 'etag:';
 
 export interface ManifestHeader {
   readonly kind: 'header';
@@ -80,6 +92,11 @@ export interface Manifest {
 }
 
 export async function shardIdentity(shard: Shard): Promise<ShardIdentity> {
+  if (isObjectUrl(shard.path)) {
+    // One HEAD: S3 gives a new ETag to every replaced object, and reading its footer would cost a GET more.
+    const { size, etag } = await objectStore().head(parseObjectUrl(shard.path));
+    return { label: shard.label, size, mtimeMs: 0, footerHash: `${ETAG}${etag}` };
+  }
   const info = await stat(shard.path);
   const handle = await open(shard.path, 'r');
   try {
@@ -140,11 +157,13 @@ export class ManifestLog {
     return log;
   }
 
-  async append(entry: ManifestEntry): Promise<void> {
+  /** Resolves with the manifest's size after this entry (what a copy of the log up to it must hold). */
+  async append(entry: ManifestEntry): Promise<number> {
     const handle = await open(this.file, 'a');
     try {
       await handle.write(`${JSON.stringify(entry)}\n`);
       await handle.sync();
+      return (await handle.stat()).size;
     } finally {
       await handle.close();
     }

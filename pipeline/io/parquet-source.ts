@@ -1,8 +1,11 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { JSDuckDBValueConverter, type DuckDBConnection, type DuckDBInstance } from '@duckdb/node-api';
 import type { Document, MetaColumnType, MetaValue } from '../../schemas/documents.js';
 import { t } from '../../schemas/types.js';
 import { errorMessage, ParquetInputError } from '../errors.js';
-import { countRows, RangeCursor, type RowRanges } from '../row-ranges.js';
+import { countRows, coversAll, RangeCursor, type RowRanges } from '../row-ranges.js';
 import { GarbageBudget } from '../memory.js';
 import type { Ledger, Ticket } from '../ledger.js';
 import type { Envelope, Source } from '../source.js';
@@ -13,6 +16,9 @@ import {
   isInvalidUtf8Error,
   type ParquetFooter,
 } from './parquet-inspect.js';
+import { StagedShard } from './object-store/staged-shard.js';
+import { objectStore } from './object-store/store.js';
+import { isObjectUrl, parseObjectUrl } from './object-store/url.js';
 import { decodeUtf8, invalidUtf8Preview, rawStringColumn, type RawValue } from './raw-string-column.js';
 import type { Shard } from './shards.js';
 
@@ -40,6 +46,41 @@ export interface ParquetSourceOptions {
    * invalid UTF-8; see rawStringColumn). The job passes DuckDB's memory limit. Default 1 GiB.
    */
   readonly maxRowGroupTextBytes?: number;
+}
+
+/** Objects in storage whose head and footer are fetched at once while preparing. */
+const STAGE_IN_FLIGHT = 16;
+/** Consecutive row groups fetched and read together: small row groups would each cost a GET and a query. */
+const STAGE_SPAN_BYTES = 32 * 1024 * 1024;
+
+export interface StageSpan {
+  /** Row groups [first, last). */
+  readonly first: number;
+  readonly last: number;
+  /** False for a row group settled entirely and not replayed (a span of one, never fetched). */
+  readonly needed: boolean;
+}
+
+/** Cuts a shard's row groups into spans to fetch: consecutive needed ones up to STAGE_SPAN_BYTES together. */
+export function stageSpans(
+  count: number,
+  needed: (g: number) => boolean,
+  bytes: (g: number) => number,
+): StageSpan[] {
+  const spans: StageSpan[] = [];
+  for (let g = 0; g < count;) {
+    if (!needed(g)) {
+      spans.push({ first: g, last: g + 1, needed: false });
+      g++;
+      continue;
+    }
+    let last = g + 1;
+    let total = bytes(g);
+    while (last < count && needed(last) && total + bytes(last) <= STAGE_SPAN_BYTES) total += bytes(last++);
+    spans.push({ first: g, last, needed: true });
+    g = last;
+  }
+  return spans;
 }
 
 /** A failure of the byte reader (hyparquet), told apart from DuckDB's so the message can name both. */
@@ -77,6 +118,8 @@ function cursorOf(ranges: RowRanges | undefined): RangeCursor | undefined {
 interface PlannedShard {
   readonly shard: Shard;
   readonly footer: ParquetFooter;
+  /** An object in storage: read through local stand-ins one row group at a time. */
+  readonly staged: StagedShard | undefined;
   readonly idExpr: string | undefined;
   /** SQL expression per meta column, or undefined where this shard lacks it (values are null). */
   readonly metaExprs: ReadonlyArray<string | undefined>;
@@ -98,6 +141,8 @@ export class ParquetSource implements Source<Document> {
   private remaining = Infinity;
   private settled: ReadonlyMap<string, RowRanges> | undefined;
   private replay = false;
+  /** Where stand-ins of objects in storage are staged (made on the first one, removed on close). */
+  private stageDir: string | undefined;
 
   constructor(
     private readonly db: DuckDBInstance,
@@ -124,12 +169,47 @@ export class ParquetSource implements Source<Document> {
       // pipeline at no loss of throughput (bench/RESULTS.md).
       await this.conn.run(`SET streaming_buffer_size = '1KB'`);
     }
+    const shards = this.options.shards;
+    // Objects' heads and footers are fetched STAGE_IN_FLIGHT at a time: one by one, round trips would add up.
+    const staged: Array<StagedShard | undefined> = [];
+    for (let i = 0; i < shards.length; i += STAGE_IN_FLIGHT) {
+      const batch = shards.slice(i, i + STAGE_IN_FLIGHT);
+      staged.push(
+        ...(await Promise.all(
+          batch.map((shard, j) => (isObjectUrl(shard.path) ? this.stageObject(shard, i + j) : undefined)),
+        )),
+      );
+    }
     const plan: PlannedShard[] = [];
-    for (const shard of this.options.shards) {
-      const footer = await inspectParquet(this.conn, shard.path, this.options.binaryAsString ?? false);
-      plan.push(this.planShard(shard, footer));
+    for (const [i, shard] of shards.entries()) {
+      const object = staged[i];
+      const footer = object === undefined ? await this.inspect(shard.path) : await this.inspectStaged(object);
+      plan.push(this.planShard(shard, footer, object));
     }
     this.plan = plan;
+  }
+
+  private inspect(file: string): Promise<ParquetFooter> {
+    return inspectParquet(this.conn!, file, this.options.binaryAsString ?? false);
+  }
+
+  /** The object's head and footer, fetched once; the ETag seen here pins every later read to that version. */
+  private async stageObject(shard: Shard, index: number): Promise<StagedShard> {
+    this.stageDir ??= mkdtempSync(path.join(os.tmpdir(), 'air-stage-'));
+    const object = await objectStore().head(parseObjectUrl(shard.path));
+    return StagedShard.open(objectStore(), object, this.stageDir, `shard-${index}`);
+  }
+
+  /** Inspects an object's footer through a stand-in, naming the object (not the stand-in) in any error. */
+  private async inspectStaged(staged: StagedShard): Promise<ParquetFooter> {
+    const file = await staged.footerFile();
+    try {
+      return await this.inspect(file);
+    } catch (error) {
+      throw renamed(error, file, staged.url);
+    } finally {
+      await staged.remove(file);
+    }
   }
 
   /**
@@ -188,6 +268,8 @@ export class ParquetSource implements Source<Document> {
   close(): void {
     this.conn?.closeSync();
     this.conn = undefined;
+    if (this.stageDir !== undefined) rmSync(this.stageDir, { recursive: true, force: true });
+    this.stageDir = undefined;
   }
 
   private async *readShard(
@@ -195,20 +277,98 @@ export class ParquetSource implements Source<Document> {
     ledger: Ledger,
     signal: AbortSignal,
   ): AsyncIterable<Envelope<Document>> {
-    const { shard, footer } = planned;
+    const { shard, footer, staged } = planned;
     const position: ReadPosition = {
       rowsSeen: 0,
       settled: cursorOf(this.settled?.get(shard.label)),
     };
-    // DuckDB cannot read past invalid UTF-8. Where it stops, the text column of that row group is read as
-    // bytes, then DuckDB goes on from the next row group (it skips whole row groups by file_row_number).
+    if (staged === undefined) {
+      if (!(yield* this.readSpan(planned, shard.path, ledger, signal, position, undefined))) return;
+    } else if (!(yield* this.readStaged(planned, staged, ledger, signal, position))) {
+      return;
+    }
+    // DuckDB's streaming result can end early without an error when it runs out of memory (seen with a
+    // 256 MB limit on a 500 MB row group): never trust the end of the stream, count against the footer.
+    if (position.rowsSeen !== footer.rows) throw incomplete(shard.path, position.rowsSeen, footer.rows);
+  }
+
+  /**
+   * An object in storage, a span of row groups at a time: each span (consecutive row groups up to
+   * STAGE_SPAN_BYTES, at least one) is fetched with one ranged GET into a sparse stand-in while the span before
+   * is read, so at most two spans are on disk. Row groups settled entirely and not replayed are never fetched.
+   * Returns false when stopped early.
+   */
+  private async *readStaged(
+    planned: PlannedShard,
+    staged: StagedShard,
+    ledger: Ledger,
+    signal: AbortSignal,
+    position: ReadPosition,
+  ): AsyncGenerator<Envelope<Document>, boolean> {
+    const groups = planned.footer.rowGroups;
+    const settled = this.settled?.get(planned.shard.label) ?? [];
+    const starts = groups.map((_, g) => groups.slice(0, g).reduce((a, b) => a + b, 0));
+    const needed = (g: number): boolean =>
+      this.replay || !coversAll(settled, starts[g]!, starts[g]! + groups[g]!);
+    const spans = stageSpans(groups.length, needed, (g) => {
+      const range = staged.rowGroups[g];
+      return range === undefined ? Infinity : range[1] - range[0];
+    });
+    const fetchFrom = (k: number): Promise<string> | undefined => {
+      const next = spans.slice(k).find((span) => span.needed);
+      return next === undefined ? undefined : staged.rowGroupFile(next.first, next.last);
+    };
+    let pending = fetchFrom(0);
+    try {
+      for (const [k, span] of spans.entries()) {
+        const end = starts[span.last - 1]! + groups[span.last - 1]!;
+        if (!span.needed) {
+          // Settled and not replayed: its rows would all be skipped (they still count towards a limit).
+          this.remaining -= end - starts[span.first]!;
+          position.rowsSeen = end;
+          if (this.remaining <= 0) return false;
+          continue;
+        }
+        const file = await pending!;
+        pending = fetchFrom(k + 1);
+        try {
+          if (!(yield* this.readSpan(planned, file, ledger, signal, position, end))) return false;
+        } catch (error) {
+          throw renamed(error, file, shard(planned));
+        } finally {
+          await staged.remove(file);
+        }
+      }
+      return true;
+    } finally {
+      // A fetch started for a span that will not be read: let it finish, then drop its stand-in.
+      void pending?.then((file) => staged.remove(file)).catch(() => {});
+    }
+  }
+
+  /**
+   * Reads `file` (the shard, or a stand-in of it) from `position.rowsSeen` up to row `end` (undefined: to the
+   * end). DuckDB cannot read past invalid UTF-8: where it stops, the text column of that row group is read as
+   * bytes, then DuckDB goes on from the next row group (it skips whole row groups by file_row_number).
+   * Returns false when stopped early (the row limit, or the run's signal).
+   */
+  private async *readSpan(
+    planned: PlannedShard,
+    file: string,
+    ledger: Ledger,
+    signal: AbortSignal,
+    position: ReadPosition,
+    end: number | undefined,
+  ): AsyncGenerator<Envelope<Document>, boolean> {
+    const { shard, footer } = planned;
     let invalidUtf8: unknown;
     for (;;) {
-      const bytesUntil = invalidUtf8 === undefined ? undefined : rowGroupEnd(footer, position.rowsSeen);
+      const asBytes = invalidUtf8 !== undefined;
+      const until = asBytes ? rowGroupEnd(footer, position.rowsSeen) : end;
       try {
-        const complete = yield* this.readRows(planned, ledger, signal, position, bytesUntil);
-        if (!complete) return;
-        if (bytesUntil === undefined || position.rowsSeen >= footer.rows) break;
+        const complete = yield* this.readRows(planned, file, ledger, signal, position, until, asBytes);
+        if (!complete) return false;
+        if (!asBytes || position.rowsSeen >= (end ?? footer.rows)) return true;
         invalidUtf8 = undefined;
       } catch (error) {
         if (error instanceof RawColumnError) {
@@ -221,30 +381,28 @@ export class ParquetSource implements Source<Document> {
             { cause: error.cause },
           );
         }
-        if (bytesUntil !== undefined || !isInvalidUtf8Error(error)) {
+        if (asBytes || !isInvalidUtf8Error(error)) {
           throw classifyReadError(shard.path, error, rowGroupOf(footer, position.rowsSeen));
         }
         invalidUtf8 = error;
       }
     }
-    // DuckDB's streaming result can end early without an error when it runs out of memory (seen with a
-    // 256 MB limit on a 500 MB row group): never trust the end of the stream, count against the footer.
-    if (position.rowsSeen !== footer.rows) throw incomplete(shard.path, position.rowsSeen, footer.rows);
   }
 
   /**
-   * Reads the shard from `position.rowsSeen` on, advancing it row by row. With `bytesUntil`, it reads the rows
-   * before that one only, DuckDB every column but the text, which comes as stored bytes from `rawStringColumn`
+   * Reads `file` from `position.rowsSeen` up to row `until`, advancing the position row by row. With
+   * `textAsBytes`, DuckDB reads every column but the text, which comes as stored bytes from `rawStringColumn`
    * and is checked for UTF-8 here. Returns false when stopped early (the row limit, or the run's signal).
    */
   private async *readRows(
     planned: PlannedShard,
+    file: string,
     ledger: Ledger,
     signal: AbortSignal,
     position: ReadPosition,
-    bytesUntil: number | undefined,
+    until: number | undefined,
+    textAsBytes: boolean,
   ): AsyncGenerator<Envelope<Document>, boolean> {
-    const textAsBytes = bytesUntil !== undefined;
     const { shard } = planned;
     const textColumn = sqlIdent(this.options.textColumn);
     const maxBytes = this.options.maxDocumentBytes;
@@ -262,18 +420,13 @@ export class ParquetSource implements Source<Document> {
     ];
     const from = position.rowsSeen;
     const sql =
-      `SELECT ${select.join(', ')} FROM read_parquet(${sqlString(shard.path)}, file_row_number=true, ` +
+      `SELECT ${select.join(', ')} FROM read_parquet(${sqlString(file)}, file_row_number=true, ` +
       `binary_as_string=${this.options.binaryAsString ?? false})` +
       (from > 0 ? ` WHERE file_row_number >= ${from}` : '') +
-      (bytesUntil === undefined ? '' : `${from > 0 ? ' AND' : ' WHERE'} file_row_number < ${bytesUntil}`);
+      (until === undefined ? '' : `${from > 0 ? ' AND' : ' WHERE'} file_row_number < ${until}`);
     const metaNames = metaOutputNames(this.options.metaColumns);
     const raw = textAsBytes
-      ? rawStringColumn(
-          shard.path,
-          this.options.textColumn,
-          from,
-          this.options.maxRowGroupTextBytes ?? 2 ** 30,
-        )
+      ? rawStringColumn(file, this.options.textColumn, from, this.options.maxRowGroupTextBytes ?? 2 ** 30)
       : undefined;
     try {
       const result = await this.conn!.stream(sql);
@@ -383,7 +536,7 @@ export class ParquetSource implements Source<Document> {
     };
   }
 
-  private planShard(shard: Shard, footer: ParquetFooter): PlannedShard {
+  private planShard(shard: Shard, footer: ParquetFooter, staged: StagedShard | undefined): PlannedShard {
     const types = new Map(footer.columns.map((c) => [c.name, c.type]));
     const { textColumn, idColumn } = this.options;
     const textType = types.get(textColumn);
@@ -428,7 +581,7 @@ export class ParquetSource implements Source<Document> {
       }
       return undefined;
     });
-    return { shard, footer, idExpr, metaExprs };
+    return { shard, footer, staged, idExpr, metaExprs };
   }
 
   /** Resolves one pass-through column for a shard and checks its type agrees with the other shards. */
@@ -458,6 +611,18 @@ export class ParquetSource implements Source<Document> {
     this.metaTypes[outName] = mapped;
     return [top!, ...path].map(sqlIdent).join('.');
   }
+}
+
+function shard(planned: PlannedShard): string {
+  return planned.shard.path;
+}
+
+/** An error about a local stand-in, retold about the object it stands for (its URL, never the temp path). */
+function renamed(error: unknown, file: string, url: string): unknown {
+  if (!(error instanceof ParquetInputError)) return error;
+  const message = error.message.replaceAll(file, url);
+  const detail = message.startsWith(`${url}: `) ? message.slice(url.length + 2) : message;
+  return new ParquetInputError(error.code, url, detail, { cause: error.cause });
 }
 
 /** `metadata.url` is written as column `url`. */

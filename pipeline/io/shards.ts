@@ -2,9 +2,11 @@ import { realpath, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { glob, isDynamicPattern } from 'tinyglobby';
 import { AirError } from '../errors.js';
+import { objectStore } from './object-store/store.js';
+import { formatObjectUrl, isObjectUrl, parseObjectUrl } from './object-store/url.js';
 
 export interface Shard {
-  /** Absolute path, for reading. */
+  /** Absolute path, for reading; or an object's `s3://bucket/key` URL (pipeline/io/object-store/). */
   readonly path: string;
   /** Path relative to the input root: stable across machines, used in ids and the ledger. */
   readonly label: string;
@@ -12,14 +14,15 @@ export interface Shard {
 }
 
 /**
- * Turns `--input` values (files, folders, globs) into a sorted, de-duplicated list of Parquet shards.
- * A folder means every `*.parquet` below it. Order is by label, so ids and part files are reproducible.
+ * Turns `--input` values (files, folders, globs, and the same in object storage: `s3://bucket/prefix/`,
+ * `s3://bucket/prefix/*.parquet`) into a sorted, de-duplicated list of Parquet shards. A folder or a prefix
+ * means every `*.parquet` below it. Order is by label, so ids and part files are reproducible.
  */
 export async function resolveShards(inputs: readonly string[]): Promise<Shard[]> {
   const found = new Map<string, Shard>();
   for (const input of inputs) {
     for (const shard of await resolveOne(input)) {
-      const real = await realpath(shard.path);
+      const real = isObjectUrl(shard.path) ? shard.path : await realpath(shard.path);
       if (!found.has(real)) found.set(real, shard);
     }
   }
@@ -38,6 +41,7 @@ export async function resolveShards(inputs: readonly string[]): Promise<Shard[]>
 }
 
 async function resolveOne(input: string): Promise<Shard[]> {
+  if (isObjectUrl(input)) return resolveObjects(input);
   if (isDynamicPattern(input)) {
     const base = globBase(input);
     const files = await glob(input, { absolute: true, onlyFiles: true, dot: false });
@@ -55,6 +59,27 @@ async function resolveOne(input: string): Promise<Shard[]> {
     return Promise.all(files.map((f) => shardAt(f, path.relative(path.resolve(input), f))));
   }
   return [await shardAt(path.resolve(input), path.basename(input))];
+}
+
+/** Objects under a prefix or matching a glob, labelled by their key below the listing's fixed folders. */
+async function resolveObjects(input: string): Promise<Shard[]> {
+  const url = parseObjectUrl(input);
+  const dynamic = isDynamicPattern(url.key);
+  const folder = url.key.endsWith('/') || url.key === '';
+  const listed = await objectStore().list(folder ? `${formatObjectUrl(url)}**/*.parquet` : input);
+  if (listed.length === 0) {
+    throw new AirError(
+      'AIR_INPUT_NOT_FOUND',
+      `${input}: ${dynamic ? 'the pattern matches no object' : 'the prefix holds no *.parquet object'}`,
+    );
+  }
+  const base = folder ? url.key : dynamic ? globBase(url.key) : path.posix.dirname(url.key);
+  const prefix = base === '.' || base === '' ? '' : base.endsWith('/') ? base : `${base}/`;
+  return listed.map((object) => ({
+    path: formatObjectUrl(object.url),
+    label: object.url.key.slice(prefix.length),
+    size: object.size,
+  }));
 }
 
 async function shardAt(file: string, label: string): Promise<Shard> {

@@ -1,0 +1,8 @@
+import { configureObjectStore } from '../pipeline/io/object-store/store.js';
+import type { RunConfig } from './config.js';
+
+/** Points the process's object store at the config's storage section (before any s3:// path is touched). */
+export function useStorage(config: Pick<RunConfig, 'storage'>): void {
+  const { endpoint, region, pathStyle, maxAttempts, uploadConcurrency, multipartMB } = config.storage;
+  configureObjectStore({ endpoint, region, pathStyle, maxAttempts, uploadConcurrency, multipartMB });
+}

@@ -138,11 +138,13 @@ export async function seedAttempt(root: string, unit: number, attempt: string): 
         if (file !== null) await link(path.join(source, file), path.join(target, file));
       }
     }
+    // A resume reopens the notes file at the committed length (none committed: empty, but there).
     const notesBytes = manifest.commits.at(-1)?.notesBytes ?? 0;
-    if (notesBytes > 0) {
-      const notes = await readFile(path.join(source, DUPLICATES_FILE));
-      await writeFile(path.join(target, DUPLICATES_FILE), notes.subarray(0, notesBytes));
-    }
+    const notes =
+      notesBytes === 0
+        ? Buffer.alloc(0)
+        : (await readFile(path.join(source, DUPLICATES_FILE))).subarray(0, notesBytes);
+    await writeFile(path.join(target, DUPLICATES_FILE), notes);
     await absorbCache(source, target);
     return from;
   }

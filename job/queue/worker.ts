@@ -165,6 +165,9 @@ export async function runWorker(
       const left = counts.wait! + counts.active! + counts.delayed! + counts.prioritized!;
       if (left === 0 && active === 0) {
         failedInQueue = counts.failed!;
+        for (const job of await queue.getFailed()) {
+          options.log(`unit ${String(job.data.label)}: failed for good: ${job.failedReason}`);
+        }
         options.log('queue: empty; stopping');
         stop();
       }

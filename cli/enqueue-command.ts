@@ -1,7 +1,7 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readPlan } from '../job/plan/plan-file.js';
-import { enqueueUnits } from '../job/queue/enqueue.js';
+import { ENQUEUE_ATTEMPTS, enqueueUnits } from '../job/queue/enqueue.js';
 import { QueueError } from '../job/queue/errors.js';
 import { isDirectory } from '../pipeline/io/files.js';
 import { formatCount } from '../report/format.js';
@@ -17,9 +17,6 @@ interface EnqueueFlags {
   dedupeWait?: number;
   dedupeLockStale?: number;
 }
-
-/** Failed runs of one unit (errors, not stalls or stops) before BullMQ fails it; enqueue again to retry it. */
-export const ENQUEUE_ATTEMPTS = 3;
 
 /** `air enqueue`: one BullMQ job per unit of a plan (a shard), idempotent. */
 export function registerEnqueueCommand(program: Command, io: CliIO, setExit: (code: number) => void): void {

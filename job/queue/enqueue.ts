@@ -6,6 +6,9 @@ import { queueName, redisOptions, unitJobId, type UnitJobData } from './connecti
 import { QueueError } from './errors.js';
 import { readQueueFile, readUnitCompletion, writeQueueFile } from './units.js';
 
+/** Failed runs of one unit (errors, not stalls or stops) before BullMQ fails it; enqueue again to retry it. */
+export const ENQUEUE_ATTEMPTS = 3;
+
 export interface EnqueueOptions {
   /** `redis://host:port/db`. */
   readonly url: string;

@@ -1,11 +1,13 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimProcess, stopSimProcess, type SimProcess } from '../bench/sim-process.js';
-import { runAir, startAir } from './helpers/cli.js';
+import { parse } from 'yaml';
+import { ROOT, runAir, startAir } from './helpers/cli.js';
 import { writePlantedInput } from './helpers/dup-shards.js';
 import { query, tempDir } from './helpers/duckdb.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
+import { markUnitComplete, readUnitCompletion } from '../job/queue/units.js';
 
 /**
  * Queue mode: `air enqueue` puts each shard of a plan in BullMQ (Redis), `air worker` processes run them into
@@ -318,3 +320,54 @@ async function instructionRows(files: readonly string[]): Promise<string[]> {
   );
   return rows.map(([r]) => r as string);
 }
+
+describe('the README Deployment of workers', () => {
+  it('is a Deployment running air worker with flags air accepts, and a grace period longer than air’s', async () => {
+    const readme = await readFile(path.join(ROOT, 'README.md'), 'utf8');
+    const blocks = [...readme.matchAll(/```yaml\n([\s\S]*?)```/g)].map((m) => m[1]!);
+    const manifest = parse(blocks.find((b) => /^kind: Deployment$/m.test(b))!) as {
+      kind: string;
+      spec: {
+        template: {
+          spec: { terminationGracePeriodSeconds: number; containers: Array<{ command: string[] }> };
+        };
+      };
+    };
+    expect(manifest.kind).toBe('Deployment');
+    const pod = manifest.spec.template.spec;
+    expect(pod.terminationGracePeriodSeconds).toBeGreaterThan(30);
+    const command = pod.containers[0]!.command;
+    expect(command[0]).toBe('./node_modules/.bin/air');
+    expect(command[1]).toBe('worker');
+    const help = await runAir(['worker', '--help']);
+    for (const flag of command.filter((c) => c.startsWith('--'))) expect(help.stdout).toContain(flag);
+    expect(command).toContain('--queue');
+    expect(command).toContain('--plan');
+  });
+});
+
+describe('the completion marker of a unit', () => {
+  it('is created once: of attempts completing at the same moment, exactly one counts, and it stays', async () => {
+    const root = path.join(dir, 'marker');
+    await mkdir(path.join(root, 'units', '00007'), { recursive: true });
+    const done = (attempt: string) => ({
+      unit: 7,
+      label: 'x.parquet',
+      attempt,
+      fingerprint: 'f',
+      finishedAt: new Date().toISOString(),
+      rowsWritten: 1,
+    });
+    const outcomes = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => markUnitComplete(root, done(`attempt-${i + 1}`))),
+    );
+    const winners = outcomes.filter((o) => o.counted);
+    expect(winners).toHaveLength(1);
+    for (const o of outcomes) expect(o.completion.attempt).toBe(winners[0]!.completion.attempt);
+    const late = await markUnitComplete(root, done('attempt-9'));
+    expect(late.counted).toBe(false);
+    expect((await readUnitCompletion(root, 7))!.attempt).toBe(winners[0]!.completion.attempt);
+    // No temporary left behind by the losers.
+    expect(await readdir(path.join(root, 'units', '00007'))).toEqual(['complete']);
+  });
+});

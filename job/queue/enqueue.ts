@@ -90,6 +90,8 @@ export async function enqueueUnits(
       removeOnFail: false,
     },
   });
+  // Connection errors surface as the failed command below (AIR_QUEUE_UNREACHABLE), once, not as a log per retry.
+  queue.on('error', () => {});
   try {
     const before = await countJobs(queue, options.url);
     await queue.addBulk(pending);

@@ -152,6 +152,7 @@ export async function runWorker(
     options.log(`queue: lost the lock of ${ids.join(', ')}; the attempt goes on, another may run too`);
   });
   const queue = new Queue(name, { connection: redisOptions(settings.url) });
+  queue.on('error', () => {}); // the worker's own connection reports the same outage, once per kind
   let failedInQueue = 0;
   const stop = (): void => {
     void worker.close();

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { Command, CommanderError } from 'commander';
 import { errorMessage } from '../pipeline/errors.js';
 import { registerBenchCommand } from './bench-command.js';
+import { registerEnqueueCommand } from './enqueue-command.js';
 import { defaultIO, EXIT, isUsageError, type CliIO } from './io.js';
 import { registerMergeCommand } from './merge-command.js';
 import { registerPlanCommand } from './plan-command.js';
@@ -12,6 +13,7 @@ import { registerScoreCommand } from './score-command.js';
 import { registerSimCommand } from './sim-command.js';
 import { registerStatsCommand } from './stats-command.js';
 import { registerStatusCommand } from './status-command.js';
+import { registerWorkerCommand } from './worker-command.js';
 
 export { EXIT, type CliIO } from './io.js';
 
@@ -38,6 +40,8 @@ export async function main(argv: readonly string[], io: CliIO = defaultIO): Prom
   registerPlanCommand(program, io, setExit);
   registerStatusCommand(program, io, setExit);
   registerMergeCommand(program, io, setExit);
+  registerEnqueueCommand(program, io, setExit);
+  registerWorkerCommand(program, io, setExit);
 
   try {
     await program.parseAsync(argv as string[], { from: 'user' });

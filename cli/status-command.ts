@@ -47,8 +47,9 @@ export function statusLines(status: JobStatus): string[] {
   const share = (r: { settledRows: number; plannedRows: number }) =>
     r.plannedRows === 0 ? '-' : `${((100 * r.settledRows) / r.plannedRows).toFixed(1)}%`;
   const eta = (s: number | null) => (s === null ? '-' : formatDuration(s * 1000));
+  const what = status.mode === 'queue' ? 'units' : 'ranks';
   const head =
-    `${status.root}: ${t.complete} of ${status.worldSize} ranks complete, ${t.running} running, ` +
+    `${status.root}: ${t.complete} of ${status.worldSize} ${what} complete, ${t.running} running, ` +
     `${t.interrupted} interrupted, ${t.notStarted} not started; ${formatCount(t.settledRows)} of ` +
     `${formatCount(t.plannedRows)} rows settled (${share(t)}), ${formatCount(t.rowsWritten)} written; ` +
     `${t.rowsPerSecond === null ? '-' : formatRate(t.rowsPerSecond)} rows/s; ETA ${eta(t.etaSeconds)}`;
@@ -63,6 +64,17 @@ export function statusLines(status: JobStatus): string[] {
   ]);
   return [
     head,
-    ...formatTable([['rank   state', 'settled / planned', '', 'written', 'rows/s', 'ETA', 'note'], ...rows]),
+    ...formatTable([
+      [
+        `${status.mode === 'queue' ? 'unit' : 'rank'}   state`,
+        'settled / planned',
+        '',
+        'written',
+        'rows/s',
+        'ETA',
+        'note',
+      ],
+      ...rows,
+    ]),
   ];
 }

@@ -118,6 +118,11 @@ export const jobStatusSchema = z.strictObject({
   worldSize: z.number().int().positive(),
   fingerprint: z.string(),
   complete: z.boolean(),
+  /**
+   * `queue`: the job runs from a queue (air enqueue / air worker); each entry of `ranks` is then a unit (a shard,
+   * `rank` its index in the plan) and `worldSize` the number of units.
+   */
+  mode: z.enum(['ranks', 'queue']),
   ranks: z.array(rankStatusSchema),
   totals: z.strictObject({
     complete: count,

@@ -6,8 +6,10 @@ set -euo pipefail
 
 # One line per need: the file the tests use, then the Debian package that provides it.
 # report.test.ts opens report.html in Chromium (driven by playwright-core, which downloads no browser).
+# queue-mode.test.ts starts its own redis-server processes (127.0.0.1, a free port, AOF on) for BullMQ.
 NEEDS=(
   "${AIR_TEST_CHROMIUM:-/usr/bin/chromium} chromium"
+  "${AIR_TEST_REDIS:-/usr/bin/redis-server} redis-server"
 )
 
 missing=()

@@ -90,7 +90,14 @@ export async function startHeartbeat(
   rank: number,
   intervalSeconds = HEARTBEAT_SECONDS,
 ): Promise<{ stop: () => Promise<void> }> {
-  const file = heartbeatFile(root, rank);
+  return startHeartbeatAt(heartbeatFile(root, rank), intervalSeconds);
+}
+
+/** The same heartbeat at any path (a queue unit's attempt keeps its own: job/queue/units.ts). */
+export async function startHeartbeatAt(
+  file: string,
+  intervalSeconds = HEARTBEAT_SECONDS,
+): Promise<{ stop: () => Promise<void> }> {
   const startedAt = new Date().toISOString();
   const beat = (): Promise<void> =>
     writeAtomically(

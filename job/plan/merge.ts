@@ -18,6 +18,7 @@ import { dedupeInstructionsAcrossRanks, type MergeDedupeResult } from './instruc
 import { isComplete, planFile, rankDir, rankName } from './layout.js';
 import { readPlan } from './plan-file.js';
 import { parseRunConfig } from '../config.js';
+import { countedAttempts, readQueueFile } from '../queue/units.js';
 
 type Totals = LedgerFile['totals'];
 type Stage = LedgerFile['stages'][number];
@@ -60,10 +61,11 @@ export interface MergedCache {
  */
 export async function mergeRanks(root: string, options: MergeOptions = {}): Promise<MergeResult> {
   const plan = await readPlan(root);
-  await refuseIncomplete(root, plan);
-  // Ranks without shards (more ranks than shards) wrote nothing.
-  const ranks = plan.ranks.filter((r) => r.shards.length > 0).map((r) => r.rank);
-  const read = await readRanks(root, ranks);
+  const outputs = await jobOutputs(root, plan);
+  const read = await readRanks(
+    root,
+    outputs.map((o) => o.dir),
+  );
   const { ledgers } = read;
   const rankTotals = sumTotals(ledgers.map((l) => l.totals));
   checkBalance(root, plan, rankTotals);
@@ -103,9 +105,9 @@ export async function mergeRanks(root: string, options: MergeOptions = {}): Prom
             dropList: dedupe.dropFile,
           },
         }),
-    ranks: ranks.map((rank, i) => ({
-      rank,
-      ledger: relative(path.join(rankDir(root, rank), LEDGER_FILE)),
+    [outputs.queue ? 'units' : 'ranks']: outputs.map(({ dir, ...which }, i) => ({
+      ...which,
+      ledger: relative(path.join(dir, LEDGER_FILE)),
       totals: ledgers[i]!.totals,
     })),
     parts,
@@ -121,7 +123,13 @@ export async function mergeRanks(root: string, options: MergeOptions = {}): Prom
     config: plan.config,
     dataFiles: parts.map((p) => p.file),
   });
-  const cache = options.cache === true ? await unionCaches(root, ranks) : undefined;
+  const cache =
+    options.cache === true
+      ? await unionCaches(
+          root,
+          outputs.map((o) => o.dir),
+        )
+      : undefined;
   return {
     ...artifacts,
     ledgerFile,
@@ -137,14 +145,14 @@ export async function mergeRanks(root: string, options: MergeOptions = {}): Prom
  * Adds every rank's `llm-cache.sqlite` to `<root>/llm-cache.sqlite` (kept across merges: a key already there
  * wins), so a later run that starts from that file repeats none of the job's answered calls.
  */
-async function unionCaches(root: string, ranks: readonly number[]): Promise<MergedCache> {
+async function unionCaches(root: string, dirs: readonly string[]): Promise<MergedCache> {
   const file = path.join(root, LLM_CACHE_FILE);
   const target = SqliteResponseCache.open(file);
   try {
     let sources = 0;
     let added = 0;
-    for (const rank of ranks) {
-      const source = path.join(rankDir(root, rank), LLM_CACHE_FILE);
+    for (const dir of dirs) {
+      const source = path.join(dir, LLM_CACHE_FILE);
       if (!(await pathExists(source))) continue;
       added += target.absorb(source).added;
       sources++;
@@ -153,6 +161,31 @@ async function unionCaches(root: string, ranks: readonly number[]): Promise<Merg
   } finally {
     target.close();
   }
+}
+
+/**
+ * The output folders the job's rows come from, in plan order: each rank's folder, or, for a job run from a
+ * queue (queue.json at the root), each unit's one counted attempt (job/queue/units.ts). Refuses unless all
+ * are complete.
+ */
+async function jobOutputs(
+  root: string,
+  plan: Plan,
+): Promise<Array<{ dir: string } & Record<string, unknown>> & { queue: boolean }> {
+  if ((await readQueueFile(root)) !== undefined) {
+    const units = await countedAttempts(root, plan);
+    return Object.assign(
+      units.map((u) => ({ unit: u.unit, label: u.label, attempt: path.basename(u.dir), dir: u.dir })),
+      { queue: true },
+    );
+  }
+  await refuseIncomplete(root, plan);
+  // Ranks without shards (more ranks than shards) wrote nothing.
+  const ranks = plan.ranks.filter((r) => r.shards.length > 0).map((r) => r.rank);
+  return Object.assign(
+    ranks.map((rank) => ({ rank, dir: rankDir(root, rank) })),
+    { queue: false },
+  );
 }
 
 /** Refuses (AIR_RANKS_INCOMPLETE) unless every rank is complete under the plan's fingerprint. */
@@ -173,13 +206,12 @@ async function refuseIncomplete(root: string, plan: Plan): Promise<void> {
 /** Each rank's ledger, parts (paths relative to the root) and stats, the stats merged as `air stats` does. */
 async function readRanks(
   root: string,
-  ranks: readonly number[],
+  dirs: readonly string[],
 ): Promise<{ ledgers: LedgerFile[]; parts: PartEntry[]; stats: RunStats }> {
   const ledgers: LedgerFile[] = [];
   const parts: PartEntry[] = [];
   let stats: RunStats | undefined;
-  for (const rank of ranks) {
-    const dir = rankDir(root, rank);
+  for (const dir of dirs) {
     ledgers.push(await readLedgerFile(path.join(dir, LEDGER_FILE)));
     for (const part of await committedParts(dir)) {
       parts.push({

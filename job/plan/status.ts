@@ -2,7 +2,13 @@ import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MANIFEST_FILE, readManifest, type Manifest } from '../../pipeline/io/manifest.js';
 import { countRows } from '../../pipeline/row-ranges.js';
-import { PLAN_VERSION, type JobStatus, type Plan, type RankStatus } from '../../schemas/plan.js';
+import {
+  PLAN_VERSION,
+  type JobStatus,
+  type Plan,
+  type PlannedShard,
+  type RankStatus,
+} from '../../schemas/plan.js';
 import { settledSoFar } from '../checkpoint.js';
 import {
   processAlive,
@@ -13,6 +19,14 @@ import {
   STALE_AFTER_SECONDS,
 } from './layout.js';
 import { readPlan } from './plan-file.js';
+import {
+  attemptDir,
+  listAttempts,
+  readAttemptHeartbeat,
+  readQueueFile,
+  readUnitCompletion,
+  unitDir,
+} from '../queue/units.js';
 import { LEDGER_FILE, readLedgerFile } from '../../report/stats/ledger-file.js';
 
 export interface StatusOptions {
@@ -40,14 +54,17 @@ export async function jobStatus(root: string, options: StatusOptions = {}): Prom
   const plan = await readPlan(root);
   const now = options.now ?? new Date();
   const staleMs = (options.staleAfterSeconds ?? STALE_AFTER_SECONDS) * 1000;
+  const queued = (await readQueueFile(root)) !== undefined;
   const ranks: RankStatus[] = [];
-  for (const planned of plan.ranks) ranks.push(await rankStatus(root, plan, planned.rank, now, staleMs));
+  if (queued) for (const shard of plan.shards) ranks.push(await unitStatus(root, plan, shard, now, staleMs));
+  else for (const planned of plan.ranks) ranks.push(await rankStatus(root, plan, planned.rank, now, staleMs));
   const { complete, totals } = summarise(ranks);
   return {
     version: PLAN_VERSION,
     root,
     at: now.toISOString(),
-    worldSize: plan.worldSize,
+    worldSize: queued ? plan.shards.length : plan.worldSize,
+    mode: queued ? 'queue' : 'ranks',
     fingerprint: plan.fingerprint,
     complete,
     totals,
@@ -121,9 +138,86 @@ async function rankStatus(
   return unfinishedStatus(evidence, now, staleMs, staleCompletion);
 }
 
+/**
+ * A queue unit (job/queue/units.ts) judged as a rank of one shard: complete when a marker names its counted
+ * attempt; else by its newest attempt folder and that attempt's heartbeat; not started while it has none.
+ */
+async function unitStatus(
+  root: string,
+  plan: Plan,
+  shard: PlannedShard,
+  now: Date,
+  staleMs: number,
+): Promise<RankStatus> {
+  const unit = shard.index;
+  const counted = await readUnitCompletion(root, unit);
+  const done = counted?.fingerprint === plan.fingerprint ? counted : undefined;
+  const attempt = done?.attempt ?? (await listAttempts(root, unit)).at(-1);
+  const dir = attempt === undefined ? unitDir(root, unit) : attemptDir(root, unit, attempt);
+  const manifest = attempt === undefined ? undefined : await readManifest(dir).catch(() => undefined);
+  const progress = manifest === undefined ? undefined : sessionProgress(manifest);
+  const heartbeat =
+    attempt === undefined || done !== undefined
+      ? null
+      : ((await readAttemptHeartbeat(root, unit, attempt)) ?? null);
+  const base = {
+    rank: unit,
+    shards: 1,
+    plannedRows: shard.rows,
+    settledRows: progress?.settledRows ?? 0,
+    rowsWritten: progress?.rowsWritten ?? 0,
+    startedAt: progress?.startedAt.toISOString() ?? null,
+    heartbeat:
+      heartbeat === null
+        ? null
+        : { pid: heartbeat.pid, host: heartbeat.host, updatedAt: heartbeat.updatedAt },
+  };
+  if (done !== undefined) {
+    return {
+      ...base,
+      state: 'complete',
+      settledRows: shard.rows,
+      rowsWritten: done.rowsWritten,
+      updatedAt: done.finishedAt,
+      rowsPerSecond:
+        progress === undefined
+          ? null
+          : rate(progress.sessionRows, progress.startedAt, new Date(done.finishedAt)),
+      etaSeconds: 0,
+      note: `${shard.label}: ${done.attempt} counts`,
+    };
+  }
+  if (attempt === undefined) {
+    return {
+      ...base,
+      state: 'not-started',
+      updatedAt: null,
+      rowsPerSecond: null,
+      etaSeconds: null,
+      note: shard.label,
+    };
+  }
+  const status = await unfinishedStatus(
+    { dir, heartbeat, manifest, progress, planned: { rows: shard.rows }, base },
+    now,
+    staleMs,
+    null,
+  );
+  return { ...status, note: `${shard.label} ${attempt}${status.note === null ? '' : `: ${status.note}`}` };
+}
+
 /** A rank with a folder or a heartbeat and no completion: running while it shows signs of life, else interrupted. */
 async function unfinishedStatus(
-  { dir, heartbeat, manifest, progress, planned, base }: RankEvidence,
+  {
+    dir,
+    heartbeat,
+    manifest,
+    progress,
+    planned,
+    base,
+  }: Pick<RankEvidence, 'dir' | 'heartbeat' | 'manifest' | 'progress' | 'base'> & {
+    readonly planned: { readonly rows: number };
+  },
   now: Date,
   staleMs: number,
   staleCompletion: string | null,

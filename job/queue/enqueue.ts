@@ -1,0 +1,129 @@
+import { Queue } from 'bullmq';
+import type { Plan } from '../../schemas/plan.js';
+import { dedupeEnabled, globalDedupeBarrier } from '../plan/dedupe-barrier.js';
+import { checkShardsUnchanged, rankConfig } from '../plan/run-rank.js';
+import { queueName, redisOptions, unitJobId, type UnitJobData } from './connection.js';
+import { QueueError } from './errors.js';
+import { readQueueFile, readUnitCompletion, writeQueueFile } from './units.js';
+
+/** Failed runs of one unit (errors, not stalls or stops) before BullMQ fails it; enqueue again to retry it. */
+export const ENQUEUE_ATTEMPTS = 3;
+
+export interface EnqueueOptions {
+  /** `redis://host:port/db`. */
+  readonly url: string;
+  /** Runs of a unit that may fail (an error, not a stall or a stop) before BullMQ fails it. */
+  readonly attempts: number;
+  /** The dedupe barrier's waits (as `air run --plan`): only the global step's lock is waited on here. */
+  readonly dedupeWaitSeconds: number;
+  readonly lockStaleSeconds: number;
+  readonly signal?: AbortSignal;
+  readonly log?: (line: string) => void;
+}
+
+export interface EnqueueResult {
+  readonly queue: string;
+  readonly units: number;
+  /** Units added by this call; the rest were already in the queue, or complete. */
+  readonly added: number;
+  /** Units BullMQ had failed (attempts used up), handed back to the queue. */
+  readonly retried: number;
+  readonly complete: number;
+}
+
+/**
+ * `air enqueue`: one BullMQ job per unit (a shard of the plan), with the unit as its id, so enqueueing twice
+ * adds nothing. Units already complete on disk are not added. With dedupe on, the global dedupe step runs here
+ * first, in this one process (keys of every shard, then the step), so that every unit's drop list is ready
+ * before any worker starts LLM work: workers never wait on each other.
+ */
+export async function enqueueUnits(
+  root: string,
+  plan: Plan,
+  options: EnqueueOptions,
+): Promise<EnqueueResult> {
+  const name = queueName(plan);
+  const existing = await readQueueFile(root);
+  if (existing !== undefined && existing.queue !== name) {
+    throw new QueueError(
+      'AIR_QUEUE_OTHER_PLAN',
+      `${root}: was enqueued from another plan (queue ${existing.queue}); plan into a fresh folder`,
+    );
+  }
+  await checkShardsUnchanged(plan.shards);
+  const config = rankConfig(plan, root, 0);
+  if (dedupeEnabled(config.dedupe)) {
+    options.log?.(`dedupe: keys of ${plan.shards.length} shards, then the global step, before enqueueing`);
+    await globalDedupeBarrier({
+      root,
+      plan,
+      rank: 0,
+      keyRanks: plan.ranks.map((r) => r.rank),
+      config,
+      timeoutSeconds: options.dedupeWaitSeconds,
+      lockStaleSeconds: options.lockStaleSeconds,
+      signal: options.signal,
+      log: options.log,
+    });
+  }
+  const pending: Array<{ name: 'unit'; data: UnitJobData; opts: { jobId: string } }> = [];
+  let complete = 0;
+  for (const shard of plan.shards) {
+    const done = await readUnitCompletion(root, shard.index);
+    if (done?.fingerprint === plan.fingerprint) {
+      complete++;
+      continue;
+    }
+    pending.push({
+      name: 'unit',
+      data: { unit: shard.index, label: shard.label },
+      opts: { jobId: unitJobId(shard.index) },
+    });
+  }
+  const queue = new Queue<UnitJobData, unknown, 'unit'>(name, {
+    connection: redisOptions(options.url, 'fail-fast'),
+    defaultJobOptions: {
+      attempts: options.attempts,
+      backoff: { type: 'exponential', delay: 5000 },
+      // Kept: a known id is what makes a second enqueue add nothing.
+      removeOnComplete: false,
+      removeOnFail: false,
+    },
+  });
+  // Connection errors surface as the failed command below (AIR_QUEUE_UNREACHABLE), once, not as a log per retry.
+  queue.on('error', () => {});
+  try {
+    const before = await countJobs(queue, options.url);
+    await queue.addBulk(pending);
+    const after = await countJobs(queue, options.url);
+    // A unit that used up its attempts stays failed under its id: enqueueing again is how it is retried.
+    let retried = 0;
+    for (const job of pending) {
+      const known = await queue.getJob(job.opts.jobId);
+      if (known !== undefined && (await known.isFailed())) {
+        await known.retry('failed');
+        retried++;
+      }
+    }
+    await writeQueueFile(root, {
+      air: 'queue',
+      version: 1,
+      queue: name,
+      fingerprint: plan.fingerprint,
+      units: plan.shards.length,
+      enqueuedAt: existing?.enqueuedAt ?? new Date().toISOString(),
+    });
+    return { queue: name, units: plan.shards.length, added: after - before, retried, complete };
+  } finally {
+    await queue.close();
+  }
+}
+
+async function countJobs(queue: Queue<UnitJobData, unknown, 'unit'>, url: string): Promise<number> {
+  try {
+    const counts = await queue.getJobCounts();
+    return Object.values(counts).reduce((a, b) => a + b, 0);
+  } catch (error) {
+    throw new QueueError('AIR_QUEUE_UNREACHABLE', `${url}: ${(error as Error).message}`, { cause: error });
+  }
+}

@@ -74,15 +74,16 @@ export async function runRank(
 ): Promise<RankOutcome> {
   if (await isComplete(root, rank, plan.fingerprint)) return { rank, status: 'already-complete' };
   const planned = rankShards(plan, rank);
-  useStorage(rankConfig(plan, root, rank));
-  await checkShardsUnchanged(planned);
   if (planned.length === 0) {
     // More ranks than shards: nothing to read, and nothing the others wait on.
     options.log?.(`rank ${rankName(rank)}: no shards in the plan; marked complete`);
     await markComplete(root, rank, { fingerprint: plan.fingerprint, rowsWritten: 0 });
     return { rank, status: 'ran', result: undefined };
   }
+  // A rank without shards has no input: its config would not parse (nor need storage).
   const config = rankConfig(plan, root, rank);
+  useStorage(config);
+  await checkShardsUnchanged(planned);
   const shards: Shard[] = planned.map((s) => ({ path: s.path, label: s.label, size: s.size }));
   const heartbeat = await startHeartbeat(root, rank);
   try {

@@ -9,6 +9,7 @@ function endpointTransport(at: string, keys: readonly string[]): Record<string, 
 }
 const CHAT_TRANSPORT = [
   'baseUrl',
+  'endpoints',
   'apiKeyEnv',
   'maxConcurrency',
   'initialConcurrency',

@@ -59,6 +59,7 @@ export async function setUpLlm(
           endpointSchema.parse({
             ...given,
             baseUrl: simulator.url,
+            endpoints: undefined,
             model: `air-sim-${role}`,
             apiKeyEnv: undefined,
           }),

@@ -18,6 +18,8 @@ const CHAT_TRANSPORT = [
   'timeoutSeconds',
   'maxAttempts',
   'circuitBreakerSeconds',
+  'saturation',
+  'metricsIntervalMs',
   'local.threads',
   'local.parallel',
   'local.modelsDir',

@@ -109,6 +109,20 @@ export class Admission {
     return this.grant(estimatedTokens);
   }
 
+  /**
+   * A saturation signal that comes without a refusal (the server queues: llm/saturation.ts): the limit goes down
+   * to `to`, as on a refusal, but no pause. Calls in flight above it finish; none is sent until under it.
+   */
+  shrink(to: number): void {
+    const target = Math.max(this.options.minConcurrency ?? 1, Math.floor(to));
+    if (target >= this.limitValue) return;
+    this.epoch++;
+    this.counters.cuts++;
+    this.failedAt = this.limitValue;
+    this.limitValue = target;
+    this.successes = 0;
+  }
+
   /** Ends a call: adjusts the limit by its outcome and refunds the unused token reservation. */
   release(permit: Permit, outcome: Outcome, actualTokens?: number, retryAfterS?: number): void {
     this.inFlight--;

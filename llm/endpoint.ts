@@ -66,6 +66,14 @@ export const endpointSchema = z.strictObject({
   maxAttempts: z.number().int().positive().default(6),
   /** The run stops when the endpoint has answered nothing usable for this long. */
   circuitBreakerSeconds: z.number().positive().default(120),
+  /**
+   * How a server that queues instead of refusing (vLLM, SGLang, TGI) is kept from queueing: `auto` reads its
+   * `/metrics` gauges when it has them, else compares latency with the no-load minimum; `gauges` or `latency`
+   * only; `off`: only 429/503 cut the limit.
+   */
+  saturation: z.enum(['auto', 'gauges', 'latency', 'off']).default('auto'),
+  /** How often `/metrics` is read, per replica. */
+  metricsIntervalMs: z.number().int().positive().default(500),
   /** The model's context window in tokens, when known (used to shorten prompts that cannot fit). */
   contextTokens: z.number().int().positive().optional(),
 });

@@ -3,6 +3,8 @@ import { CircuitBreaker } from './circuit.js';
 import { describeEndpoint, type ReplicaEndpoint, type ResolvedEndpoint } from './endpoint.js';
 import type { LlmError } from './errors.js';
 import { closeLane, openLane, type Lane } from './layers/lane.js';
+import { isLocalSpec } from './local.js';
+import { SaturationSignal, type SaturationOptions, type SaturationState } from './saturation.js';
 
 /**
  * The replicas of one role (a fleet serving the same model), each with its own lane: admission limit, health and
@@ -23,6 +25,8 @@ export interface ReplicaOptions {
   readonly ejectMaxMs?: number;
   /** Consecutive failures (other than a refused connection) that take a replica out. */
   readonly failuresToEject?: number;
+  /** Replaces how `/metrics` is read (tests, benchmarks). */
+  readonly fetchMetrics?: SaturationOptions['fetchText'];
 }
 
 /** What a replica did, for accounting and `air bench`. */
@@ -44,6 +48,7 @@ export interface ReplicaState extends ReplicaCounts {
   readonly health: 'up' | 'ejected';
   readonly limit: number;
   readonly inFlight: number;
+  readonly saturation: SaturationState;
 }
 
 /** A permit on one replica: what `release` needs back. */
@@ -62,11 +67,22 @@ export class Replica {
   ejections = 0;
   returns = 0;
   readonly failed = new Map<string, number>();
+  readonly saturation: SaturationSignal;
 
   constructor(
     readonly lane: Lane,
     readonly weight: number,
-  ) {}
+    fetchText: SaturationOptions['fetchText'],
+  ) {
+    const { endpoint } = lane;
+    this.saturation = new SaturationSignal(endpoint.baseUrl, lane.admission, {
+      mode: isLocalSpec(endpoint.model) ? 'off' : endpoint.saturation,
+      intervalMs: endpoint.metricsIntervalMs,
+      // A hosted API (rate buckets set) has no gauges, and its latency says nothing of a queue of ours.
+      fallback: endpoint.rpm === undefined && endpoint.tpm === undefined ? 'latency' : 'off',
+      fetchText,
+    });
+  }
 
   get baseUrl(): string {
     return this.lane.endpoint.baseUrl;
@@ -107,6 +123,7 @@ export class ReplicaSet {
         new Replica(
           openLane(r, () => this.pump()),
           r.weight,
+          options.fetchMetrics,
         ),
     );
     const describe =
@@ -130,13 +147,25 @@ export class ReplicaSet {
     });
   }
 
-  /** Ends an attempt: the replica's admission and health, and the role's circuit, learn its outcome. */
-  release(lease: Lease, error: LlmError | undefined, tokens = 0): void {
+  /**
+   * Ends an attempt: the replica's admission, saturation signal and health, and the role's circuit, learn its
+   * outcome (an answer's latency and completion tokens in `answer`).
+   */
+  release(
+    lease: Lease,
+    error: LlmError | undefined,
+    answer: { tokens: number; latencyMs: number; completionTokens: number } = {
+      tokens: 0,
+      latencyMs: 0,
+      completionTokens: 0,
+    },
+  ): void {
     const { replica, permit } = lease;
     const { admission } = replica.lane;
     if (error === undefined) {
       replica.answered++;
-      admission.release(permit, 'success', tokens);
+      replica.saturation.observe(answer.latencyMs, answer.completionTokens);
+      admission.release(permit, 'success', answer.tokens);
       this.answered(replica);
       this.circuit.success();
     } else {
@@ -163,13 +192,17 @@ export class ReplicaSet {
       failed: Object.fromEntries(r.failed),
       ejections: r.ejections,
       returns: r.returns,
+      saturation: r.saturation.state(),
     }));
   }
 
   async close(): Promise<void> {
     if (this.timer !== undefined) clearTimeout(this.timer);
     this.timer = undefined;
-    for (const r of this.replicas) await closeLane(r.lane);
+    for (const r of this.replicas) {
+      r.saturation.stop();
+      await closeLane(r.lane);
+    }
   }
 
   private answered(replica: Replica): void {

@@ -6,7 +6,12 @@ import { HttpLlmClient } from '../llm/client.js';
 import { endpointSchema, replicasOf, resolveEndpoint, type EndpointConfig } from '../llm/endpoint.js';
 import { LlmError } from '../llm/errors.js';
 import { metricsUrl, parsePrometheusText, schedulerGauges } from '../llm/prometheus.js';
-import { startSimulator, type Simulator, type SimulatorOptions } from '../llm/simulator/index.js';
+import {
+  parseMetrics,
+  startSimulator,
+  type Simulator,
+  type SimulatorOptions,
+} from '../llm/simulator/index.js';
 import { runAir } from './helpers/cli.js';
 import { SAMPLE, tempDir } from './helpers/duckdb.js';
 
@@ -47,7 +52,7 @@ describe('the simulator as a queueing server (vLLM-like)', () => {
       maxQueue: 100_000,
       replyLength: 'fixed',
       meanReplyTokens: 20,
-      decodeTokensPerSPerSequence: 400,
+      decodeTokensPerSPerSequence: 40, // 0.5 s a call: none ends between the wait below and the scrape
     });
     const statuses = Array.from({ length: 10 }, () => chatStatus(simulator, 'guidance'));
     while (simulator.stats().inService + simulator.stats().queued < 10) {
@@ -126,6 +131,7 @@ function queueing(slots: number, port = 0): SimulatorOptions {
 function fleetClient(
   replicas: ReadonlyArray<{ url: string; maxConcurrency: number; weight?: number }>,
   endpoint: Partial<EndpointConfig> = {},
+  fetchMetrics?: (url: string) => Promise<string | undefined>,
 ): { client: HttpLlmClient; accounting: Accounting } {
   const accounting = new Accounting();
   const config = endpointSchema.parse({
@@ -133,13 +139,14 @@ function fleetClient(
     endpoints: replicas.map((r) => ({ baseUrl: r.url, maxConcurrency: r.maxConcurrency, weight: r.weight })),
     initialConcurrency: 64,
     maxAttempts: 20,
+    saturation: 'off',
     ...endpoint,
   });
   const client = new HttpLlmClient({
     endpoints: [resolveEndpoint('guidance', config)],
     recorder: accounting,
     backoff: { baseMs: 5, maxMs: 40 },
-    replicas: { ejectBaseMs: 50, ejectMaxMs: 200 },
+    replicas: { ejectBaseMs: 50, ejectMaxMs: 200, fetchMetrics },
   });
   open.push(client);
   return { client, accounting };
@@ -350,5 +357,65 @@ describe('air run on a fleet', () => {
     expect(b.stats().completions).toBeGreaterThan(0);
     const calls = entries.reduce((n, e) => n + e.calls, 0);
     expect(a.stats().completions + b.stats().completions).toBe(calls);
+  });
+});
+
+/** The server's own integrals: request-seconds queued and slot-seconds served, between two scrapes. */
+async function integrals(simulator: Simulator): Promise<{ waiting: number; serving: number }> {
+  const m = parseMetrics(await (await fetch(metricsUrl(simulator.url))).text());
+  return { waiting: m.waiting_seconds_total, serving: m.sequence_seconds_total };
+}
+
+/**
+ * One client, 24 callers and a limit starting at 24, on a queueing server of 4 slots: the queue wait per unit of
+ * service over the second half of 600 calls, with the saturation signal given.
+ */
+async function queueOnOneServer(
+  saturation: EndpointConfig['saturation'],
+  fetchMetrics?: (url: string) => Promise<string | undefined>,
+) {
+  const server = await sim(queueing(4));
+  const { client } = fleetClient(
+    [{ url: server.url, maxConcurrency: 64 }],
+    { saturation, initialConcurrency: 24, metricsIntervalMs: 50 },
+    fetchMetrics,
+  );
+  let half: { waiting: number; serving: number } | undefined;
+  await drive(client, 600, 24, async (n) => {
+    if (n === 300) half = await integrals(server);
+  });
+  const end = await integrals(server);
+  const [state] = client.replicaStates('guidance');
+  return { waitPerService: (end.waiting - half!.waiting) / (end.serving - half!.serving), state: state! };
+}
+
+describe('the saturation signal on a server that queues instead of refusing', () => {
+  it("without it, air's limit never comes down: calls wait several service times in the queue", async () => {
+    const { waitPerService, state } = await queueOnOneServer('off');
+    expect(state.limit).toBeGreaterThanOrEqual(24);
+    expect(waitPerService).toBeGreaterThan(3); // 20 of 24 waiting behind 4 slots: ~5 service times
+  });
+
+  it("reads vLLM's gauges on /metrics and shrinks the limit toward what the server runs", async () => {
+    const { waitPerService, state } = await queueOnOneServer('auto');
+    expect(state.saturation.source).toBe('gauges');
+    expect(state.saturation.cuts).toBeGreaterThan(0);
+    expect(state.limit).toBeLessThanOrEqual(8);
+    expect(waitPerService).toBeLessThan(1);
+  });
+
+  it('falls back to latency against the no-load minimum when /metrics is missing or malformed', async () => {
+    for (const fetchMetrics of [
+      async () => undefined, // no route, or not reachable
+      async () => '<html><body>404 Not Found</body></html>',
+      async () => 'vllm:num_requests_running 4\nvllm:num_requests_waiting NaN\n',
+    ]) {
+      const { waitPerService, state } = await queueOnOneServer('auto', fetchMetrics);
+      expect(state.saturation.source).toBe('latency');
+      expect(state.saturation.cuts).toBeGreaterThan(0);
+      expect(state.limit).toBeLessThanOrEqual(8);
+      expect(waitPerService).toBeLessThan(1);
+      while (open.length > 0) await open.pop()!.close();
+    }
   });
 });

@@ -33,7 +33,11 @@ export function admit(replicas: ReplicaSet, recorder?: CallRecorder): Layer {
       tally?.(role, model, lease.replica.baseUrl, failure.code);
       throw failure;
     }
-    replicas.release(lease, undefined, result.usage.promptTokens + result.usage.completionTokens);
+    replicas.release(lease, undefined, {
+      tokens: result.usage.promptTokens + result.usage.completionTokens,
+      latencyMs: result.latencyMs,
+      completionTokens: result.usage.completionTokens,
+    });
     tally?.(role, model, lease.replica.baseUrl);
     return result;
   };

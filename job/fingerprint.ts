@@ -41,6 +41,7 @@ export const NON_RESULT_SETTINGS: Readonly<Record<string, string>> = {
   'llm.cache': 'whether answered calls are kept; a seeded call gets the same reply either way',
   'llm.prices': 'cost accounting only',
   'llm.modelsDir': 'where model files are kept',
+  'llm.processes': 'how many processes share the servers: concurrency only',
   'llm.simulator.maxConcurrentSequences': "the simulator's speed; its replies do not depend on it",
   'llm.simulator.prefillTokensPerS': "the simulator's speed; its replies do not depend on it",
   'llm.simulator.decodeTokensPerSPerSequence': "the simulator's speed; its replies do not depend on it",

@@ -79,7 +79,12 @@ export async function setUpLlm(
   const cache = openResponseCache(
     config.cache && outputDir !== undefined ? path.join(outputDir, LLM_CACHE_FILE) : undefined,
   );
-  const client = new HttpLlmClient({ endpoints, cache, recorder: accounting });
+  const client = new HttpLlmClient({
+    endpoints,
+    cache,
+    recorder: accounting,
+    replicas: { sharers: config.processes },
+  });
   const models = { guidance: endpoints[0]!.model, student: endpoints[1]!.model };
   return {
     client,

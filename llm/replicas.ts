@@ -27,6 +27,8 @@ export interface ReplicaOptions {
   readonly failuresToEject?: number;
   /** Replaces how `/metrics` is read (tests, benchmarks). */
   readonly fetchMetrics?: SaturationOptions['fetchText'];
+  /** air processes sharing the servers (see SaturationOptions.sharers). */
+  readonly sharers?: number;
 }
 
 /** What a replica did, for accounting and `air bench`. */
@@ -72,7 +74,7 @@ export class Replica {
   constructor(
     readonly lane: Lane,
     readonly weight: number,
-    fetchText: SaturationOptions['fetchText'],
+    options: ReplicaOptions,
   ) {
     const { endpoint } = lane;
     this.saturation = new SaturationSignal(endpoint.baseUrl, lane.admission, {
@@ -80,7 +82,8 @@ export class Replica {
       intervalMs: endpoint.metricsIntervalMs,
       // A hosted API (rate buckets set) has no gauges, and its latency says nothing of a queue of ours.
       fallback: endpoint.rpm === undefined && endpoint.tpm === undefined ? 'latency' : 'off',
-      fetchText,
+      fetchText: options.fetchMetrics,
+      sharers: options.sharers,
     });
   }
 
@@ -123,7 +126,7 @@ export class ReplicaSet {
         new Replica(
           openLane(r, () => this.pump()),
           r.weight,
-          options.fetchMetrics,
+          options,
         ),
     );
     const describe =

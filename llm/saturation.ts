@@ -15,7 +15,8 @@ import { metricsUrl, schedulerGauges } from './prometheus.js';
  *   lowest such figure seen (the no-load minimum), in the manner of TCP Vegas. Above `1 + tolerance` the calls
  *   are waiting somewhere: the limit shrinks by the ratio.
  *
- * After a cut, no other until the calls in flight are back under the new limit: the signal lags the cut.
+ * After a cut, no other until the calls in flight are back under the new limit and one mean latency has passed:
+ * the signal lags the cut.
  */
 export type SaturationMode = 'auto' | 'gauges' | 'latency' | 'off';
 
@@ -25,10 +26,18 @@ const QUEUE_ALLOWANCE = 0.1;
 export interface SaturationOptions {
   readonly mode: SaturationMode;
   readonly intervalMs: number;
+  /**
+   * air processes known to share the server (the world size of a distributed run; 1: unknown). A process above
+   * its equal share of what the server runs is cut to that share at a queue, so processes that started at other
+   * times converge to equal shares in one cut instead of many.
+   */
+  readonly sharers?: number;
   /** What `auto` uses when the server has no gauges: latency, or nothing (a hosted API: see Replica). */
   readonly fallback?: 'latency' | 'off';
   /** Latency mode: excess latency over the no-load minimum tolerated (0.25: a queue wait of 1/4 service). */
   readonly tolerance?: number;
+  /** For rounding a cut; seeded in tests. */
+  readonly random?: () => number;
   /** Reads `/metrics` (tests and benchmarks may count or replace it); resolves to undefined when unreachable. */
   readonly fetchText?: (url: string) => Promise<string | undefined>;
 }
@@ -46,6 +55,9 @@ export class SaturationSignal {
   private source: SaturationState['source'];
   private timer: NodeJS.Timeout | undefined;
   private settling = false;
+  private holdUntil = 0;
+  /** Moving average of answered attempts' latency: how long a queue takes to be served. */
+  private latencyMs: number | undefined;
   private cuts = 0;
   private windowMs = 0;
   private windowTokens = 0;
@@ -54,6 +66,7 @@ export class SaturationSignal {
   private lastPerToken: number | undefined;
   private readonly url: string;
   private readonly tolerance: number;
+  private readonly random: () => number;
   private readonly fetchText: (url: string) => Promise<string | undefined>;
 
   constructor(
@@ -63,6 +76,7 @@ export class SaturationSignal {
   ) {
     this.url = metricsUrl(baseUrl);
     this.tolerance = options.tolerance ?? 0.25;
+    this.random = options.random ?? Math.random;
     this.fetchText = options.fetchText ?? fetchMetrics;
     this.source = { auto: 'pending', gauges: 'gauges', latency: 'latency', off: 'off' }[options.mode] as
       'pending' | 'gauges' | 'latency' | 'off';
@@ -80,6 +94,7 @@ export class SaturationSignal {
 
   /** One answered attempt: its latency (one HTTP attempt) and completion tokens. */
   observe(latencyMs: number, completionTokens: number): void {
+    this.latencyMs = this.latencyMs === undefined ? latencyMs : 0.9 * this.latencyMs + 0.1 * latencyMs;
     if (this.source !== 'latency') return;
     // The minimum is per call: the first calls of a run meet free slots even when the window that follows
     // queues, so the no-load figure is seen once, at the start, whatever the load after.
@@ -117,8 +132,11 @@ export class SaturationSignal {
     // not after the round trip of this process's next call (with none waiting, 32 slots ran 0.91 busy).
     const allowance = Math.max(1, Math.ceil(QUEUE_ALLOWANCE * gauges.running));
     if (gauges.waiting > allowance) {
-      const target = gauges.running + allowance;
-      this.cut((this.admission.active * target) / (gauges.running + gauges.waiting));
+      const factor = (gauges.running + allowance) / (gauges.running + gauges.waiting);
+      const fair = (gauges.running + allowance) / (this.options.sharers ?? 1);
+      const { active } = this.admission;
+      // Everyone cuts by the same factor (so a queue of other tenants' is answered too); above its share, to it.
+      this.cut(Math.min(active * factor, fair));
     } else this.settle();
   }
 
@@ -126,16 +144,21 @@ export class SaturationSignal {
     this.settle();
     if (this.settling) return;
     const before = this.admission.limit;
-    this.admission.shrink(Math.min(before - 1, to));
+    // Rounded at random, unbiased: N processes each cutting a queue of 1 by a whole call would cut N.
+    this.admission.shrink(Math.floor(to + this.random()));
     if (this.admission.limit < before) {
       this.cuts++;
       this.settling = true;
+      // The queue the cut answers drains as the calls in it are served, one latency on: other processes on the
+      // server cut for it too, and a second cut before then would count the same queue twice.
+      this.holdUntil = performance.now() + Math.max(this.options.intervalMs, this.latencyMs ?? 0);
     }
   }
 
-  /** A cut has taken effect once the calls in flight are back under the limit. */
+  /** A cut has taken effect once the calls in flight are back under the limit and a latency has passed. */
   private settle(): void {
-    if (this.settling && this.admission.active <= this.admission.limit) this.settling = false;
+    if (this.settling && this.admission.active <= this.admission.limit && performance.now() >= this.holdUntil)
+      this.settling = false;
   }
 
   private schedule(ms: number): void {

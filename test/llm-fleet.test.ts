@@ -5,7 +5,9 @@ import { Accounting } from '../llm/accounting.js';
 import { HttpLlmClient } from '../llm/client.js';
 import { endpointSchema, replicasOf, resolveEndpoint, type EndpointConfig } from '../llm/endpoint.js';
 import { LlmError } from '../llm/errors.js';
+import { Admission } from '../llm/admission.js';
 import { metricsUrl, parsePrometheusText, schedulerGauges } from '../llm/prometheus.js';
+import { SaturationSignal } from '../llm/saturation.js';
 import {
   parseMetrics,
   startSimulator,
@@ -417,5 +419,49 @@ describe('the saturation signal on a server that queues instead of refusing', ()
       expect(waitPerService).toBeLessThan(1);
       while (open.length > 0) await open.pop()!.close();
     }
+  });
+});
+
+describe('the gauge rule', () => {
+  /** An admission with `active` calls in flight, and a signal on it reading `text` as the server's /metrics. */
+  function signal(active: number, sharers: number, text: () => string) {
+    const admission = new Admission({ maxConcurrency: 64, initialConcurrency: 32 });
+    for (let i = 0; i < active; i++) admission.tryAcquire();
+    const saturation = new SaturationSignal('http://127.0.0.1:9/v1', admission, {
+      mode: 'gauges',
+      intervalMs: 60_000,
+      sharers,
+      random: () => 0,
+      fetchText: async () => text(),
+    });
+    open.push({ close: async () => saturation.stop() });
+    return { admission, saturation };
+  }
+  const gauges = (running: number, waiting: number) =>
+    `vllm:num_requests_running ${running}\nvllm:num_requests_waiting ${waiting}\n`;
+
+  it('cuts by the share the server runs, leaving a tenth of it waiting, once per queue', async () => {
+    const { admission, saturation } = signal(20, 1, () => gauges(32, 48));
+    await saturation.scrape();
+    // 20 x (32 + 4) / (32 + 48) = 9
+    expect(admission.limit).toBe(9);
+    await saturation.scrape(); // the same queue, before the cut has drained it: no second cut
+    expect(admission.limit).toBe(9);
+    expect(saturation.state()).toMatchObject({ source: 'gauges', cuts: 1 });
+  });
+
+  it('leaves the limit alone while no more than a tenth of what runs waits', async () => {
+    const { admission, saturation } = signal(20, 1, () => gauges(32, 4));
+    await saturation.scrape();
+    expect(admission.limit).toBe(32);
+  });
+
+  it('with the world size known, cuts a process above its equal share to it, the others by the factor', async () => {
+    const big = signal(30, 4, () => gauges(32, 8)); // factor 36/40: 27; its share (32 + 4) / 4 = 9
+    const small = signal(6, 4, () => gauges(32, 8)); // 6 x 0.9 = 5.4
+    await big.saturation.scrape();
+    await small.saturation.scrape();
+    expect(big.admission.limit).toBe(9);
+    expect(small.admission.limit).toBe(5);
   });
 });

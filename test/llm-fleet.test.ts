@@ -359,6 +359,9 @@ describe('air run on a fleet', () => {
     expect(b.stats().completions).toBeGreaterThan(0);
     const calls = entries.reduce((n, e) => n + e.calls, 0);
     expect(a.stats().completions + b.stats().completions).toBe(calls);
+    const report = await readFile(path.join(out, 'report.html'), 'utf8');
+    expect(report).toContain('<h3>Per replica</h3>');
+    for (const url of [a.url, b.url]) expect(report).toContain(`<th>guidance</th><td>${url}</td>`);
   });
 });
 

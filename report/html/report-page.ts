@@ -4,6 +4,7 @@ import {
   constraintTypeTable,
   distributionTable,
   llmTable,
+  replicaTable,
   overviewTable,
   stageTable,
   stopReasonTable,
@@ -85,6 +86,7 @@ ${fig('throughput', 'latency-time', 'latency-models')}
 <h3>Tokens and cost per role and model</h3>
 ${llmNote(runs)}
 ${llmTable(runs)}
+${replicaTable(runs) === '' ? '' : `<h3>Per replica</h3>${replicaTable(runs)}`}
 </section>
 <section id="distributions"><h2>All distributions</h2>
 <p>Word counts: quantiles within 1% (log-bucket histograms, merged across shards by adding buckets); small integers (depth, scores, counts per row) are counted exactly.</p>

@@ -74,8 +74,7 @@ export async function runPlanRanks(
   }
   for (const rank of ranks) {
     const config = parseRunConfig(
-      // The ranks share the LLM servers: each takes its share of a queueing one (llm.processes).
-      { ...plan.config, ...display, llm: llmShared(plan), output: rankDir(root, rank) },
+      { ...plan.config, ...display, output: rankDir(root, rank) },
       planFile(root),
     );
     const options: Omit<RankRunOptions, keyof JobOptions> = {
@@ -140,11 +139,4 @@ function describe(outcome: RankOutcome, plan: Plan): JobResult | string {
 /** Exit 2 for refusals before any row is read: a stale plan, like a usage error. */
 export function isPlanRefusal(error: unknown): boolean {
   return error instanceof AirError && error.code === 'AIR_PLAN_STALE';
-}
-
-/** The plan's llm section with `processes` set to its world size, unless the config set another than 1. */
-function llmShared(plan: Plan): Record<string, unknown> {
-  const llm = (plan.config as { llm?: Record<string, unknown> }).llm ?? {};
-  const set = typeof llm.processes === 'number' && llm.processes !== 1;
-  return { ...llm, processes: set ? llm.processes : plan.worldSize };
 }

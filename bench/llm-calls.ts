@@ -138,6 +138,8 @@ async function saturation(): Promise<void> {
     maxConcurrency: 256,
     initialConcurrency: 8,
     maxTokens: 4096,
+    // `--saturation off`: refusals alone, as before the saturation signal (RESULTS-fleet.md).
+    saturation: argValue('--saturation') as 'auto' | 'off' | undefined,
   });
   const admission = c.admission('guidance')!;
   const t0 = performance.now();

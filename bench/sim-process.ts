@@ -62,7 +62,13 @@ export function stopSimProcess(child: ChildProcess): Promise<string> {
 /** air's client for one `guidance` role on the benchmark simulator, with its accounting. */
 export function benchClient(
   url: string,
-  options: { maxConcurrency: number; initialConcurrency?: number; maxTokens: number },
+  options: {
+    maxConcurrency: number;
+    initialConcurrency?: number;
+    maxTokens: number;
+    /** air's saturation signal (default auto: the simulator's gauges); off leaves 429/503 alone. */
+    saturation?: 'auto' | 'gauges' | 'latency' | 'off';
+  },
 ): { client: HttpLlmClient; accounting: Accounting } {
   const accounting = new Accounting();
   const client = new HttpLlmClient({
@@ -75,6 +81,7 @@ export function benchClient(
           maxConcurrency: options.maxConcurrency,
           initialConcurrency: options.initialConcurrency ?? options.maxConcurrency,
           maxAttempts: 20,
+          saturation: options.saturation,
           sampling: { max_tokens: options.maxTokens, temperature: 0.2 },
         }),
       ),

@@ -200,6 +200,18 @@ async function runPipelineBench(flags: BenchFlags, io: BenchIO): Promise<Pipelin
   ]);
   const stepHeader = ['step', 'calls', 'prompt tok', 'cached by server', 'cached share'];
   for (const line of formatTable([stepHeader, ...steps])) io.stdout(`${line}\n`);
+  // A fleet: how each server of a role was used (a single server per role says nothing more than the above).
+  if (new Set(report.byReplica.map((r) => r.role)).size < report.byReplica.length) {
+    const replicas = report.byReplica.map((r) => [
+      r.role,
+      r.baseUrl,
+      String(r.attempts),
+      String(r.answered),
+      String(r.errors),
+    ]);
+    const head = ['role', 'replica', 'attempts', 'answered', 'errors'];
+    for (const line of formatTable([head, ...replicas])) io.stdout(`${line}\n`);
+  }
   await mkdir(flags.out, { recursive: true });
   const json = path.join(flags.out, 'bench-pipeline.json');
   await writeFile(json, `${JSON.stringify(report, null, 2)}\n`);

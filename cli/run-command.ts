@@ -7,7 +7,7 @@ import { AirError, errorMessage } from '../pipeline/errors.js';
 import { MANIFEST_FILE, readManifest } from '../pipeline/io/manifest.js';
 import { peakRssMB } from '../pipeline/memory.js';
 import type { PipelineRun } from '../pipeline/run.js';
-import { nonNegativeArg } from './args.js';
+import { commaList, nonNegativeArg } from './args.js';
 import { mergeConfig, readConfigFile } from './config-file.js';
 import { formatDownload } from './format.js';
 import { EXIT, isUsageError, type CliIO } from './io.js';
@@ -70,9 +70,12 @@ export function registerRunCommand(program: Command, io: CliIO, setExit: (code: 
       `with --plan: take over a dedupe lock this old whose holder is not seen alive (default: ${DEDUPE_LOCK_STALE_SECONDS})`,
       nonNegativeArg,
     )
-    .option('--guidance-url <url>', 'base URL of the guidance (large) model server, up to /v1')
+    .option(
+      '--guidance-url <url,...>',
+      'base URL of the guidance (large) model server, up to /v1; several, comma-separated, for replicas',
+    )
     .option('--guidance-model <name>', 'guidance model name, or local:<path.gguf> to run it inside air')
-    .option('--student-url <url>', 'base URL of the student (small) model server, up to /v1')
+    .option('--student-url <url,...>', 'base URL of the student (small) model server(s), up to /v1')
     .option('--student-model <name>', 'student model name, or local:<path.gguf>')
     .option(
       '--api-key-env <VAR>',
@@ -248,14 +251,22 @@ async function loadConfig(flags: RunFlags): Promise<RunConfig> {
   return parseRunConfig(merged, flags.config ?? 'flags');
 }
 
-/** Only the flags given, so a config file's other endpoint settings survive the merge. */
+/**
+ * Only the flags given, so a config file's other endpoint settings survive the merge. A URL flag names every
+ * replica (`a,b,c`), so it replaces a config file's `endpoints` list too.
+ */
 function roleFlags(
-  baseUrl: string | undefined,
+  urls: string | undefined,
   model: string | undefined,
   apiKeyEnv: string | undefined,
-): Record<string, string> | undefined {
-  const given: Record<string, string> = {};
-  for (const [key, value] of Object.entries({ baseUrl, model, apiKeyEnv }))
+): Record<string, unknown> | undefined {
+  const given: Record<string, unknown> = {};
+  if (urls !== undefined) {
+    const list = commaList(urls);
+    given.baseUrl = list[0] ?? urls;
+    given.endpoints = list.map((baseUrl) => ({ baseUrl }));
+  }
+  for (const [key, value] of Object.entries({ model, apiKeyEnv }))
     if (value !== undefined) given[key] = value;
   return Object.keys(given).length === 0 ? undefined : given;
 }

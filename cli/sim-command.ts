@@ -72,7 +72,11 @@ export function registerSimCommand(program: Command, io: SimCommandIO = {}): voi
       'mean length of text replies, heavy-tailed (default: 200)',
       positiveArg,
     )
-    .option('--max-queue <n>', 'requests that may wait for a slot; more get 503 (default: 1024)', countArg)
+    .option(
+      '--max-queue <n>',
+      'requests that may wait for a slot; more get 503 (default: 1024; 100000 queues without refusing, as vLLM)',
+      countArg,
+    )
     .option('--context-tokens <n>', 'context length: prompt + max_tokens (default: 8192)', positiveIntArg)
     .option('--seed <n>', 'seed of replies, embeddings and faults (default: 0)', integerArg)
     .option('--zero-latency', 'answer at once (every rate infinite), to measure client overhead')

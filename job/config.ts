@@ -218,6 +218,11 @@ export const llmConfigSchema = z.strictObject({
   prices: PriceTableSchema.default({}),
   /** Keep answered calls in <output>/llm-cache.sqlite so reruns and resumes repeat none of them. */
   cache: z.boolean().default(true),
+  /**
+   * air processes that share these servers at once (a distributed run's ranks; `air run --plan` sets the plan's
+   * world size): above its equal share of a queueing server, a process is cut to it (llm/saturation.ts).
+   */
+  processes: positiveInt.default(1),
   /** Where the default local model is downloaded to and found again (node-llama-cpp's default when unset). */
   modelsDir: z.string().min(1).optional(),
   simulator: simulatorConfigSchema.default(simulatorConfigSchema.parse({})),

@@ -59,6 +59,7 @@ export async function setUpLlm(
           endpointSchema.parse({
             ...given,
             baseUrl: simulator.url,
+            endpoints: undefined,
             model: `air-sim-${role}`,
             apiKeyEnv: undefined,
           }),
@@ -78,7 +79,12 @@ export async function setUpLlm(
   const cache = openResponseCache(
     config.cache && outputDir !== undefined ? path.join(outputDir, LLM_CACHE_FILE) : undefined,
   );
-  const client = new HttpLlmClient({ endpoints, cache, recorder: accounting });
+  const client = new HttpLlmClient({
+    endpoints,
+    cache,
+    recorder: accounting,
+    replicas: { sharers: config.processes },
+  });
   const models = { guidance: endpoints[0]!.model, student: endpoints[1]!.model };
   return {
     client,

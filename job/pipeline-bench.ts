@@ -37,6 +37,14 @@ export interface PipelineBenchReport {
     latencyP95Ms: number | null;
     errors: number;
   }>;
+  /** Per replica (server) of each role: attempts sent there, answered, failed. */
+  readonly byReplica: ReadonlyArray<{
+    role: string;
+    baseUrl: string;
+    attempts: number;
+    answered: number;
+    errors: number;
+  }>;
   readonly status: string;
   readonly dropped: Readonly<Record<string, number>>;
 }
@@ -93,6 +101,15 @@ export async function benchPipeline(
       latencyP95Ms: e.latency.p95,
       errors: Object.values(e.errors).reduce((a, b) => a + b, 0),
     })),
+    byReplica: accounting.entries.flatMap((e: RoleModelSnapshot) =>
+      Object.entries(e.replicas ?? {}).map(([baseUrl, r]) => ({
+        role: e.role,
+        baseUrl,
+        attempts: r.attempts,
+        answered: r.answered,
+        errors: Object.values(r.errors).reduce((a, b) => a + b, 0),
+      })),
+    ),
     status: result.report.status,
     dropped: totals.dropped,
   };

@@ -68,7 +68,15 @@ export interface StepCounts {
 }
 
 /** What the LLM client reports to: an `Accounting`, or anything that records the same calls. */
-export type CallRecorder = Pick<Accounting, 'record' | 'recordError'>;
+export type CallRecorder = Pick<Accounting, 'record' | 'recordError'> &
+  Partial<Pick<Accounting, 'recordAttempt'>>;
+
+/** What one replica (server) of a role did: every HTTP attempt sent there, answered or failed by code. */
+export interface ReplicaTally {
+  readonly attempts: number;
+  readonly answered: number;
+  readonly errors: Readonly<Record<string, number>>;
+}
 
 /** The counters every level of accounting keeps (one role and model, or the whole run). */
 export interface CallCounts {
@@ -90,6 +98,8 @@ export interface CallCounts {
 export interface RoleModelSnapshot extends CallCounts {
   readonly role: Role;
   readonly model: string;
+  /** Per replica, by base URL (keys sorted); absent in snapshots older than replicas. */
+  readonly replicas?: Readonly<Record<string, ReplicaTally>>;
   /** Latency of calls that reached the server, in ms. */
   readonly latency: Summary;
   readonly latencyHistogram: HistogramSnapshot;
@@ -131,6 +141,7 @@ interface Cell {
   retries: number;
   readonly errors: Map<string, number>;
   readonly latency: LogHistogram;
+  readonly replicas: Map<string, { attempts: number; answered: number; errors: Map<string, number> }>;
 }
 
 export class Accounting {
@@ -180,6 +191,19 @@ export class Accounting {
     cell.retries += Math.max(0, attempts - 1);
   }
 
+  /** One HTTP attempt on one replica of a role: answered (no code) or failed with `code`. */
+  recordAttempt(role: Role, model: string, baseUrl: string, code?: string): void {
+    const replicas = this.cell(role, model).replicas;
+    let tally = replicas.get(baseUrl);
+    if (tally === undefined) {
+      tally = { attempts: 0, answered: 0, errors: new Map() };
+      replicas.set(baseUrl, tally);
+    }
+    tally.attempts += 1;
+    if (code === undefined) tally.answered += 1;
+    else tally.errors.set(code, (tally.errors.get(code) ?? 0) + 1);
+  }
+
   snapshot(): AccountingSnapshot {
     const entries = [...this.cells.values()].map(({ role, model, cell }) => {
       const histogram = cell.latency.snapshot();
@@ -198,6 +222,7 @@ export class Accounting {
         model,
         ...counts,
         errors: sortedRecord(cell.errors),
+        ...(cell.replicas.size === 0 ? {} : { replicas: replicaRecord(cell.replicas) }),
         latency: cell.latency.summary(),
         latencyHistogram: histogram,
         ...priced(price, counts.promptTokens, counts.completionTokens),
@@ -251,12 +276,46 @@ export class Accounting {
           retries: 0,
           errors: new Map(),
           latency: new LogHistogram(),
+          replicas: new Map(),
         },
       };
       this.cells.set(key, found);
     }
     return found.cell;
   }
+}
+
+function replicaRecord(
+  replicas: ReadonlyMap<string, { attempts: number; answered: number; errors: Map<string, number> }>,
+): Record<string, ReplicaTally> {
+  return Object.fromEntries(
+    [...replicas.entries()]
+      .sort(([x], [y]) => compare(x, y))
+      .map(([url, t]) => [
+        url,
+        { attempts: t.attempts, answered: t.answered, errors: sortedRecord(t.errors) },
+      ]),
+  );
+}
+
+/** Replica tallies add up by base URL, as everything else here. */
+function mergeReplicas(
+  a: RoleModelSnapshot['replicas'],
+  b: RoleModelSnapshot['replicas'],
+): Pick<RoleModelSnapshot, 'replicas'> {
+  if (a === undefined && b === undefined) return {};
+  const sum = new Map<string, { attempts: number; answered: number; errors: Map<string, number> }>();
+  for (const side of [a ?? {}, b ?? {}]) {
+    for (const [url, t] of Object.entries(side)) {
+      const into = sum.get(url) ?? { attempts: 0, answered: 0, errors: new Map<string, number>() };
+      into.attempts += t.attempts;
+      into.answered += t.answered;
+      for (const [code, n] of Object.entries(t.errors))
+        into.errors.set(code, (into.errors.get(code) ?? 0) + n);
+      sum.set(url, into);
+    }
+  }
+  return { replicas: replicaRecord(sum) };
 }
 
 type CostFields = Pick<RoleModelSnapshot, 'price' | 'cost' | 'currency' | 'unpriced'>;
@@ -288,6 +347,7 @@ function mergeEntries(a: RoleModelSnapshot, b: RoleModelSnapshot): RoleModelSnap
     cachedCompletionTokens: a.cachedCompletionTokens + b.cachedCompletionTokens,
     retries: a.retries + b.retries,
     errors: sortedRecord(errors),
+    ...mergeReplicas(a.replicas, b.replicas),
     latency: LogHistogram.fromSnapshot(histogram).summary(),
     latencyHistogram: histogram,
     ...mergeCosts(a, b, promptTokens, completionTokens),

@@ -17,6 +17,11 @@ export interface AdmissionOptions {
   readonly tpm?: number;
   /** Clock and timer, replaceable in tests. */
   readonly now?: () => number;
+  /**
+   * Called when a permit may have become free without a release (a pause ended, a bucket refilled), so a
+   * dispatcher over several admissions (llm/replicas.ts) that uses `tryAcquire` can try again.
+   */
+  readonly onReady?: () => void;
 }
 
 export interface Permit {
@@ -82,6 +87,42 @@ export class Admission {
     });
   }
 
+  /**
+   * A permit now if one is free (no pause, under the limit, budget left), else undefined; never queues. A pause
+   * or an empty bucket arms the timer that calls `onReady`.
+   */
+  tryAcquire(estimatedTokens = 0): Permit | undefined {
+    if (this.waiting.length > 0 || this.inFlight >= this.limitValue) return undefined;
+    const now = this.now();
+    if (this.pausedSince !== undefined) {
+      if (now < this.pausedUntil) {
+        this.wakeAt(this.pausedUntil - now);
+        return undefined;
+      }
+      this.endPause(this.pausedUntil);
+    }
+    const wait = Math.max(this.requests?.waitFor(1) ?? 0, this.tokens?.waitFor(estimatedTokens) ?? 0);
+    if (wait > 0) {
+      this.wakeAt(wait);
+      return undefined;
+    }
+    return this.grant(estimatedTokens);
+  }
+
+  /**
+   * A saturation signal that comes without a refusal (the server queues: llm/saturation.ts): the limit goes down
+   * to `to`, as on a refusal, but no pause. Calls in flight above it finish; none is sent until under it.
+   */
+  shrink(to: number): void {
+    const target = Math.max(this.options.minConcurrency ?? 1, Math.floor(to));
+    if (target >= this.limitValue) return;
+    this.epoch++;
+    this.counters.cuts++;
+    this.failedAt = this.limitValue;
+    this.limitValue = target;
+    this.successes = 0;
+  }
+
   /** Ends a call: adjusts the limit by its outcome and refunds the unused token reservation. */
   release(permit: Permit, outcome: Outcome, actualTokens?: number, retryAfterS?: number): void {
     this.inFlight--;
@@ -143,13 +184,17 @@ export class Admission {
       const next = this.waiting[0]!;
       const wait = Math.max(this.requests?.waitFor(1) ?? 0, this.tokens?.waitFor(next.tokens) ?? 0);
       if (wait > 0) return this.wakeAt(wait);
-      this.requests?.take(1);
-      this.tokens?.take(next.tokens);
       this.waiting.shift();
-      this.inFlight++;
-      this.counters.peakInFlight = Math.max(this.counters.peakInFlight, this.inFlight);
-      next.resolve({ reservedTokens: next.tokens, epoch: this.epoch });
+      next.resolve(this.grant(next.tokens));
     }
+  }
+
+  private grant(tokens: number): Permit {
+    this.requests?.take(1);
+    this.tokens?.take(tokens);
+    this.inFlight++;
+    this.counters.peakInFlight = Math.max(this.counters.peakInFlight, this.inFlight);
+    return { reservedTokens: tokens, epoch: this.epoch };
   }
 
   private endPause(at: number): void {
@@ -170,6 +215,7 @@ export class Admission {
       this.timer = undefined;
       this.timerAt = Infinity;
       this.pump();
+      this.options.onReady?.();
     }, Math.ceil(ms));
   }
 }

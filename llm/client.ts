@@ -2,15 +2,16 @@ import { ConfigError } from '../pipeline/errors.js';
 import type { CallRecorder } from './accounting.js';
 import type { Admission } from './admission.js';
 import type { ResponseCache } from './cache.js';
-import type { ResolvedEndpoint } from './endpoint.js';
+import { replicasOf, type ResolvedEndpoint } from './endpoint.js';
 import { recordAnswers, recordFailures } from './layers/account.js';
 import { adjust } from './layers/adjust.js';
 import { admit } from './layers/admit.js';
 import { cacheReplies } from './layers/cache.js';
-import { closeLane, openLane, wire, type Lane } from './layers/lane.js';
+import { wire } from './layers/lane.js';
 import { compose, type Complete } from './layers/layer.js';
 import { repair } from './layers/repair.js';
 import { retryTransient } from './layers/retry.js';
+import { ReplicaSet, type ReplicaOptions, type ReplicaState } from './replicas.js';
 import type {
   ChatCompletionRequest,
   ChatMessage,
@@ -28,25 +29,35 @@ export interface LlmClientOptions {
   readonly maxRepairs?: number;
   /** Backoff tuning (tests shorten it). */
   readonly backoff?: { baseMs?: number; maxMs?: number };
+  /** Ejection and probing of replicas (tests shorten it). */
+  readonly replicas?: ReplicaOptions;
 }
 
 /**
- * The one door to LLM calls: per role, a stack of layers (llm/layers/) around the role's lane. Everything that
- * still fails becomes an LlmError with a code and the raw reply.
+ * The one door to LLM calls: per role, a stack of layers (llm/layers/) around the role's replicas (one lane
+ * each). Everything that still fails becomes an LlmError with a code and the raw reply.
  */
 export class HttpLlmClient implements LlmClient {
-  private readonly roles = new Map<Role, { readonly lane: Lane; readonly complete: Complete }>();
+  private readonly roles = new Map<
+    Role,
+    { readonly endpoint: ResolvedEndpoint; readonly replicas: ReplicaSet; readonly complete: Complete }
+  >();
 
   constructor(private readonly options: LlmClientOptions) {
     for (const endpoint of options.endpoints) {
-      const lane = openLane(endpoint);
-      this.roles.set(endpoint.role, { lane, complete: this.stack(lane) });
+      const replicas = new ReplicaSet(endpoint, replicasOf(endpoint), options.replicas);
+      this.roles.set(endpoint.role, { endpoint, replicas, complete: this.stack(endpoint, replicas) });
     }
   }
 
-  /** The admission state of a role (for progress displays and tests). */
+  /** The admission state of a role's first replica (for progress displays and tests). */
   admission(role: Role): Admission | undefined {
-    return this.roles.get(role)?.lane.admission;
+    return this.roles.get(role)?.replicas.lanes[0]?.admission;
+  }
+
+  /** Each replica of a role: health, limit, calls in flight and what it did. */
+  replicaStates(role: Role): ReplicaState[] {
+    return this.roles.get(role)?.replicas.states() ?? [];
   }
 
   async chat(role: Role, messages: readonly ChatMessage[], options: ChatOptions = {}): Promise<ChatResult> {
@@ -56,16 +67,15 @@ export class HttpLlmClient implements LlmClient {
         `no endpoint is configured for the role "${role}" (roles: ${[...this.roles.keys()].join(', ')})`,
       );
     }
-    return found.complete({ request: buildRequest(found.lane.endpoint, messages, options), options });
+    return found.complete({ request: buildRequest(found.endpoint, messages, options), options });
   }
 
   async close(): Promise<void> {
-    for (const { lane } of this.roles.values()) await closeLane(lane);
+    for (const { replicas } of this.roles.values()) await replicas.close();
   }
 
-  /** The layers a call goes down, outermost first; `admit` and `wire` are the lane's (one endpoint's). */
-  private stack(lane: Lane): Complete {
-    const { endpoint } = lane;
+  /** The layers a call goes down, outermost first; `admit` picks a replica per attempt, `wire` sends there. */
+  private stack(endpoint: ResolvedEndpoint, replicas: ReplicaSet): Complete {
     const { cache, recorder, backoff, maxRepairs = 2 } = this.options;
     return compose(
       [
@@ -75,9 +85,9 @@ export class HttpLlmClient implements LlmClient {
         adjust(endpoint), // context overflow shortened once, a cut reply asked again with 2x max_tokens
         recordAnswers(endpoint, recorder), // tokens, latency and attempts of every answered request
         retryTransient(endpoint, recorder, backoff), // 429, 5xx, resets: backoff and again
-        admit(lane), // circuit breaker and admission permit, per attempt
+        admit(replicas, recorder), // the role's circuit, then a permit on the freest healthy replica, per attempt
       ],
-      wire(lane),
+      wire,
     );
   }
 }

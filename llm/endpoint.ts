@@ -23,9 +23,25 @@ export const localModelSchema = z.strictObject({
   modelsDir: z.string().min(1).optional(),
 });
 
+/** One replica of a role's model: a server of the fleet. */
+export const replicaSchema = z.strictObject({
+  baseUrl: z.url(),
+  /** Relative share at equal load: a replica of weight 2 is sent twice the calls of one of weight 1. */
+  weight: z.number().positive().default(1),
+  /** This replica's cap on requests in flight; the role's `maxConcurrency` when unset. */
+  maxConcurrency: z.number().int().positive().optional(),
+});
+
+export type ReplicaConfig = z.output<typeof replicaSchema>;
+
 export const endpointSchema = z.strictObject({
   /** Base URL up to and including `/v1`, e.g. http://127.0.0.1:8000/v1. Not used by `local:` models. */
   baseUrl: z.url().default('http://127.0.0.1:8000/v1'),
+  /**
+   * Several replicas of the same model (a fleet): each call goes to the one with the most free capacity. When
+   * set, it replaces `baseUrl`; every other setting here applies to each replica.
+   */
+  endpoints: z.array(replicaSchema).min(1).optional(),
   /** The model name sent to the server, or `local:<path.gguf>` to run a GGUF model inside air. */
   model: z.string().min(1),
   /** Settings of an embedded `local:` model. */
@@ -50,6 +66,14 @@ export const endpointSchema = z.strictObject({
   maxAttempts: z.number().int().positive().default(6),
   /** The run stops when the endpoint has answered nothing usable for this long. */
   circuitBreakerSeconds: z.number().positive().default(120),
+  /**
+   * How a server that queues instead of refusing (vLLM, SGLang, TGI) is kept from queueing: `auto` reads its
+   * `/metrics` gauges when it has them, else compares latency with the no-load minimum; `gauges` or `latency`
+   * only; `off`: only 429/503 cut the limit.
+   */
+  saturation: z.enum(['auto', 'gauges', 'latency', 'off']).default('auto'),
+  /** How often `/metrics` is read, per replica. */
+  metricsIntervalMs: z.number().int().positive().default(500),
   /** The model's context window in tokens, when known (used to shorten prompts that cannot fit). */
   contextTokens: z.number().int().positive().optional(),
 });
@@ -82,8 +106,34 @@ export function resolveEndpoint(
   return { ...config, role, apiKey };
 }
 
-/** A one-line description for logs and errors: role, model and URL, never the key. */
-export function describeEndpoint(endpoint: Pick<ResolvedEndpoint, 'role' | 'model' | 'baseUrl'>): string {
+/** One replica of a role, resolved: the role's settings with the replica's URL and cap, and its weight. */
+export interface ReplicaEndpoint extends ResolvedEndpoint {
+  readonly weight: number;
+}
+
+/** The replicas a role's calls are spread over: its `endpoints`, or its one `baseUrl`. */
+export function replicasOf(endpoint: ResolvedEndpoint): ReplicaEndpoint[] {
+  const { endpoints, ...shared } = endpoint;
+  if (endpoints === undefined) return [{ ...shared, weight: 1 }];
+  return endpoints.map((replica) => {
+    const maxConcurrency = replica.maxConcurrency ?? shared.maxConcurrency;
+    return {
+      ...shared,
+      baseUrl: replica.baseUrl,
+      maxConcurrency,
+      initialConcurrency: Math.min(shared.initialConcurrency, maxConcurrency),
+      weight: replica.weight,
+    };
+  });
+}
+
+/** A one-line description for logs and errors: role, model and URL(s), never the key. */
+export function describeEndpoint(
+  endpoint: Pick<ResolvedEndpoint, 'role' | 'model' | 'baseUrl'> & { readonly endpoints?: unknown },
+): string {
   if (endpoint.model.startsWith('local:')) return `${endpoint.role} (${endpoint.model})`;
-  return `${endpoint.role} (${endpoint.model} at ${endpoint.baseUrl})`;
+  const urls = Array.isArray(endpoint.endpoints)
+    ? (endpoint.endpoints as ReplicaConfig[]).map((r) => r.baseUrl).join(', ')
+    : endpoint.baseUrl;
+  return `${endpoint.role} (${endpoint.model} at ${urls})`;
 }

@@ -106,6 +106,9 @@ export const accountingSnapshotSchema = z.strictObject({
         role: z.string(),
         model: z.string(),
         ...callCountFields,
+        replicas: z
+          .record(z.string(), z.strictObject({ attempts: count, answered: count, errors: counts }))
+          .optional(),
         latency: latencySummarySchema,
         latencyHistogram: histogramSnapshotSchema,
         price: z

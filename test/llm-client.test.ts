@@ -166,6 +166,8 @@ describe('HttpLlmClient against the simulator', () => {
     const replies = ['Sure! The code is AIR-12.', '{"code": "AIR-12"}', '```json\n{"code": "AIR-1234"}\n```'];
     const seen: string[] = [];
     const server = createServer((req, res) => {
+      // air reads GET /metrics once for scheduler gauges; this server has none.
+      if (req.method === 'GET') return void res.writeHead(404).end();
       let body = '';
       req.on('data', (d: Buffer) => (body += d.toString()));
       req.on('end', () => {

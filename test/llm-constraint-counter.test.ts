@@ -40,6 +40,8 @@ interface Seen {
 async function scriptedServer(): Promise<{ url: string; seen: Seen[] }> {
   const seen: Seen[] = [];
   const server = createServer((req, res) => {
+    // air reads GET /metrics once for scheduler gauges; this server has none.
+    if (req.method === 'GET') return void res.writeHead(404).end();
     let body = '';
     req.on('data', (d: Buffer) => (body += d.toString()));
     req.on('end', () => {

@@ -2,8 +2,7 @@ import { describe, expect, it } from 'vitest';
 import type { CallRecord, CallRecorder } from '../llm/accounting.js';
 import { Admission } from '../llm/admission.js';
 import { MemoryResponseCache } from '../llm/cache.js';
-import { CircuitBreaker } from '../llm/circuit.js';
-import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
+import { endpointSchema, replicasOf, resolveEndpoint } from '../llm/endpoint.js';
 import { LlmError } from '../llm/errors.js';
 import { recordAnswers, recordFailures } from '../llm/layers/account.js';
 import { adjust } from '../llm/layers/adjust.js';
@@ -13,6 +12,7 @@ import { wire, type Lane } from '../llm/layers/lane.js';
 import { compose, type Call, type Complete, type Layer } from '../llm/layers/layer.js';
 import { repair } from '../llm/layers/repair.js';
 import { retryTransient } from '../llm/layers/retry.js';
+import { ReplicaSet } from '../llm/replicas.js';
 import type { ChatOptions, ChatResult } from '../llm/types.js';
 
 // Each layer alone, against a scripted `next`: plain functions that answer or throw in order and keep the calls.
@@ -313,17 +313,18 @@ describe('retryTransient', () => {
 
 describe('admit', () => {
   let clock = 0;
-  function lane(): Lane {
-    return {
-      endpoint,
-      transport: { complete: () => Promise.reject(new Error('unused')), close: async () => {} },
-      admission: new Admission({ maxConcurrency: 16, initialConcurrency: 8 }),
-      circuit: new CircuitBreaker('guidance (m)', 1000, () => clock),
-    };
+  /** One replica (the endpoint's baseUrl); nothing is sent to it: `next` is scripted. */
+  function replicaSet(): ReplicaSet & { admission: Admission } {
+    const set = new ReplicaSet(
+      resolveEndpoint('guidance', { ...endpoint, circuitBreakerSeconds: 1 }),
+      replicasOf(endpoint),
+      { now: () => clock },
+    );
+    return Object.assign(set, { admission: set.lanes[0]!.admission });
   }
 
   it('holds a permit for the attempt and gives it back on success', async () => {
-    const l = lane();
+    const l = replicaSet();
     let active = -1;
     const next = scripted(async () => {
       active = l.admission.active;
@@ -331,9 +332,10 @@ describe('admit', () => {
     });
     await admit(l)(next)(call());
     expect(active).toBe(1);
+    expect(next.calls[0]!.lane).toBe(l.lanes[0]);
     expect(l.admission.active).toBe(0);
     expect(l.admission.limit).toBe(8);
-    l.admission.close();
+    await l.close();
   });
 
   it('releases a 429 or a 503 as overloaded (the limit is cut), a 500 as a plain failure', async () => {
@@ -342,28 +344,28 @@ describe('admit', () => {
       [serverError(503), true],
       [serverError(500), false],
     ] as const) {
-      const l = lane();
+      const l = replicaSet();
       expect(await rejection(admit(l)(scripted(error))(call()))).toBe(error);
       expect(l.admission.active).toBe(0);
       expect(l.admission.counters.cuts).toBe(cut ? 1 : 0);
-      l.admission.close();
+      await l.close();
     }
   });
 
   it('turns an unknown failure into a transient connection error', async () => {
-    const l = lane();
+    const l = replicaSet();
     const bug = new Error('socket hang up');
     const error = (await rejection(admit(l)(scripted(bug))(call()))) as LlmError;
     expect(error).toBeInstanceOf(LlmError);
     expect(error.code).toBe('AIR_LLM_CONNECTION');
     expect(error.transient).toBe(true);
     expect(error.cause).toBe(bug);
-    l.admission.close();
+    await l.close();
   });
 
   it('feeds transient failures to the circuit, which then refuses before asking for a permit', async () => {
     clock = 0;
-    const l = lane();
+    const l = replicaSet();
     await rejection(admit(l)(scripted(new LlmError('AIR_LLM_BAD_REQUEST', 'bad', { status: 400 })))(call()));
     clock = 5000;
     await admit(l)(scripted(reply()))(call());
@@ -374,7 +376,7 @@ describe('admit', () => {
     expect(error.code).toBe('AIR_LLM_CIRCUIT_OPEN');
     expect(next.calls).toHaveLength(0);
     expect(l.admission.active).toBe(0);
-    l.admission.close();
+    await l.close();
   });
 });
 
@@ -441,9 +443,8 @@ describe('wire', () => {
         close: async () => {},
       },
       admission: new Admission({ maxConcurrency: 1, initialConcurrency: 1 }),
-      circuit: new CircuitBreaker('guidance (m)', 1000),
     };
-    const result = await wire(l)(call({ signal: controller.signal }));
+    const result = await wire({ ...call({ signal: controller.signal }), lane: l });
     expect(signal).toBe(controller.signal);
     expect(result).toMatchObject({ text: 'hi', role: 'guidance', cached: false, attempts: 1 });
     l.admission.close();

@@ -285,6 +285,7 @@ describe('admission against a capacity-limited simulator', () => {
             initialConcurrency: 4,
             maxConcurrency: 64,
             maxAttempts: 50,
+            saturation: 'off', // refusals alone: the gauges would keep the queue from filling (llm-fleet.test.ts)
           }),
         ),
       ],

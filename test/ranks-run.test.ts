@@ -109,6 +109,13 @@ describe('air run --plan --rank auto', () => {
     expect(ledger.totals.dropped).toEqual(singleLedger.totals.dropped);
     expect(ledger.ranks).toHaveLength(WORLD);
     expect(ledger.parts.reduce((n, p) => n + p.rows, 0)).toBe(single.length);
+    // Each rank ran told that WORLD processes share the LLM servers (its share of a queueing one).
+    const rankLedger = JSON.parse(
+      await readFile(path.join(job, 'ranks', '00001', 'ledger.json'), 'utf8'),
+    ) as {
+      config: { llm: { processes: number } };
+    };
+    expect(rankLedger.config.llm.processes).toBe(WORLD);
     const stats = JSON.parse(await readFile(path.join(job, 'stats.json'), 'utf8')) as { rows: number };
     expect(stats.rows).toBe(single.length);
     await expect(readFile(path.join(job, 'report.html'), 'utf8')).resolves.toContain('<html');

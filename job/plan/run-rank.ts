@@ -31,7 +31,13 @@ export function rankShards(plan: Plan, rank: number): PlannedShard[] {
 /** The plan's resolved config with the rank's input (its shards' paths) and output (`ranks/NNNNN`). */
 export function rankConfig(plan: Plan, root: string, rank: number): RunConfig {
   const input = rankShards(plan, rank).map((s) => s.path);
-  return parseRunConfig({ ...plan.config, input, output: rankDir(root, rank) }, planFile(root));
+  // The ranks share the LLM servers: each takes its share of a queueing one (llm.processes, llm/saturation.ts).
+  const llm = (plan.config.llm ?? {}) as Record<string, unknown>;
+  const processes = typeof llm.processes === 'number' && llm.processes !== 1 ? llm.processes : plan.worldSize;
+  return parseRunConfig(
+    { ...plan.config, llm: { ...llm, processes }, input, output: rankDir(root, rank) },
+    planFile(root),
+  );
 }
 
 /**

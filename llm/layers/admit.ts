@@ -1,37 +1,44 @@
+import type { CallRecorder } from '../accounting.js';
 import { describeEndpoint } from '../endpoint.js';
 import { LlmError } from '../errors.js';
+import type { ReplicaSet } from '../replicas.js';
 import type { ChatCompletionRequest, ChatResult } from '../types.js';
 import type { Layer } from './layer.js';
-import type { Lane } from './lane.js';
 
 /**
- * One attempt on a lane: refused at once while its circuit is open, then held until its admission grants a
- * permit. The outcome goes back to both: a 429 or 503 says "too many at once" (the limit is cut, Retry-After
- * honoured), another failure says nothing about capacity, and only transient failures feed the circuit.
- * Whatever the attempt throws leaves as an LlmError (an unknown one as a connection failure, so it is retried).
+ * One attempt on a role's replicas: refused at once while the role's circuit is open, then held until a replica
+ * grants a permit, sent there, and its outcome handed back to that replica (llm/replicas.ts decides what a 429,
+ * a 5xx or a refused connection means). Whatever the attempt throws leaves as an LlmError (an unknown one as a
+ * connection failure, so it is retried, on whichever replica is then freest).
  */
-export function admit(lane: Lane): Layer {
-  const { endpoint, admission, circuit } = lane;
+export function admit(replicas: ReplicaSet, recorder?: CallRecorder): Layer {
+  const { role, model } = replicas.endpoint;
+  // Per-replica tallies only for a fleet: one server's are the role's own, under an address that may not last.
+  const tally = replicas.lanes.length > 1 ? recorder?.recordAttempt?.bind(recorder) : undefined;
   return (next) => async (call) => {
-    circuit.check();
-    const permit = await admission.acquire(estimateTokens(call.request));
+    const lease = await replicas.acquire(estimateTokens(call.request));
     let result: ChatResult;
     try {
-      result = await next(call);
+      result = await next({ ...call, lane: lease.replica.lane });
     } catch (error) {
       const failure =
         error instanceof LlmError
           ? error
-          : new LlmError('AIR_LLM_CONNECTION', `${describeEndpoint(endpoint)}: ${String(error)}`, {
-              cause: error,
-            });
-      const overloaded = failure.code === 'AIR_LLM_RATE_LIMITED' || failure.status === 503;
-      admission.release(permit, overloaded ? 'overloaded' : 'failure', 0, failure.retryAfterS);
-      if (failure.transient) circuit.failure(failure);
+          : new LlmError(
+              'AIR_LLM_CONNECTION',
+              `${describeEndpoint(lease.replica.lane.endpoint)}: ${String(error)}`,
+              { cause: error },
+            );
+      replicas.release(lease, failure);
+      tally?.(role, model, lease.replica.baseUrl, failure.code);
       throw failure;
     }
-    admission.release(permit, 'success', result.usage.promptTokens + result.usage.completionTokens);
-    circuit.success();
+    replicas.release(lease, undefined, {
+      tokens: result.usage.promptTokens + result.usage.completionTokens,
+      latencyMs: result.latencyMs,
+      completionTokens: result.usage.completionTokens,
+    });
+    tally?.(role, model, lease.replica.baseUrl);
     return result;
   };
 }

@@ -1,31 +1,15 @@
 import { Admission } from '../admission.js';
-import { CircuitBreaker } from '../circuit.js';
-import { describeEndpoint, type ResolvedEndpoint } from '../endpoint.js';
+import type { ResolvedEndpoint } from '../endpoint.js';
 import { ChatHttp } from '../http.js';
 import { isLocalSpec, LocalModel, parseLocalSpec } from '../local.js';
 import { resolveModelFile } from '../model-files.js';
 import type { ChatCompletion, ChatCompletionRequest } from '../types.js';
-import type { Complete } from './layer.js';
+import type { Complete, Lane, Transport } from './layer.js';
 
-/** What carries one request: an HTTP endpoint or an embedded model. */
-export interface Transport {
-  complete(request: ChatCompletionRequest, signal?: AbortSignal): Promise<ChatCompletion>;
-  close(): Promise<void>;
-}
+export type { Lane, Transport } from './layer.js';
 
-/**
- * One endpoint with its own limits: the transport, its admission (adaptive concurrency, rate buckets) and its
- * circuit breaker. `admit(lane)` around `wire(lane)` is the bottom of the client's stack; the layers above see
- * only a `Complete`, so a set of replica lanes can take its place without them changing.
- */
-export interface Lane {
-  readonly endpoint: ResolvedEndpoint;
-  readonly transport: Transport;
-  readonly admission: Admission;
-  readonly circuit: CircuitBreaker;
-}
-
-export function openLane(endpoint: ResolvedEndpoint): Lane {
+/** `onReady`: see AdmissionOptions (the replica set over the lane tries again when a pause ends). */
+export function openLane(endpoint: ResolvedEndpoint, onReady?: () => void): Lane {
   const local = isLocalSpec(endpoint.model);
   return {
     endpoint,
@@ -36,8 +20,8 @@ export function openLane(endpoint: ResolvedEndpoint): Lane {
       initialConcurrency: local ? endpoint.local.parallel : endpoint.initialConcurrency,
       rpm: endpoint.rpm,
       tpm: endpoint.tpm,
+      onReady,
     }),
-    circuit: new CircuitBreaker(describeEndpoint(endpoint), endpoint.circuitBreakerSeconds * 1000),
   };
 }
 
@@ -46,15 +30,17 @@ export async function closeLane(lane: Lane): Promise<void> {
   await lane.transport.close();
 }
 
-/** One request over the lane's transport, as a result of one attempt (its latency that attempt's). */
-export function wire(lane: Lane): Complete {
-  return async ({ request, options }) => {
-    const started = performance.now();
-    const completion = await lane.transport.complete(request, options.signal);
-    const latencyMs = performance.now() - started;
-    return { ...completion, role: lane.endpoint.role, latencyMs, cached: false, attempts: 1 };
-  };
-}
+/**
+ * One request over the transport of the lane `admit` chose, as a result of one attempt (its latency that
+ * attempt's).
+ */
+export const wire: Complete = async ({ request, options, lane }) => {
+  if (lane === undefined) throw new Error('wire: no lane chosen (admit must be the layer above)');
+  const started = performance.now();
+  const completion = await lane.transport.complete(request, options.signal);
+  const latencyMs = performance.now() - started;
+  return { ...completion, role: lane.endpoint.role, latencyMs, cached: false, attempts: 1 };
+};
 
 /**
  * A `local:<path.gguf>` model, loaded on its first call (node-llama-cpp is an optional dependency, imported only

@@ -1,5 +1,6 @@
+import type { Admission } from '../admission.js';
 import type { ResolvedEndpoint } from '../endpoint.js';
-import type { ChatCompletionRequest, ChatOptions, ChatResult } from '../types.js';
+import type { ChatCompletion, ChatCompletionRequest, ChatOptions, ChatResult } from '../types.js';
 
 /**
  * The LLM client is a stack of layers around a lane, in the manner of undici's interceptors: a layer takes the
@@ -13,6 +14,8 @@ export interface Call {
    * sent again; 0 when unset), so that a result's `attempts` counts the whole call, as accounting expects.
    */
   readonly spentAttempts?: number;
+  /** The replica an attempt was admitted to (set by `admit`, read by `wire`). */
+  readonly lane?: Lane;
 }
 
 export type Complete = (call: Call) => Promise<ChatResult>;
@@ -25,4 +28,22 @@ export type Named = Pick<ResolvedEndpoint, 'role' | 'model' | 'baseUrl'>;
 /** `layers` outermost first, so the list reads in the order a call goes down to `bottom`. */
 export function compose(layers: readonly Layer[], bottom: Complete): Complete {
   return layers.reduceRight<Complete>((next, layer) => layer(next), bottom);
+}
+
+/** What carries one request: an HTTP endpoint or an embedded model. */
+export interface Transport {
+  complete(request: ChatCompletionRequest, signal?: AbortSignal): Promise<ChatCompletion>;
+  close(): Promise<void>;
+}
+
+/**
+ * One endpoint (a replica) with its own limits: the transport and its admission (adaptive concurrency, rate
+ * buckets). A role's replica set (llm/replicas.ts) holds one lane per replica; `admit(replicas)` picks a
+ * lane per attempt and `wire` sends over it: the bottom of the client's stack. The layers above see only a
+ * `Complete`.
+ */
+export interface Lane {
+  readonly endpoint: ResolvedEndpoint;
+  readonly transport: Transport;
+  readonly admission: Admission;
 }

@@ -1,7 +1,8 @@
 /**
- * `GET /metrics` in the Prometheus text format, as vLLM serves it: the scheduler's gauges (running and waiting
- * requests, vLLM's `num_requests_running` / `num_requests_waiting`) plus their time integrals, so a scraper can
- * compute the exact mean occupancy and queue length between two scrapes instead of sampling a gauge.
+ * `GET /metrics` in the Prometheus text format, as vLLM serves it: the scheduler's gauges under vLLM's own names
+ * (`vllm:num_requests_running` / `vllm:num_requests_waiting`, labelled with the model, so a client that reads a
+ * vLLM server reads the simulator unchanged) and under `air_sim_` names with their time integrals, so a scraper
+ * can compute the exact mean occupancy and queue length between two scrapes instead of sampling a gauge.
  */
 import type { CapacityStats } from './capacity.js';
 
@@ -12,7 +13,15 @@ export interface MetricsSource extends CapacityStats {
   readonly promptTokens: number;
   /** Milliseconds since the server started: the clock the integrals are read against. */
   readonly uptimeMs: number;
+  /** The `model_name` label of vLLM's gauges (vLLM serves one model). */
+  readonly modelName: string;
 }
+
+/** vLLM's scheduler gauges, with vLLM's help text. */
+const VLLM_GAUGES = [
+  ['vllm:num_requests_running', 'Number of requests in model execution batches.'],
+  ['vllm:num_requests_waiting', 'Number of requests waiting to be processed.'],
+] as const;
 
 /** Metric names, without the `air_sim_` prefix, and what they say. */
 const METRICS = [
@@ -41,10 +50,16 @@ export function metricsText(source: MetricsSource): string {
     completion_tokens_total: source.completionTokens,
     uptime_seconds: source.uptimeMs / 1000,
   };
-  return METRICS.map(
+  const label = `{model_name=${JSON.stringify(source.modelName)}}`;
+  const vllm = VLLM_GAUGES.map(
+    ([name, help], i) =>
+      `# HELP ${name} ${help}\n# TYPE ${name} gauge\n${name}${label} ${i === 0 ? source.inService : source.queued}\n`,
+  );
+  const own = METRICS.map(
     ([name, type, help]) =>
       `# HELP air_sim_${name} ${help}\n# TYPE air_sim_${name} ${type}\nair_sim_${name} ${values[name]}\n`,
-  ).join('');
+  );
+  return [...vllm, ...own].join('');
 }
 
 /** Reads the exposition back (for benchmarks and tests); a metric that is missing is an error. */

@@ -276,6 +276,7 @@ class SimulatorServer {
       ...this.capacity.stats(),
       ...this.counters,
       uptimeMs: performance.now() - this.startedMs,
+      modelName: this.config.models[0]!,
     });
     body += prefixCacheMetricsText(this.prefixCache.stats());
     this.send(ex, 200, body, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' });

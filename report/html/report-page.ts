@@ -5,6 +5,7 @@ import {
   distributionTable,
   llmTable,
   stepTable,
+  replicaTable,
   overviewTable,
   stageTable,
   stopReasonTable,
@@ -87,6 +88,7 @@ ${fig('throughput', 'latency-time', 'latency-models')}
 ${llmNote(runs)}
 ${llmTable(runs)}
 ${stepTable(runs) === '' ? '' : `<h3>Prompt tokens per step: sent, and found in the servers' prefix cache</h3>${stepTable(runs)}`}
+${replicaTable(runs) === '' ? '' : `<h3>Per replica</h3>${replicaTable(runs)}`}
 </section>
 <section id="distributions"><h2>All distributions</h2>
 <p>Word counts: quantiles within 1% (log-bucket histograms, merged across shards by adding buckets); small integers (depth, scores, counts per row) are counted exactly.</p>

@@ -269,3 +269,27 @@ export function stepTable(runs: readonly ReportRun[]): string {
     rows,
   );
 }
+
+/** Per replica (server) of a role with several: attempts sent there, answered, errors. Empty without a fleet. */
+export function replicaTable(runs: readonly ReportRun[]): string {
+  const rows: Cell[][] = [];
+  for (const run of runs) {
+    for (const e of llmAccounting(run.stats).accounting.entries) {
+      for (const [url, r] of Object.entries(e.replicas ?? {})) {
+        rows.push([
+          text(`${runs.length > 1 ? `${run.label}: ` : ''}${e.role}`),
+          text(url),
+          r.attempts,
+          r.answered,
+          text(
+            Object.entries(r.errors)
+              .map(([k, n]) => `${k} ${n}`)
+              .join(', ') || '0',
+          ),
+        ]);
+      }
+    }
+  }
+  if (rows.length === 0) return '';
+  return table(['role', 'replica', 'attempts', 'answered', 'errors'], rows);
+}

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimProcess, stopSimProcess, type SimProcess } from '../bench/sim-process.js';
 import { parse } from 'yaml';
 import { ROOT, runAir, startAir } from './helpers/cli.js';
+import { simAirConfig } from './helpers/air-sim-config.js';
 import { writePlantedInput } from './helpers/dup-shards.js';
 import { query, tempDir } from './helpers/duckdb.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
@@ -142,20 +143,7 @@ describe('workers that die, freeze, and a Redis that restarts', () => {
   it('a SIGKILLed worker, a worker frozen past its lock, Redis restarted: one counted attempt per unit, rows of a single run', async () => {
     // 1,000 tokens/s per sequence: a reply takes ~0.2 s, so the large units run for tens of seconds.
     sim = await startSimProcess(['--model', 'guide', 'student', '--decode-tps', '1000']);
-    await writeFile(
-      path.join(dir, 'air-llm.json'),
-      JSON.stringify({
-        method: 'air',
-        llm: {
-          guidance: { baseUrl: sim.url, model: 'guide' },
-          student: { baseUrl: sim.url, model: 'student' },
-        },
-        sample: { preSample: { mode: 'rate', rate: 0.1, seed: 7 } },
-        air: { documentsInFlight: 4, refine: { maxIterations: 2 } },
-        writer: { partRows: 3 },
-        progress: 'off',
-      }),
-    );
+    await writeFile(path.join(dir, 'air-llm.json'), JSON.stringify(simAirConfig(sim.url)));
     const planned = await runAir(
       ['plan', '-c', 'air-llm.json', '--input', 'in', '--output', 'llm-job', '--world-size', '1'],
       dir,
@@ -254,20 +242,7 @@ describe('air worker on SIGTERM', () => {
   it('commits, hands its unit back (exit 143), and the next worker continues it from the commits', async () => {
     const sim = await startSimProcess(['--model', 'guide', 'student', '--decode-tps', '1000']);
     try {
-      await writeFile(
-        path.join(dir, 'air-term.json'),
-        JSON.stringify({
-          method: 'air',
-          llm: {
-            guidance: { baseUrl: sim.url, model: 'guide' },
-            student: { baseUrl: sim.url, model: 'student' },
-          },
-          sample: { preSample: { mode: 'rate', rate: 0.1, seed: 7 } },
-          air: { documentsInFlight: 4, refine: { maxIterations: 2 } },
-          writer: { partRows: 3 },
-          progress: 'off',
-        }),
-      );
+      await writeFile(path.join(dir, 'air-term.json'), JSON.stringify(simAirConfig(sim.url)));
       const input = path.join('in', 'fineweb-sample.snappy.parquet');
       const planned = await runAir(
         ['plan', '-c', 'air-term.json', '--input', input, '--output', 'term-job', '--world-size', '1'],

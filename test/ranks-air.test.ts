@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startSimProcess, stopSimProcess, type SimProcess } from '../bench/sim-process.js';
 import { LLM_CACHE_FILE } from '../job/llm.js';
 import { runAir, startAir } from './helpers/cli.js';
+import { simAirConfig } from './helpers/air-sim-config.js';
 import { slurmEnv, writePlantedInput } from './helpers/dup-shards.js';
 import { query, tempDir } from './helpers/duckdb.js';
 
@@ -33,19 +34,7 @@ beforeAll(async () => {
   await writePlantedInput(path.join(dir, 'in'));
   // 2,000 tokens/s per sequence: a reply takes ~0.1 s, so a rank is still writing when it is killed.
   sim = await startSimProcess(['--model', 'guide', 'student', '--decode-tps', '2000']);
-  const config = {
-    method: 'air',
-    llm: {
-      guidance: { baseUrl: sim.url, model: 'guide' },
-      student: { baseUrl: sim.url, model: 'student' },
-    },
-    // Per document (a function of seed and id), so ranks keep exactly what one process keeps.
-    sample: { preSample: { mode: 'rate', rate: 0.1, seed: 7 } },
-    air: { documentsInFlight: 4, refine: { maxIterations: 2 } },
-    writer: { partRows: 3 },
-    progress: 'off',
-  };
-  await writeFile(path.join(dir, 'air.json'), JSON.stringify(config));
+  await writeFile(path.join(dir, 'air.json'), JSON.stringify(simAirConfig(sim.url)));
 }, 120_000);
 
 afterAll(async () => {

@@ -4,6 +4,7 @@ import { MANIFEST_FILE, readManifest, type Manifest } from '../../pipeline/io/ma
 import { countRows } from '../../pipeline/row-ranges.js';
 import {
   PLAN_VERSION,
+  type Heartbeat,
   type JobStatus,
   type Plan,
   type PlannedShard,
@@ -80,10 +81,22 @@ async function rankEvidence(root: string, plan: Plan, rank: number) {
   const progress = manifest === undefined ? undefined : sessionProgress(manifest);
   const completion = await readCompletion(root, rank);
   const heartbeat = (await readHeartbeat(root, rank)) ?? null;
-  const base = {
+  const base = statusBase(rank, planned.shards.length, planned.rows, progress, heartbeat);
+  return { planned, dir, manifest, progress, completion, heartbeat, base };
+}
+
+/** The fields every state of a rank (or queue unit) reports: its plan share, what it settled, its heartbeat. */
+function statusBase(
+  rank: number,
+  shards: number,
+  plannedRows: number,
+  progress: SessionProgress | undefined,
+  heartbeat: Heartbeat | null,
+) {
+  return {
     rank,
-    shards: planned.shards.length,
-    plannedRows: planned.rows,
+    shards,
+    plannedRows,
     settledRows: progress?.settledRows ?? 0,
     rowsWritten: progress?.rowsWritten ?? 0,
     startedAt: progress?.startedAt.toISOString() ?? null,
@@ -92,7 +105,6 @@ async function rankEvidence(root: string, plan: Plan, rank: number) {
         ? null
         : { pid: heartbeat.pid, host: heartbeat.host, updatedAt: heartbeat.updatedAt },
   };
-  return { planned, dir, manifest, progress, completion, heartbeat, base };
 }
 
 type RankEvidence = Awaited<ReturnType<typeof rankEvidence>>;
@@ -160,18 +172,7 @@ async function unitStatus(
     attempt === undefined || done !== undefined
       ? null
       : ((await readAttemptHeartbeat(root, unit, attempt)) ?? null);
-  const base = {
-    rank: unit,
-    shards: 1,
-    plannedRows: shard.rows,
-    settledRows: progress?.settledRows ?? 0,
-    rowsWritten: progress?.rowsWritten ?? 0,
-    startedAt: progress?.startedAt.toISOString() ?? null,
-    heartbeat:
-      heartbeat === null
-        ? null
-        : { pid: heartbeat.pid, host: heartbeat.host, updatedAt: heartbeat.updatedAt },
-  };
+  const base = statusBase(unit, 1, shard.rows, progress, heartbeat);
   if (done !== undefined) {
     return {
       ...base,

@@ -1,25 +1,10 @@
 import { Command } from 'commander';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { registerSimCommand } from '../cli/sim-command.js';
-import {
-  chatTokens,
-  parsePrefixMetrics,
-  PrefixCache,
-  startSimulator,
-  type Simulator,
-  type SimulatorOptions,
-} from '../llm/simulator/index.js';
+import { chatTokens, parsePrefixMetrics, PrefixCache, type Simulator } from '../llm/simulator/index.js';
+import { useSimulators } from './helpers/simulators.js';
 
-const open: Simulator[] = [];
-afterEach(async () => {
-  while (open.length > 0) await open.pop()!.close();
-});
-
-async function sim(options: SimulatorOptions): Promise<Simulator> {
-  const simulator = await startSimulator({ zeroLatency: true, seed: 1, ...options });
-  open.push(simulator);
-  return simulator;
-}
+const sim = useSimulators();
 
 interface Usage {
   prompt_tokens: number;

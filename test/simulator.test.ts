@@ -1,6 +1,6 @@
 import { Command, CommanderError } from 'commander';
 import { Ajv2020 } from 'ajv/dist/2020.js';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { registerSimCommand } from '../cli/sim-command.js';
 import {
   Capacity,
@@ -13,19 +13,10 @@ import {
   startSimulator,
   throughputCeiling,
   type Simulator,
-  type SimulatorOptions,
 } from '../llm/simulator/index.js';
+import { useSimulators } from './helpers/simulators.js';
 
-const open: Simulator[] = [];
-afterEach(async () => {
-  while (open.length > 0) await open.pop()!.close();
-});
-
-async function sim(options: SimulatorOptions = {}): Promise<Simulator> {
-  const simulator = await startSimulator({ zeroLatency: true, seed: 1, ...options });
-  open.push(simulator);
-  return simulator;
-}
+const sim = useSimulators();
 
 interface Completion {
   id: string;

@@ -85,6 +85,11 @@ async function rankEvidence(root: string, plan: Plan, rank: number) {
   return { planned, dir, manifest, progress, completion, heartbeat, base };
 }
 
+/** A rank or unit with nothing written yet. */
+function notStarted(base: ReturnType<typeof statusBase>, note: string | null): RankStatus {
+  return { ...base, state: 'not-started', updatedAt: null, rowsPerSecond: null, etaSeconds: null, note };
+}
+
 /** The fields every state of a rank (or queue unit) reports: its plan share, what it settled, its heartbeat. */
 function statusBase(
   rank: number,
@@ -138,14 +143,7 @@ async function rankStatus(
       : `completions/${rankName(rank)} is of another plan (fingerprint ${completion.fingerprint})`;
   const folder = await stat(dir).catch(() => undefined);
   if (folder === undefined && heartbeat === null) {
-    return {
-      ...base,
-      state: 'not-started',
-      updatedAt: null,
-      rowsPerSecond: null,
-      etaSeconds: null,
-      note: staleCompletion,
-    };
+    return notStarted(base, staleCompletion);
   }
   return unfinishedStatus(evidence, now, staleMs, staleCompletion);
 }
@@ -189,14 +187,7 @@ async function unitStatus(
     };
   }
   if (attempt === undefined) {
-    return {
-      ...base,
-      state: 'not-started',
-      updatedAt: null,
-      rowsPerSecond: null,
-      etaSeconds: null,
-      note: shard.label,
-    };
+    return notStarted(base, shard.label);
   }
   const status = await unfinishedStatus(
     { dir, heartbeat, manifest, progress, planned: { rows: shard.rows }, base },

@@ -148,17 +148,10 @@ export class ObjectStore {
    */
   async read(url: ObjectUrl, start: number, end: number, etag?: string): Promise<Uint8Array> {
     if (end <= start) return new Uint8Array(0);
-    return this.send(async () => {
-      const reply = await this.client.send(
-        new GetObjectCommand({
-          Bucket: url.bucket,
-          Key: url.key,
-          Range: `bytes=${start}-${end - 1}`,
-          IfMatch: etag === undefined ? undefined : `"${etag}"`,
-        }),
-      );
-      return reply.Body!.transformToByteArray();
-    }, url);
+    return this.send(
+      async () => (await this.getRange(url, start, end, etag)).Body!.transformToByteArray(),
+      url,
+    );
   }
 
   /**
@@ -168,16 +161,21 @@ export class ObjectStore {
   async download(url: ObjectUrl, file: string, start: number, end: number, etag?: string): Promise<void> {
     if (end <= start) return;
     await this.send(async () => {
-      const reply = await this.client.send(
-        new GetObjectCommand({
-          Bucket: url.bucket,
-          Key: url.key,
-          Range: `bytes=${start}-${end - 1}`,
-          IfMatch: etag === undefined ? undefined : `"${etag}"`,
-        }),
-      );
+      const reply = await this.getRange(url, start, end, etag);
       await pipe(reply.Body as Readable, createWriteStream(file, { flags: 'r+', start }));
     }, url);
+  }
+
+  /** One ranged GET of bytes [start, end), of the version `etag` when given (412 once it was replaced). */
+  private getRange(url: ObjectUrl, start: number, end: number, etag: string | undefined) {
+    return this.client.send(
+      new GetObjectCommand({
+        Bucket: url.bucket,
+        Key: url.key,
+        Range: `bytes=${start}-${end - 1}`,
+        IfMatch: etag === undefined ? undefined : `"${etag}"`,
+      }),
+    );
   }
 
   /** A small object as text; undefined when there is none. */

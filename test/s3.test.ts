@@ -143,7 +143,12 @@ describe('s3:// input', () => {
   it('air plan lists s3:// inputs with the ETag as each shard identity, and its ranks read them', async () => {
     const root = path.join(dir, 'plan');
     const config = path.join(dir, 'plan.yaml');
-    await writeFile(config, `method: documents\nstorage: { endpoint: "${s3.endpoint}" }\n`);
+    // One DuckDB thread, as the input test above: utf8.parquet hits DuckDB's silent early stop with two
+    // (AIR_PARQUET_INCOMPLETE in about 1 run of 4, on disk as from the bucket; open, see the issue 17 note).
+    await writeFile(
+      config,
+      `method: documents\nstorage: { endpoint: "${s3.endpoint}" }\nengine: { duckdbThreads: 1 }\n`,
+    );
     const planned = await runAir(
       ['plan', '--config', config, '--input', 's3://data/web/', '--output', root, '--world-size', '2'],
       undefined,

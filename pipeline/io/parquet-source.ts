@@ -287,8 +287,7 @@ export class ParquetSource implements Source<Document> {
     } else if (!(yield* this.readStaged(planned, staged, ledger, signal, position))) {
       return;
     }
-    // DuckDB's streaming result can end early without an error when it runs out of memory (seen with a
-    // 256 MB limit on a 500 MB row group): never trust the end of the stream, count against the footer.
+    // readSpan reads until the footer's count; this is the last guard against a read that ends short.
     if (position.rowsSeen !== footer.rows) throw incomplete(shard.path, position.rowsSeen, footer.rows);
   }
 
@@ -348,8 +347,13 @@ export class ParquetSource implements Source<Document> {
 
   /**
    * Reads `file` (the shard, or a stand-in of it) from `position.rowsSeen` up to row `end` (undefined: to the
-   * end). DuckDB cannot read past invalid UTF-8: where it stops, the text column of that row group is read as
-   * bytes, then DuckDB goes on from the next row group (it skips whole row groups by file_row_number).
+   * end), in one DuckDB query while it goes well. Two things make DuckDB stop inside a row group:
+   * - Invalid UTF-8: its reader cannot read past it. The text column of that row group is read as bytes, then
+   *   DuckDB goes on from the next row group (it skips whole row groups by file_row_number).
+   * - A stream that ends early without an error. With two or more threads, the UTF-8 error of one row group
+   *   is sometimes lost and the stream just ends (1 query in 10 here, bench/RESULTS.md §13); out of memory on
+   *   a huge page does the same. The row group where it stopped is read again alone: one row group is
+   *   scanned by one thread, which reports the error every time, so a second silent stop there is real.
    * Returns false when stopped early (the row limit, or the run's signal).
    */
   private async *readSpan(
@@ -361,15 +365,30 @@ export class ParquetSource implements Source<Document> {
     end: number | undefined,
   ): AsyncGenerator<Envelope<Document>, boolean> {
     const { shard, footer } = planned;
+    const last = end ?? footer.rows;
+    let mode: 'stream' | 'one_group' | 'bytes' = 'stream';
     let invalidUtf8: unknown;
-    for (;;) {
-      const asBytes = invalidUtf8 !== undefined;
-      const until = asBytes ? rowGroupEnd(footer, position.rowsSeen) : end;
+    while (position.rowsSeen < last) {
+      const until = mode === 'stream' ? end : rowGroupEnd(footer, position.rowsSeen);
       try {
-        const complete = yield* this.readRows(planned, file, ledger, signal, position, until, asBytes);
+        const complete = yield* this.readRows(
+          planned,
+          file,
+          ledger,
+          signal,
+          position,
+          until,
+          mode === 'bytes',
+        );
         if (!complete) return false;
-        if (!asBytes || position.rowsSeen >= (end ?? footer.rows)) return true;
-        invalidUtf8 = undefined;
+        if (position.rowsSeen >= (until ?? footer.rows)) {
+          mode = 'stream';
+          invalidUtf8 = undefined;
+        } else if (mode === 'stream') {
+          mode = 'one_group';
+        } else {
+          throw incomplete(shard.path, position.rowsSeen, footer.rows);
+        }
       } catch (error) {
         if (error instanceof RawColumnError) {
           // The byte reader failed where DuckDB had found invalid UTF-8: say both, not just "corrupt".
@@ -381,12 +400,15 @@ export class ParquetSource implements Source<Document> {
             { cause: error.cause },
           );
         }
-        if (asBytes || !isInvalidUtf8Error(error)) {
+        if (error instanceof ParquetInputError) throw error;
+        if (mode === 'bytes' || !isInvalidUtf8Error(error)) {
           throw classifyReadError(shard.path, error, rowGroupOf(footer, position.rowsSeen));
         }
         invalidUtf8 = error;
+        mode = 'bytes';
       }
     }
+    return true;
   }
 
   /**

@@ -19,7 +19,8 @@ import type { Shard } from '../pipeline/io/shards.js';
 import { addTally, tallyIn, type Settlement, type ShardTally } from '../pipeline/ledger.js';
 import { subtractRanges, toRanges, type RowRanges } from '../pipeline/row-ranges.js';
 import type { RunConfig } from './config.js';
-import { configFingerprint, differingSettings, resultSettings } from './fingerprint.js';
+import { resultSettings } from '../schemas/settings.js';
+import { configFingerprint, differingSettings } from './fingerprint.js';
 
 /** Where an output folder stands before a run: fresh, or the remains of an interrupted run to continue. */
 export interface StartingPoint {

@@ -207,6 +207,11 @@ describe('README.md dataset card', () => {
     }
     expect(card).toContain('air-sim-guidance');
     expect(card).toMatch(/Prompt version: `v2\+/);
+    // The settings block: those that decide the rows (schemas/settings.ts), never addresses or concurrency.
+    const settings = /```yaml\n([\s\S]*?)\n```/.exec(card)![1]!;
+    expect(settings).toMatch(/^method: "air"$/m);
+    expect(settings).toMatch(/^air\.seed: /m);
+    expect(settings).not.toMatch(/^(output|engine\.|writer\.|progress)|baseUrl|maxConcurrency|llm\.cache:/m);
   });
 
   it('leaves a README.md that air did not write alone', async () => {

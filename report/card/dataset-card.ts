@@ -2,6 +2,7 @@ import { stringify } from 'yaml';
 import { formatCount, formatDuration } from '../format.js';
 import type { DistributionSummary, RunStats } from '../../schemas/stats.js';
 import { describeType } from '../../schemas/types.js';
+import { resultSettings } from '../../schemas/settings.js';
 import { constraintTypeRows, llmAccounting, lossReasons, yieldOf } from '../stats/derived.js';
 import { featureOf, type CardColumn } from './columns.js';
 
@@ -37,10 +38,6 @@ const SIZE_CATEGORIES: ReadonlyArray<readonly [number, string]> = [
   [1e11, '10B<n<100B'],
   [1e12, '100B<n<1T'],
 ];
-
-/** Settings that say nothing about the data, or name local machines: left out of the published card. */
-const PRIVATE_SETTING =
-  /^(output|progress.*|engine\..*|writer\..*|llm\.cache|llm\.modelsDir|llm\.simulator\..*)$|(baseUrl|apiKeyEnv|timeoutSeconds|maxConcurrency|initialConcurrency|circuitBreakerSeconds|maxAttempts|rpm|tpm)$/;
 
 /**
  * README.md in the layout of a Hugging Face dataset card: YAML front matter (licence, task, language, size,
@@ -172,9 +169,7 @@ function method(stats: RunStats): string[] {
 
 function configBlock(config: unknown): string[] {
   if (config === undefined || config === null || typeof config !== 'object') return [];
-  const flat: Record<string, unknown> = {};
-  flatten(config, '', flat);
-  const kept = Object.entries(flat).filter(([key]) => !PRIVATE_SETTING.test(key));
+  const kept = Object.entries(resultSettings(config));
   if (kept.length === 0) return [];
   return [
     '',
@@ -265,14 +260,4 @@ function pct(share: number | null): string {
 
 function escapeCell(text: string): string {
   return text.replaceAll('|', '\\|').replaceAll('\n', ' ');
-}
-
-function flatten(value: unknown, prefix: string, into: Record<string, unknown>): void {
-  if (value !== null && typeof value === 'object' && !Array.isArray(value)) {
-    for (const key of Object.keys(value).sort()) {
-      flatten((value as Record<string, unknown>)[key], prefix === '' ? key : `${prefix}.${key}`, into);
-    }
-    return;
-  }
-  if (value !== undefined) into[prefix] = value;
 }

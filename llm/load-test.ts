@@ -2,6 +2,7 @@ import { describeEndpoint, type ResolvedEndpoint } from './endpoint.js';
 import { LlmError } from './errors.js';
 import { ChatHttp } from './http.js';
 import type { ChatCompletionRequest } from './types.js';
+import { mapConcurrent } from '../pipeline/concurrent.js';
 
 /**
  * Measures an endpoint the way `air bench` reports it: for each concurrency level, a closed loop keeps exactly
@@ -83,25 +84,21 @@ async function runLevel(
   const errorsByCode: Record<string, number> = {};
   let promptTokens = 0;
   let completionTokens = 0;
-  let next = 0;
   const started = performance.now();
-  const worker = async (): Promise<void> => {
-    while (next < options.requestsPerLevel) {
-      const index = next++;
-      const request = benchRequest(endpoint.model, options, concurrency, index);
-      const t0 = performance.now();
-      try {
-        const completion = await http.complete(request);
-        latencies.push(performance.now() - t0);
-        promptTokens += completion.usage.promptTokens;
-        completionTokens += completion.usage.completionTokens;
-      } catch (error) {
-        const code = error instanceof LlmError ? error.code : 'UNKNOWN';
-        errorsByCode[code] = (errorsByCode[code] ?? 0) + 1;
-      }
+  const indexes = Array.from({ length: options.requestsPerLevel }, (_, i) => i);
+  await mapConcurrent(indexes, concurrency, async (index) => {
+    const request = benchRequest(endpoint.model, options, concurrency, index);
+    const t0 = performance.now();
+    try {
+      const completion = await http.complete(request);
+      latencies.push(performance.now() - t0);
+      promptTokens += completion.usage.promptTokens;
+      completionTokens += completion.usage.completionTokens;
+    } catch (error) {
+      const code = error instanceof LlmError ? error.code : 'UNKNOWN';
+      errorsByCode[code] = (errorsByCode[code] ?? 0) + 1;
     }
-  };
-  await Promise.all(Array.from({ length: concurrency }, worker));
+  });
   const wallS = (performance.now() - started) / 1000;
   latencies.sort((a, b) => a - b);
   const errors = Object.values(errorsByCode).reduce((a, b) => a + b, 0);

@@ -9,6 +9,7 @@ import type { ChatMessage, JsonSchema, LlmClient, Role } from '../llm/types.js';
 import { fmix32, fnv1a32 } from '../pipeline/hash.js';
 import type { ConstraintCounter } from './constraint-counter.js';
 import { CONSTRAINT_TYPES } from './constraint-tagger.js';
+import { mapConcurrent } from '../pipeline/concurrent.js';
 
 export const CONSTRAINT_LIST_TYPES: readonly string[] = [...CONSTRAINT_TYPES.map((t) => t.id), 'other'];
 
@@ -78,17 +79,9 @@ export class LlmConstraintCounter implements ConstraintCounter {
   }
 
   async count(instructions: readonly string[], signal?: AbortSignal): Promise<number[]> {
-    const counts = new Array<number>(instructions.length);
-    let next = 0;
-    const worker = async (): Promise<void> => {
-      while (next < instructions.length) {
-        const index = next++;
-        counts[index] = await this.countOne(instructions[index]!, index, signal);
-      }
-    };
-    const workers = Math.max(1, Math.min(this.options.concurrency, instructions.length));
-    await Promise.all(Array.from({ length: workers }, worker));
-    return counts;
+    return mapConcurrent(instructions, this.options.concurrency, (instruction, index) =>
+      this.countOne(instruction, index, signal),
+    );
   }
 
   private async countOne(instruction: string, index: number, signal?: AbortSignal): Promise<number> {

@@ -14,6 +14,7 @@ import { configFingerprint, differingSettings } from '../fingerprint.js';
 import { useStorage } from '../storage.js';
 import { assignByBytes } from './assign.js';
 import { PLAN_FILE, planFile } from './layout.js';
+import { mapConcurrent } from '../../pipeline/concurrent.js';
 
 /** Footers read at once while planning: enough to hide a shared file system's latency, few enough for EMFILE. */
 const FOOTERS_IN_FLIGHT = 16;
@@ -36,7 +37,7 @@ export async function buildPlan(config: RunConfig, worldSize: number, now = new 
   }
   useStorage(config);
   const listed = await resolveShards(config.input);
-  const planned = await mapInFlight(listed, FOOTERS_IN_FLIGHT, describeShard);
+  const planned = await mapConcurrent(listed, FOOTERS_IN_FLIGHT, (shard) => describeShard(shard));
   const assignment = assignByBytes(planned, worldSize);
   const shards: PlannedShard[] = planned.map((s, index) => ({
     ...s,
@@ -87,23 +88,6 @@ async function describeShard(shard: Shard): Promise<Omit<PlannedShard, 'index' |
 
 function pick(identity: { size: number; mtimeMs: number; footerHash: string }) {
   return { size: identity.size, mtimeMs: identity.mtimeMs, footerHash: identity.footerHash };
-}
-
-async function mapInFlight<T, R>(
-  items: readonly T[],
-  limit: number,
-  fn: (item: T) => Promise<R>,
-): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const worker = async (): Promise<void> => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]!);
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-  return out;
 }
 
 /**

@@ -14,11 +14,14 @@
 import { spawn } from 'node:child_process';
 import os from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Accounting } from '../llm/accounting.js';
-import { HttpLlmClient } from '../llm/client.js';
-import { endpointSchema, resolveEndpoint } from '../llm/endpoint.js';
 import type { MetricName } from '../llm/simulator/metrics.js';
-import { scrapeSimMetrics, startSimProcess, stopSimProcess, type SimProcess } from './sim-process.js';
+import {
+  benchClient,
+  scrapeSimMetrics,
+  startSimProcess,
+  stopSimProcess,
+  type SimProcess,
+} from './sim-process.js';
 
 /** 250-token replies at 500 tok/s: 0.5 s a call, so 5 Node processes on 2 cores are not what limits. */
 const SIM = {
@@ -50,24 +53,12 @@ interface WorkerResult {
 
 /** One air process: callers in a loop until the window has closed, counting the calls answered inside it. */
 async function work(task: WorkerTask): Promise<WorkerResult> {
-  const accounting = new Accounting();
-  const client = new HttpLlmClient({
-    endpoints: [
-      resolveEndpoint(
-        'guidance',
-        endpointSchema.parse({
-          model: 'bench',
-          endpoints: task.urls.map((baseUrl) => ({ baseUrl })),
-          maxConcurrency: 256,
-          initialConcurrency: 8,
-          maxAttempts: 20,
-          saturation: task.mode,
-          sampling: { max_tokens: 4096, temperature: 0.2 },
-        }),
-      ),
-    ],
-    recorder: accounting,
-    replicas: { sharers: task.sharers },
+  const { client, accounting } = benchClient(task.urls, {
+    maxConcurrency: 256,
+    initialConcurrency: 8,
+    maxTokens: 4096,
+    saturation: task.mode,
+    sharers: task.sharers,
   });
   let windowCalls = 0;
   let issued = 0;
@@ -207,22 +198,10 @@ async function killedReplica(total: number, killAtS: number, backAtS: number): P
   ];
   const first = await startSimProcess(args);
   const second = await startSimProcess(args);
-  const accounting = new Accounting();
-  const client = new HttpLlmClient({
-    endpoints: [
-      resolveEndpoint(
-        'guidance',
-        endpointSchema.parse({
-          model: 'bench',
-          endpoints: [{ baseUrl: first.url }, { baseUrl: second.url }],
-          maxConcurrency: 256,
-          initialConcurrency: 8,
-          maxAttempts: 20,
-          sampling: { max_tokens: 4096, temperature: 0.2 },
-        }),
-      ),
-    ],
-    recorder: accounting,
+  const { client, accounting } = benchClient([first.url, second.url], {
+    maxConcurrency: 256,
+    initialConcurrency: 8,
+    maxTokens: 4096,
   });
   const t0 = performance.now();
   let next = 0;

@@ -59,15 +59,17 @@ export function stopSimProcess(child: ChildProcess): Promise<string> {
   });
 }
 
-/** air's client for one `guidance` role on the benchmark simulator, with its accounting. */
+/** air's client for one `guidance` role on the benchmark simulator (one or several replicas), with its accounting. */
 export function benchClient(
-  url: string,
+  url: string | readonly string[],
   options: {
     maxConcurrency: number;
     initialConcurrency?: number;
     maxTokens: number;
     /** air's saturation signal (default auto: the simulator's gauges); off leaves 429/503 alone. */
     saturation?: 'auto' | 'gauges' | 'latency' | 'off';
+    /** Processes sharing these servers (llm.processes): each takes its share of a queueing one. */
+    sharers?: number;
   },
 ): { client: HttpLlmClient; accounting: Accounting } {
   const accounting = new Accounting();
@@ -76,7 +78,7 @@ export function benchClient(
       resolveEndpoint(
         'guidance',
         endpointSchema.parse({
-          baseUrl: url,
+          endpoints: (typeof url === 'string' ? [url] : url).map((baseUrl) => ({ baseUrl })),
           model: 'bench',
           maxConcurrency: options.maxConcurrency,
           initialConcurrency: options.initialConcurrency ?? options.maxConcurrency,
@@ -87,6 +89,7 @@ export function benchClient(
       ),
     ],
     recorder: accounting,
+    replicas: options.sharers === undefined ? undefined : { sharers: options.sharers },
   });
   return { client, accounting };
 }

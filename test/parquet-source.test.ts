@@ -146,6 +146,37 @@ describe('ParquetSource encodings and layouts', () => {
     expect(docs[4321]!.text).toBe('text number 4321');
   });
 
+  it('reads a slice of whole row groups, and refuses a slice that is not one', async () => {
+    const file = path.join(dir, 'slices.parquet');
+    const ids = Array.from({ length: 250 }, (_, i) => `doc-${i}`);
+    await writeFile(
+      file,
+      new Uint8Array(
+        parquetWriteBuffer({
+          columnData: [
+            { name: 'id', data: ids, type: 'STRING' },
+            { name: 'text', data: ids.map((_, i) => `text number ${i}`), type: 'STRING' },
+          ],
+          rowGroupSize: 50,
+        }),
+      ),
+    );
+    const [whole] = await resolveShards([file]);
+    const rowsOf = async (start: number, end: number) =>
+      (await readAll([], { shards: [{ ...whole!, rows: { start, end } }] })).docs.map((d) => d.sourceRow);
+    const parts = [await rowsOf(0, 100), await rowsOf(100, 200), await rowsOf(200, 250)];
+    expect(parts.map((p) => p.length)).toEqual([100, 100, 50]);
+    expect(parts.flat()).toEqual([...Array(250).keys()]);
+    const { docs, source } = await readAll([], { shards: [{ ...whole!, rows: { start: 50, end: 150 } }] });
+    expect(docs[0]).toMatchObject({ id: 'doc-50', text: 'text number 50', sourceRow: 50 });
+    expect(await source.expectedRows()).toBe(100);
+    const error = await rowsOf(60, 150).catch((e: unknown) => e);
+    expect((error as ParquetInputError).code).toBe('AIR_PARQUET_INCOMPLETE');
+    expect((error as Error).message).toMatch(
+      /slices\.parquet: rows 60-150 are not whole row groups of this file/,
+    );
+  });
+
   it('drops null and blank texts at the source with a reason, and counts them', async () => {
     const file = await writeParquet(
       path.join(dir, 'nulls.parquet'),

@@ -1,10 +1,8 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { asyncBufferFromFile, parquetMetadataAsync } from 'hyparquet';
-import { AirError, ConfigError, ParquetInputError, UsageError, errorMessage } from '../../pipeline/errors.js';
+import { AirError, ConfigError, UsageError, errorMessage } from '../../pipeline/errors.js';
 import { shardIdentity } from '../../pipeline/io/manifest.js';
-import { objectStore } from '../../pipeline/io/object-store/store.js';
-import { isObjectUrl, parseObjectUrl } from '../../pipeline/io/object-store/url.js';
+import { readFooter } from '../../pipeline/io/parquet-footer.js';
 import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
 import { isDirectory, pathExists, writeAtomically } from '../../pipeline/io/files.js';
 import { planSchema, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
@@ -68,21 +66,7 @@ export async function buildPlan(config: RunConfig, worldSize: number, now = new 
 
 async function describeShard(shard: Shard): Promise<Omit<PlannedShard, 'index' | 'rank'>> {
   const identity = await shardIdentity(shard);
-  let rows: number;
-  try {
-    // hyparquet reads the footer alone (two small reads); DuckDB would start an engine for one number.
-    const file = isObjectUrl(shard.path)
-      ? await objectStore().asyncBuffer(parseObjectUrl(shard.path))
-      : await asyncBufferFromFile(shard.path);
-    rows = Number((await parquetMetadataAsync(file)).num_rows);
-  } catch (error) {
-    throw new ParquetInputError(
-      'AIR_PARQUET_NOT_PARQUET',
-      shard.label,
-      `cannot read its Parquet footer: ${errorMessage(error)}`,
-      { cause: error },
-    );
-  }
+  const rows = Number((await readFooter(shard)).num_rows);
   return { label: shard.label, path: shard.path, ...pick(identity), rows };
 }
 

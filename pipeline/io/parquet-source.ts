@@ -118,6 +118,9 @@ function cursorOf(ranges: RowRanges | undefined): RangeCursor | undefined {
 interface PlannedShard {
   readonly shard: Shard;
   readonly footer: ParquetFooter;
+  /** The rows read: the shard's slice, or all of it. */
+  readonly start: number;
+  readonly end: number;
   /** An object in storage: read through local stand-ins one row group at a time. */
   readonly staged: StagedShard | undefined;
   readonly idExpr: string | undefined;
@@ -228,7 +231,7 @@ export class ParquetSource implements Source<Document> {
 
   async expectedRows(): Promise<number> {
     await this.prepare();
-    const rows = this.plan!.reduce((sum, p) => sum + p.footer.rows, 0);
+    const rows = this.plan!.reduce((sum, p) => sum + p.end - p.start, 0);
     let done = 0;
     for (const ranges of this.settled?.values() ?? []) done += countRows(ranges);
     return Math.min(rows, this.options.limit ?? Infinity) - done;
@@ -279,16 +282,18 @@ export class ParquetSource implements Source<Document> {
   ): AsyncIterable<Envelope<Document>> {
     const { shard, footer, staged } = planned;
     const position: ReadPosition = {
-      rowsSeen: 0,
+      rowsSeen: planned.start,
       settled: cursorOf(this.settled?.get(shard.label)),
     };
     if (staged === undefined) {
-      if (!(yield* this.readSpan(planned, shard.path, ledger, signal, position, undefined))) return;
+      // A whole shard is read without an upper bound (the same query as ever); a slice stops at its end.
+      const end = planned.end === footer.rows ? undefined : planned.end;
+      if (!(yield* this.readSpan(planned, shard.path, ledger, signal, position, end))) return;
     } else if (!(yield* this.readStaged(planned, staged, ledger, signal, position))) {
       return;
     }
     // readSpan reads until the footer's count; this is the last guard against a read that ends short.
-    if (position.rowsSeen !== footer.rows) throw incomplete(shard.path, position.rowsSeen, footer.rows);
+    if (position.rowsSeen !== planned.end) throw incomplete(shard.path, position.rowsSeen, footer.rows);
   }
 
   /**
@@ -307,8 +312,10 @@ export class ParquetSource implements Source<Document> {
     const groups = planned.footer.rowGroups;
     const settled = this.settled?.get(planned.shard.label) ?? [];
     const starts = groups.map((_, g) => groups.slice(0, g).reduce((a, b) => a + b, 0));
+    const inSlice = (g: number): boolean =>
+      starts[g]! >= planned.start && starts[g]! + groups[g]! <= planned.end;
     const needed = (g: number): boolean =>
-      this.replay || !coversAll(settled, starts[g]!, starts[g]! + groups[g]!);
+      inSlice(g) && (this.replay || !coversAll(settled, starts[g]!, starts[g]! + groups[g]!));
     const spans = stageSpans(groups.length, needed, (g) => {
       const range = staged.rowGroups[g];
       return range === undefined ? Infinity : range[1] - range[0];
@@ -321,6 +328,7 @@ export class ParquetSource implements Source<Document> {
     try {
       for (const [k, span] of spans.entries()) {
         const end = starts[span.last - 1]! + groups[span.last - 1]!;
+        if (!inSlice(span.first)) continue; // another unit's row groups
         if (!span.needed) {
           // Settled and not replayed: its rows would all be skipped (they still count towards a limit).
           this.remaining -= end - starts[span.first]!;
@@ -603,7 +611,8 @@ export class ParquetSource implements Source<Document> {
       }
       return undefined;
     });
-    return { shard, footer, staged, idExpr, metaExprs };
+    const { start, end } = sliceOf(shard, footer);
+    return { shard, footer, staged, idExpr, metaExprs, start, end };
   }
 
   /** Resolves one pass-through column for a shard and checks its type agrees with the other shards. */
@@ -633,6 +642,24 @@ export class ParquetSource implements Source<Document> {
     this.metaTypes[outName] = mapped;
     return [top!, ...path].map(sqlIdent).join('.');
   }
+}
+
+/** The rows to read: the shard's slice, checked to be whole row groups of this file (else it has changed). */
+function sliceOf(shard: Shard, footer: ParquetFooter): { start: number; end: number } {
+  if (shard.rows === undefined) return { start: 0, end: footer.rows };
+  const { start, end } = shard.rows;
+  const bounds = new Set([0]);
+  let at = 0;
+  for (const rows of footer.rowGroups) bounds.add((at += rows));
+  if (!(start < end && bounds.has(start) && bounds.has(end))) {
+    throw new ParquetInputError(
+      'AIR_PARQUET_INCOMPLETE',
+      shard.path,
+      `rows ${start}-${end} are not whole row groups of this file (${footer.rows} rows in ` +
+        `${footer.rowGroups.length} row groups): it changed since the slice was made`,
+    );
+  }
+  return { start, end };
 }
 
 function shard(planned: PlannedShard): string {

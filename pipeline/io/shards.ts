@@ -11,6 +11,16 @@ export interface Shard {
   /** Path relative to the input root: stable across machines, used in ids and the ledger. */
   readonly label: string;
   readonly size: number;
+  /**
+   * Read only file rows [start, end) of it: a slice of consecutive whole row groups (a queue unit of a big
+   * shard). Undefined: every row.
+   */
+  readonly rows?: RowSlice;
+}
+
+export interface RowSlice {
+  readonly start: number;
+  readonly end: number;
 }
 
 /**

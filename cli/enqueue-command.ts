@@ -1,11 +1,11 @@
 import path from 'node:path';
 import type { Command } from 'commander';
 import { readPlan } from '../job/plan/plan-file.js';
-import { ENQUEUE_ATTEMPTS, enqueueUnits } from '../job/queue/enqueue.js';
+import { ENQUEUE_ATTEMPTS, enqueueUnits, SLICE_MB } from '../job/queue/enqueue.js';
 import { QueueError } from '../job/queue/errors.js';
 import { isDirectory } from '../pipeline/io/files.js';
 import { formatCount } from '../report/format.js';
-import { nonNegativeArg, positiveIntArg } from './args.js';
+import { nonNegativeArg, positiveArg, positiveIntArg } from './args.js';
 import { EXIT, type CliIO } from './io.js';
 import { DEDUPE_LOCK_STALE_SECONDS, DEDUPE_WAIT_SECONDS } from './plan-run.js';
 import { watchStops } from './stop-signals.js';
@@ -14,16 +14,17 @@ interface EnqueueFlags {
   queue: string;
   plan: string;
   attempts?: number;
+  sliceMb?: number;
   dedupeWait?: number;
   dedupeLockStale?: number;
 }
 
-/** `air enqueue`: one BullMQ job per unit of a plan (a shard), idempotent. */
+/** `air enqueue`: one BullMQ job per unit of a plan (a shard, or a slice of a big one), idempotent. */
 export function registerEnqueueCommand(program: Command, io: CliIO, setExit: (code: number) => void): void {
   program
     .command('enqueue')
     .description(
-      'Put every unit (shard) of a plan in a Redis queue for air worker; enqueueing twice adds nothing.',
+      'Put every unit of a plan (a shard, or a slice of row groups of a big one) in a Redis queue for air worker; enqueueing twice adds nothing.',
     )
     .requiredOption('--queue <url>', 'the Redis holding the queue: redis://host:port/db')
     .requiredOption('--plan <file>', 'the plan to enqueue (<root>/plan.json, or the root)')
@@ -31,6 +32,11 @@ export function registerEnqueueCommand(program: Command, io: CliIO, setExit: (co
       '--attempts <n>',
       `failed runs of a unit before it is failed; enqueue again to retry it (default: ${ENQUEUE_ATTEMPTS})`,
       positiveIntArg,
+    )
+    .option(
+      '--slice-mb <mb>',
+      `cut shards larger than this into units of consecutive row groups of at most this size (default: ${SLICE_MB})`,
+      positiveArg,
     )
     .option(
       '--dedupe-wait <seconds>',
@@ -59,13 +65,16 @@ Example:
         const done = await enqueueUnits(root, plan, {
           url: flags.queue,
           attempts: flags.attempts ?? ENQUEUE_ATTEMPTS,
+          sliceMB: flags.sliceMb ?? SLICE_MB,
           dedupeWaitSeconds: flags.dedupeWait ?? DEDUPE_WAIT_SECONDS,
           lockStaleSeconds: flags.dedupeLockStale ?? DEDUPE_LOCK_STALE_SECONDS,
           signal: stops.signal,
           log: (line) => io.stderr(`air: ${line}\n`),
         });
         io.stdout(
-          `queue ${done.queue}: ${formatCount(done.units)} units, ${formatCount(done.added)} added, ` +
+          `queue ${done.queue}: ${formatCount(done.units)} units` +
+            (done.slices === 0 ? '' : ` (${formatCount(done.slices)} of them slices of big shards)`) +
+            `, ${formatCount(done.added)} added, ` +
             `${formatCount(done.retried)} failed ones handed back, ${formatCount(done.complete)} already complete\n`,
         );
       } catch (error) {

@@ -6,7 +6,8 @@ import { parse } from 'yaml';
 import { ROOT, runAir, startAir } from './helpers/cli.js';
 import { simAirConfig } from './helpers/air-sim-config.js';
 import { writePlantedInput } from './helpers/dup-shards.js';
-import { query, tempDir } from './helpers/duckdb.js';
+import { FINEWEB, query, tempDir } from './helpers/duckdb.js';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { markUnitComplete, readUnitCompletion } from '../job/queue/units.js';
 
@@ -104,6 +105,81 @@ describe('air enqueue + air worker', () => {
     // Everything is complete: a third enqueue adds nothing, a worker finds nothing to do.
     const third = await runAir(['enqueue', '--queue', redis.url, '--plan', 'job'], dir);
     expect(third.stdout).toMatch(/0 added, 0 failed ones handed back, 5 already complete/);
+  }, 300_000);
+});
+
+describe('a big shard cut into slices of row groups', () => {
+  it('runs each slice as a unit; status counts slices; the merged rows are a single run’s', async () => {
+    // The planted input with FineWeb rewritten in row groups of 250 rows (~0.45 MB each): with --slice-mb 1
+    // it is cut into slices of two row groups, while the smaller shards stay whole.
+    const input = path.join(dir, 'in-sliced');
+    await writePlantedInput(input);
+    const fineweb = path.join(input, path.basename(FINEWEB));
+    const rows = await query(`SELECT id, text, url FROM read_parquet('${FINEWEB}') ORDER BY file_row_number`);
+    await writeFile(
+      fineweb,
+      new Uint8Array(
+        parquetWriteBuffer({
+          columnData: ['id', 'text', 'url'].map((name, c) => ({
+            name,
+            data: rows.map((r) => String(r[c])),
+            type: 'STRING' as const,
+          })),
+          rowGroupSize: 250,
+        }),
+      ),
+    );
+    const alone = await runAir(['run', '-c', 'air.json', '--input', input, '--output', 'single-sliced'], dir);
+    expect(alone.code, alone.stderr).toBe(0);
+    const expected = await writtenRows([path.join(dir, 'single-sliced', '*.parquet')]);
+
+    const planned = await runAir(
+      ['plan', '-c', 'air.json', '--input', input, '--output', 'sliced', '--world-size', '1'],
+      dir,
+    );
+    expect(planned.code, planned.stderr).toBe(0);
+    const enqueue = ['enqueue', '--queue', redis.url, '--plan', 'sliced', '--slice-mb', '1'];
+    const enqueued = await runAir(enqueue, dir);
+    expect(enqueued.code, enqueued.stderr).toBe(0);
+    const queue = JSON.parse(await readFile(path.join(dir, 'sliced', 'queue.json'), 'utf8')) as {
+      units: Array<{ unit: number; label: string; start: number; end: number; slice: boolean }>;
+    };
+    const slices = queue.units.filter((u) => u.slice);
+    expect(slices.length).toBeGreaterThanOrEqual(2);
+    expect(slices.every((u) => u.label === path.basename(FINEWEB))).toBe(true);
+    // The slices cover the shard once, in order, on row-group boundaries, each under 1 MB of row groups.
+    expect(slices[0]!.start).toBe(0);
+    expect(slices.at(-1)!.end).toBe(rows.length);
+    slices.slice(1).forEach((u, i) => expect(u.start).toBe(slices[i]!.end));
+    for (const u of slices) expect(u.start % 250, `${u.start}`).toBe(0);
+    expect(queue.units.length).toBe(5 + slices.length - 1);
+    expect(enqueued.stdout).toContain(`${queue.units.length} units (${slices.length} of them slices`);
+    const otherSize = await runAir([...enqueue.slice(0, -1), '2'], dir);
+    expect(otherSize.code).toBe(2);
+    expect(otherSize.stderr).toContain('was enqueued with slices of at most 1 MB');
+
+    const args = ['worker', '--queue', redis.url, '--plan', 'sliced', '--until-empty'];
+    const workers = await Promise.all([1, 2].map(() => startAir(args, dir).done));
+    for (const w of workers) expect(w.code, w.stderr).toBe(0);
+    expect(workers.map((w) => w.stderr).join('')).toMatch(
+      /unit fineweb-sample\.snappy\.parquet rows \d+-\d+: attempt-1 complete/,
+    );
+    const status = await runAir(['status', 'sliced', '--json'], dir);
+    expect(status.code, status.stdout).toBe(0);
+    const units = (JSON.parse(status.stdout) as { ranks: Array<{ plannedRows: number; state: string }> })
+      .ranks;
+    expect(units.map((u) => u.state)).toEqual(Array(queue.units.length).fill('complete'));
+    expect(units.map((u) => u.plannedRows)).toEqual(queue.units.map((u) => u.end - u.start));
+    const merged = await runAir(['merge', 'sliced'], dir);
+    expect(merged.code, merged.stderr).toBe(0);
+    const got = await mergedRows(path.join(dir, 'sliced'));
+    expect(new Set(got).size).toBe(got.length);
+    expect(got).toEqual(expected);
+    const ledger = JSON.parse(await readFile(path.join(dir, 'sliced', 'ledger.json'), 'utf8')) as {
+      totals: { read: number };
+      plannedRows: number;
+    };
+    expect(ledger.totals.read).toBe(ledger.plannedRows);
   }, 300_000);
 });
 

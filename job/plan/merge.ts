@@ -172,8 +172,9 @@ async function jobOutputs(
   root: string,
   plan: Plan,
 ): Promise<Array<{ dir: string } & Record<string, unknown>> & { queue: boolean }> {
-  if ((await readQueueFile(root)) !== undefined) {
-    const units = await countedAttempts(root, plan);
+  const queued = await readQueueFile(root);
+  if (queued !== undefined) {
+    const units = await countedAttempts(root, plan, queued.units);
     return Object.assign(
       units.map((u) => ({ unit: u.unit, label: u.label, attempt: path.basename(u.dir), dir: u.dir })),
       { queue: true },

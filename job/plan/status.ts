@@ -7,7 +7,6 @@ import {
   type Heartbeat,
   type JobStatus,
   type Plan,
-  type PlannedShard,
   type RankStatus,
 } from '../../schemas/plan.js';
 import { settledSoFar } from '../checkpoint.js';
@@ -28,6 +27,7 @@ import {
   readUnitCompletion,
   unitDir,
 } from '../queue/units.js';
+import { unitName, type QueueUnit } from '../queue/slices.js';
 import { LEDGER_FILE, readLedgerFile } from '../../report/stats/ledger-file.js';
 
 export interface StatusOptions {
@@ -55,16 +55,17 @@ export async function jobStatus(root: string, options: StatusOptions = {}): Prom
   const plan = await readPlan(root);
   const now = options.now ?? new Date();
   const staleMs = (options.staleAfterSeconds ?? STALE_AFTER_SECONDS) * 1000;
-  const queued = (await readQueueFile(root)) !== undefined;
+  const queue = await readQueueFile(root);
+  const queued = queue !== undefined;
   const ranks: RankStatus[] = [];
-  if (queued) for (const shard of plan.shards) ranks.push(await unitStatus(root, plan, shard, now, staleMs));
+  if (queued) for (const unit of queue.units) ranks.push(await unitStatus(root, plan, unit, now, staleMs));
   else for (const planned of plan.ranks) ranks.push(await rankStatus(root, plan, planned.rank, now, staleMs));
   const { complete, totals } = summarise(ranks);
   return {
     version: PLAN_VERSION,
     root,
     at: now.toISOString(),
-    worldSize: queued ? plan.shards.length : plan.worldSize,
+    worldSize: queued ? queue.units.length : plan.worldSize,
     mode: queued ? 'queue' : 'ranks',
     fingerprint: plan.fingerprint,
     complete,
@@ -149,17 +150,18 @@ async function rankStatus(
 }
 
 /**
- * A queue unit (job/queue/units.ts) judged as a rank of one shard: complete when a marker names its counted
- * attempt; else by its newest attempt folder and that attempt's heartbeat; not started while it has none.
+ * A queue unit (job/queue/units.ts) judged as a rank of one shard (or slice): complete when a marker names its
+ * counted attempt; else by its newest attempt folder and that attempt's heartbeat; not started while it has none.
  */
 async function unitStatus(
   root: string,
   plan: Plan,
-  shard: PlannedShard,
+  queued: QueueUnit,
   now: Date,
   staleMs: number,
 ): Promise<RankStatus> {
-  const unit = shard.index;
+  const { unit } = queued;
+  const shard = { label: unitName(queued), rows: queued.end - queued.start };
   const counted = await readUnitCompletion(root, unit);
   const done = counted?.fingerprint === plan.fingerprint ? counted : undefined;
   const attempt = done?.attempt ?? (await listAttempts(root, unit)).at(-1);

@@ -4,16 +4,28 @@ import { dedupeEnabled, globalDedupeBarrier } from '../plan/dedupe-barrier.js';
 import { checkShardsUnchanged, rankConfig } from '../plan/run-rank.js';
 import { queueName, redisOptions, unitJobId, type UnitJobData } from './connection.js';
 import { QueueError } from './errors.js';
-import { readQueueFile, readUnitCompletion, writeQueueFile } from './units.js';
+import { AirError } from '../../pipeline/errors.js';
+import { mapConcurrent } from '../../pipeline/concurrent.js';
+import { readFooter, rowGroupSizes, type RowGroupSize } from '../../pipeline/io/parquet-footer.js';
+import { cutUnits, unitName, type QueueUnit } from './slices.js';
+import { QUEUE_FILE_VERSION, readQueueFile, readUnitCompletion, writeQueueFile } from './units.js';
 
 /** Failed runs of one unit (errors, not stalls or stops) before BullMQ fails it; enqueue again to retry it. */
 export const ENQUEUE_ATTEMPTS = 3;
+/**
+ * Shards above this are cut into units of row groups up to this size. 512 MB of compressed Parquet is minutes
+ * of AIR work on a busy server: small enough to balance a fleet, large enough that a unit's fixed cost (a run's
+ * start, footers, the cache) stays small.
+ */
+export const SLICE_MB = 512;
 
 export interface EnqueueOptions {
   /** `redis://host:port/db`. */
   readonly url: string;
   /** Runs of a unit that may fail (an error, not a stall or a stop) before BullMQ fails it. */
   readonly attempts: number;
+  /** Shards larger than this (MB) are cut into units of consecutive row groups of at most this size. */
+  readonly sliceMB: number;
   /** The dedupe barrier's waits (as `air run --plan`): only the global step's lock is waited on here. */
   readonly dedupeWaitSeconds: number;
   readonly lockStaleSeconds: number;
@@ -24,6 +36,8 @@ export interface EnqueueOptions {
 export interface EnqueueResult {
   readonly queue: string;
   readonly units: number;
+  /** Of the units, those that are slices of a big shard. */
+  readonly slices: number;
   /** Units added by this call; the rest were already in the queue, or complete. */
   readonly added: number;
   /** Units BullMQ had failed (attempts used up), handed back to the queue. */
@@ -32,8 +46,9 @@ export interface EnqueueResult {
 }
 
 /**
- * `air enqueue`: one BullMQ job per unit (a shard of the plan), with the unit as its id, so enqueueing twice
- * adds nothing. Units already complete on disk are not added. With dedupe on, the global dedupe step runs here
+ * `air enqueue`: one BullMQ job per unit (a shard of the plan, or a slice of row groups of a big one: slices.ts),
+ * with the unit as its id, so enqueueing twice adds nothing. The units are fixed by the first enqueue
+ * (queue.json); another slice size later is refused, since units already run would be cut differently. Units already complete on disk are not added. With dedupe on, the global dedupe step runs here
  * first, in this one process (keys of every shard, then the step), so that every unit's drop list is ready
  * before any worker starts LLM work: workers never wait on each other.
  */
@@ -51,6 +66,14 @@ export async function enqueueUnits(
     );
   }
   await checkShardsUnchanged(plan.shards);
+  const units = existing?.units ?? (await planUnits(plan, options.sliceMB));
+  if (existing !== undefined && existing.sliceMB !== options.sliceMB) {
+    throw new QueueError(
+      'AIR_QUEUE_OTHER_PLAN',
+      `${root}: was enqueued with slices of at most ${existing.sliceMB} MB; enqueue again with ` +
+        `--slice-mb ${existing.sliceMB}, or plan into a fresh folder`,
+    );
+  }
   const config = rankConfig(plan, root, 0);
   if (dedupeEnabled(config.dedupe)) {
     options.log?.(`dedupe: keys of ${plan.shards.length} shards, then the global step, before enqueueing`);
@@ -68,16 +91,16 @@ export async function enqueueUnits(
   }
   const pending: Array<{ name: 'unit'; data: UnitJobData; opts: { jobId: string } }> = [];
   let complete = 0;
-  for (const shard of plan.shards) {
-    const done = await readUnitCompletion(root, shard.index);
+  for (const unit of units) {
+    const done = await readUnitCompletion(root, unit.unit);
     if (done?.fingerprint === plan.fingerprint) {
       complete++;
       continue;
     }
     pending.push({
       name: 'unit',
-      data: { unit: shard.index, label: shard.label },
-      opts: { jobId: unitJobId(shard.index) },
+      data: { unit: unit.unit, label: unitName(unit) },
+      opts: { jobId: unitJobId(unit.unit) },
     });
   }
   const queue = new Queue<UnitJobData, unknown, 'unit'>(name, {
@@ -107,16 +130,42 @@ export async function enqueueUnits(
     }
     await writeQueueFile(root, {
       air: 'queue',
-      version: 1,
+      version: QUEUE_FILE_VERSION,
       queue: name,
       fingerprint: plan.fingerprint,
-      units: plan.shards.length,
+      sliceMB: options.sliceMB,
+      units,
       enqueuedAt: existing?.enqueuedAt ?? new Date().toISOString(),
     });
-    return { queue: name, units: plan.shards.length, added: after - before, retried, complete };
+    return {
+      queue: name,
+      units: units.length,
+      slices: units.filter((u) => u.slice).length,
+      added: after - before,
+      retried,
+      complete,
+    };
   } finally {
     await queue.close();
   }
+}
+
+/** The plan's units: the footers of shards above the slice size are read (row groups and their bytes). */
+async function planUnits(plan: Plan, sliceMB: number): Promise<QueueUnit[]> {
+  const maxBytes = sliceMB * 1024 * 1024;
+  const big = plan.shards.filter((s) => s.size > maxBytes);
+  const layouts = new Map<number, RowGroupSize[]>();
+  await mapConcurrent(big, 16, async (shard) => {
+    const groups = rowGroupSizes(await readFooter(shard));
+    if (groups.reduce((n, g) => n + g.rows, 0) !== shard.rows) {
+      throw new AirError(
+        'AIR_PLAN_STALE',
+        `${shard.label}: its footer no longer has the plan's ${shard.rows} rows; plan again (air plan --force)`,
+      );
+    }
+    layouts.set(shard.index, groups);
+  });
+  return cutUnits(plan, layouts, maxBytes);
 }
 
 async function countJobs(queue: Queue<UnitJobData, unknown, 'unit'>, url: string): Promise<number> {

@@ -16,6 +16,7 @@ import {
   seedFailure,
   type UnitCompletion,
 } from './units.js';
+import { unitName, type QueueUnit } from './slices.js';
 
 export type UnitOutcome =
   /** A marker was there before this attempt began: nothing run. */
@@ -41,7 +42,7 @@ export interface UnitRunOptions extends Omit<JobOptions, 'shards' | 'dedupeStage
   readonly display?: Readonly<Record<string, unknown>>;
 }
 
-/** The plan's resolved config with one shard as input and an attempt folder as output. */
+/** The plan's resolved config with the unit's shard as input and an attempt folder as output. */
 export function unitConfig(
   plan: Plan,
   root: string,
@@ -54,16 +55,17 @@ export function unitConfig(
 
 /**
  * One attempt at a unit: a new attempt folder, seeded from the newest earlier attempt's committed work, then an
- * ordinary run of the plan's config over the unit's shard into it (so the ordinary resume continues the seeded
+ * ordinary run of the plan's config over the unit's shard (or its slice of rows) into it (so the ordinary resume continues the seeded
  * work), with a heartbeat while it runs. A completed run marks the unit complete unless another attempt did first.
  */
 export async function runUnit(
   root: string,
   plan: Plan,
-  unit: number,
+  queued: QueueUnit,
   options: UnitRunOptions,
 ): Promise<UnitOutcome> {
-  const shard = plan.shards[unit]!;
+  const { unit } = queued;
+  const shard = plan.shards[queued.shard]!;
   const before = await readUnitCompletion(root, unit);
   if (before?.fingerprint === plan.fingerprint) return { status: 'already-complete', completion: before };
   const attempt = await newAttempt(root, unit, options.owner);
@@ -72,12 +74,19 @@ export async function runUnit(
   try {
     seededFrom = await seedAttempt(root, unit, attempt);
   } catch (error) {
-    options.log?.(`unit ${shard.label} ${attempt}: ${seedFailure(error)}`);
+    options.log?.(`unit ${unitName(queued)} ${attempt}: ${seedFailure(error)}`);
     await rm(dir, { recursive: true, force: true });
     await mkdir(dir);
   }
   const config = unitConfig(plan, root, shard, dir, options.display);
-  const shards: Shard[] = [{ path: shard.path, label: shard.label, size: shard.size }];
+  const shards: Shard[] = [
+    {
+      path: shard.path,
+      label: shard.label,
+      size: shard.size,
+      ...(queued.slice ? { rows: { start: queued.start, end: queued.end } } : {}),
+    },
+  ];
   const heartbeat = await startHeartbeatAt(
     attemptHeartbeatFile(root, unit, attempt),
     options.heartbeatSeconds,
@@ -85,7 +94,7 @@ export async function runUnit(
   try {
     const dedupeStages = dedupeEnabled(config.dedupe)
       ? globalDedupeStages(
-          await readRankDropLists(root, [{ index: unit, label: shard.label }]),
+          await readRankDropLists(root, [{ index: shard.index, label: shard.label }]),
           config.dedupe,
         )
       : undefined;
@@ -96,7 +105,7 @@ export async function runUnit(
         ? (
             await markUnitComplete(root, {
               unit,
-              label: shard.label,
+              label: unitName(queued),
               attempt,
               fingerprint: plan.fingerprint,
               finishedAt: new Date().toISOString(),

@@ -12,12 +12,14 @@ import { DUPLICATES_FILE } from '../../report/stats/ledger-file.js';
 import { heartbeatSchema, type Heartbeat, type Plan } from '../../schemas/plan.js';
 import { LLM_CACHE_FILE } from '../llm.js';
 import { rankName } from '../plan/layout.js';
+import { queueUnitSchema, unitName, type QueueUnit } from './slices.js';
 
 /**
  * The folders of a job run from a queue (`air enqueue`, `air worker`), beside the plan:
  *
- *   <root>/queue.json                         written by air enqueue: the queue's name and the units
- *   <root>/units/NNNNN/attempt-K/             one attempt at unit NNNNN (the plan's shard index): an ordinary
+ *   <root>/queue.json                         written by air enqueue: the queue's name and its units (a shard
+ *                                             each, or slices of row groups of a big one: slices.ts)
+ *   <root>/units/NNNNN/attempt-K/             one attempt at unit NNNNN (its number in queue.json): an ordinary
  *                                             air output folder, seeded from the newest earlier attempt
  *   <root>/units/NNNNN/attempt-K.owner        who made the attempt (pid, host, worker, BullMQ counters)
  *   <root>/units/NNNNN/attempt-K.heartbeat    rewritten while the attempt runs, removed when it stops
@@ -33,12 +35,16 @@ export const UNIT_COMPLETE_FILE = 'complete';
 
 const ATTEMPT = /^attempt-(\d+)$/;
 
+export const QUEUE_FILE_VERSION = 2;
+
 export const queueFileSchema = z.strictObject({
   air: z.literal('queue'),
-  version: z.literal(1),
+  version: z.literal(QUEUE_FILE_VERSION),
   queue: z.string(),
   fingerprint: z.string(),
-  units: z.number().int().nonnegative(),
+  /** Shards larger than this were cut into slices of row groups of at most this size. */
+  sliceMB: z.number().positive(),
+  units: z.array(queueUnitSchema),
   enqueuedAt: z.string(),
 });
 export type QueueFile = z.output<typeof queueFileSchema>;
@@ -69,7 +75,15 @@ export function attemptHeartbeatFile(root: string, unit: number, attempt: string
 export async function readQueueFile(root: string): Promise<QueueFile | undefined> {
   const file = path.join(root, QUEUE_FILE);
   if (!(await pathExists(file))) return undefined;
-  const parsed = queueFileSchema.safeParse(JSON.parse(await readFile(file, 'utf8')));
+  const value = JSON.parse(await readFile(file, 'utf8')) as { version?: unknown };
+  if (value.version !== QUEUE_FILE_VERSION && typeof value.version === 'number') {
+    throw new QueueError(
+      'AIR_QUEUE_INVALID',
+      `${file}: written by another version of air (queue file version ${value.version}, this air reads ` +
+        `${QUEUE_FILE_VERSION}); finish the job with that version, or plan and enqueue into a fresh folder`,
+    );
+  }
+  const parsed = queueFileSchema.safeParse(value);
   if (!parsed.success) throw new QueueError('AIR_QUEUE_INVALID', `${file}: not an air queue file`);
   return parsed.data;
 }
@@ -237,18 +251,19 @@ export async function countedAttempt(root: string, plan: Plan, unit: number): Pr
 export async function countedAttempts(
   root: string,
   plan: Plan,
+  units: readonly QueueUnit[],
 ): Promise<Array<{ unit: number; label: string; dir: string }>> {
   const out: Array<{ unit: number; label: string; dir: string }> = [];
   const missing: string[] = [];
-  for (const shard of plan.shards) {
-    const dir = await countedAttempt(root, plan, shard.index);
-    if (dir === undefined) missing.push(rankName(shard.index));
-    else out.push({ unit: shard.index, label: shard.label, dir });
+  for (const unit of units) {
+    const dir = await countedAttempt(root, plan, unit.unit);
+    if (dir === undefined) missing.push(rankName(unit.unit));
+    else out.push({ unit: unit.unit, label: unitName(unit), dir });
   }
   if (missing.length > 0) {
     throw new QueueError(
       'AIR_UNITS_INCOMPLETE',
-      `${root}: ${missing.length} of ${plan.shards.length} units are not complete (` +
+      `${root}: ${missing.length} of ${units.length} units are not complete (` +
         `${missing.slice(0, 10).join(', ')}${missing.length > 10 ? ', …' : ''}); run workers ` +
         `(air status ${root} shows where they stand)`,
     );

@@ -6,7 +6,9 @@ import type { Plan } from '../../schemas/plan.js';
 import { HEARTBEAT_SECONDS } from '../plan/layout.js';
 import type { JobOptions } from '../run-job.js';
 import { queueName, redisOptions, type UnitJobData } from './connection.js';
+import { QueueError } from './errors.js';
 import { runUnit } from './run-unit.js';
+import { readQueueFile } from './units.js';
 
 /**
  * Defaults for preemptible machines. BullMQ's own (a 30 s lock, a stall check every 30 s) hand a dead worker's
@@ -67,6 +69,8 @@ export async function runWorker(
   options: WorkerRunOptions,
 ): Promise<WorkerSummary> {
   const id = `${os.hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`;
+  const queued = await readQueueFile(root);
+  if (queued === undefined) throw new QueueError('AIR_QUEUE_INVALID', `${root}: not enqueued (air enqueue)`);
   const tally = { counted: 0, discarded: 0, givenBack: 0, failed: 0 };
   let active = 0;
   const process_ = async (job: Job<UnitJobData>, token?: string): Promise<{ attempt: string }> => {
@@ -79,7 +83,11 @@ export async function runWorker(
   };
   const processUnit = async (job: Job<UnitJobData>, token?: string): Promise<{ attempt: string }> => {
     const { unit, label } = job.data;
-    const outcome = await runUnit(root, plan, unit, {
+    const queuedUnit = queued.units[unit];
+    if (queuedUnit === undefined) {
+      throw new QueueError('AIR_QUEUE_INVALID', `${root}: the queue has no unit ${unit} (queue.json)`);
+    }
+    const outcome = await runUnit(root, plan, queuedUnit, {
       signal: options.signal,
       env: options.env,
       onDownload: options.onDownload,

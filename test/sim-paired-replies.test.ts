@@ -1,4 +1,6 @@
+import { Command } from 'commander';
 import { describe, expect, it } from 'vitest';
+import { registerSimCommand } from '../cli/sim-command.js';
 import { airConfigSchema } from '../job/config.js';
 import { appendAirStages } from '../job/stages/air-stages.js';
 import { HttpLlmClient } from '../llm/client.js';
@@ -121,5 +123,39 @@ describe('replyKey: content pairs the replies of two prompt layouts', () => {
         resolveReplies({ replyTokensPerPromptToken: 0.35 }),
       ),
     );
+  });
+});
+
+describe('air sim --reply-key content', () => {
+  it('answers the v1 and v2 prompts of one call alike over HTTP', async () => {
+    const lines: string[] = [];
+    const stop = new AbortController();
+    const air = new Command('air').exitOverride().configureOutput({ writeOut: () => {}, writeErr: () => {} });
+    registerSimCommand(air, { stdout: (text) => lines.push(text), signal: stop.signal });
+    const done = air.parseAsync(['sim', '--port', '0', '--zero-latency', '--reply-key', 'content'], {
+      from: 'user',
+    });
+    for (let i = 0; i < 200 && lines.length === 0; i += 1) await new Promise((r) => setTimeout(r, 25));
+    const url = /(http:\/\/127\.0\.0\.1:\d+\/v1)/.exec(lines[0]!)![1]!;
+    const values = { document: 'Tides follow the moon. '.repeat(30), instruction: 'Explain tides.' };
+    const reply = async (set: string): Promise<string> => {
+      const response = await fetch(`${url}/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({
+          model: 'air-sim',
+          seed: 3,
+          messages: loadPromptSet(set).render('polish', values),
+        }),
+      });
+      const body = (await response.json()) as { choices: { message: { content: string } }[] };
+      return body.choices[0]!.message.content;
+    };
+    try {
+      expect(await reply('v2')).toBe(await reply('v1'));
+    } finally {
+      stop.abort();
+      await done;
+    }
   });
 });

@@ -9,6 +9,13 @@
  *                               [--mean-reply-tokens 200] [--depths deepest|all] [--only rounds|streaming]
  *                               [--call-layout folded|reference] [--prompt-sets v1,v2] [--min-words 50]
  *                               [--prefill-tps 20000] [--kv-cache-tokens 0] [--reply-per-prompt 0]
+ *                               [--seeds 0,1,2] [--reply-key content|prompt] [--stage0 defaults|length]
+ *
+ * `--docs all` takes every document stage 0 keeps. `--stage0 defaults` (the default) reads the documents
+ * through the job's stage 0 at its default settings (quality filters, exact and near dedupe); `length` through
+ * the length window only. `--reply-key content` (the default) pairs the sides: the simulator seeds a reply by the
+ * prompt's per-request texts, not its layout, so every side takes the same decisions where it makes the same
+ * calls. `--seeds` runs every side once per simulator seed and adds tables pooled over the seeds.
  *
  * `--prompt-sets` runs the streaming side once per prompt set (each against a fresh simulator); the rounds side
  * always uses v1, the reference code's prompt layout. With `--kv-cache-tokens` the simulator caches prompt
@@ -33,6 +40,7 @@ import { MERGE_TOKENS } from '../operators/air/merge.js';
 import { RefineLoop } from '../operators/air/refine-loop.js';
 import { StepRunner } from '../operators/air/steps.js';
 import { DEFAULT_VALIDITY } from '../operators/air/validity-filter.js';
+import { createMinHashPool } from '../operators/dedupe/near-dedupe.js';
 import { openDuckDB } from '../pipeline/io/duckdb.js';
 import { resolveShards } from '../pipeline/io/shards.js';
 import { benchLlm, type BenchClient } from './air-rounds/client.js';
@@ -57,7 +65,7 @@ function arg(flag: string, fallback: string): string {
 }
 const num = (flag: string, fallback: number): number => Number(arg(flag, String(fallback)));
 
-const DOCS = num('--docs', 600);
+const DOCS = arg('--docs', '600') === 'all' ? 0 : num('--docs', 600);
 const IN_FLIGHT = num('--in-flight', 64);
 const INPUT = arg('--input', path.resolve(import.meta.dirname, '../../shared/data/web'));
 const OUT = arg('--out', path.resolve(import.meta.dirname, 'data/air-rounds.json'));
@@ -65,9 +73,20 @@ const ONLY = arg('--only', 'both');
 const DEPTHS_MODE = arg('--depths', 'deepest') as AirConfig['depths'];
 const MIN_WORDS = num('--min-words', 50);
 
-/** The one simulator configuration both sides get (each in a fresh process). */
+const SEEDS = arg('--seeds', arg('--seed', '0')).split(',').map(Number);
+const STAGE0 = arg('--stage0', 'defaults');
+if (STAGE0 !== 'defaults' && STAGE0 !== 'length') {
+  throw new Error(`--stage0 must be defaults or length, not "${STAGE0}"`);
+}
+const REPLY_KEY = arg('--reply-key', 'content');
+if (REPLY_KEY !== 'content' && REPLY_KEY !== 'prompt') {
+  throw new Error(`--reply-key must be content or prompt, not "${REPLY_KEY}"`);
+}
+
+/** The one simulator configuration every side gets (each in a fresh process), but for the seed. */
 const SIM: SimulatorOptions = {
-  seed: num('--seed', 0),
+  seed: SEEDS[0]!,
+  replyKey: REPLY_KEY,
   models: ['air-sim-guidance', 'air-sim-student'],
   maxConcurrentSequences: num('--slots', 32),
   decodeTokensPerSPerSequence: num('--decode-tps', 300),
@@ -127,6 +146,8 @@ interface SideSummary {
   readonly server: ServerWindow;
   /** Where the documents went: passed generate, dropped by reason, failed by kind. */
   readonly outcomes: Record<string, number>;
+  /** Ids of the documents with an accepted instruction, to tell how far two sides are paired. */
+  readonly withInstruction: readonly string[];
   readonly rounds?: readonly { name: string; units: number; wallS: number; busy: number }[];
   /** Per second: the server's mean running and waiting requests. */
   readonly timeline: readonly { t: number; running: number; waiting: number }[];
@@ -200,8 +221,8 @@ function common(llm: BenchClient, documents: number, wallS: number, result: Yiel
   };
 }
 
-async function roundsSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSummary> {
-  const sim = await startBenchSim(SIM);
+async function roundsSide(db: DuckDBInstance, set: DocumentSet, seed: number): Promise<SideSummary> {
+  const sim = await startBenchSim({ ...SIM, seed });
   const llm = benchLlm(sim.url, IN_FLIGHT);
   try {
     const rounds: { name: string; units: number; wallS: number; busy: number }[] = [];
@@ -255,6 +276,7 @@ async function roundsSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSum
       callsByStage: callsByStage(items.flatMap((i) => i.calls)),
       server: run.server,
       outcomes,
+      withInstruction: items.filter((i) => i.examples.length > 0).map((i) => i.doc.id),
       rounds,
       timeline: run.timeline,
     };
@@ -264,8 +286,13 @@ async function roundsSide(db: DuckDBInstance, set: DocumentSet): Promise<SideSum
   }
 }
 
-async function streamingSide(db: DuckDBInstance, set: DocumentSet, promptSet: string): Promise<SideSummary> {
-  const sim = await startBenchSim(SIM);
+async function streamingSide(
+  db: DuckDBInstance,
+  set: DocumentSet,
+  promptSet: string,
+  seed: number,
+): Promise<SideSummary> {
+  const sim = await startBenchSim({ ...SIM, seed });
   const llm = benchLlm(sim.url, IN_FLIGHT);
   try {
     const run = await measured(sim.origin, () =>
@@ -289,10 +316,11 @@ async function streamingSide(db: DuckDBInstance, set: DocumentSet, promptSet: st
       promptSet,
       gpu: run.gpu,
       steps: llm.accounting.snapshot().steps ?? {},
-      ...common(llm, stage('length_filter')?.passed ?? 0, run.wallS, result),
+      ...common(llm, stage('generate')?.in ?? 0, run.wallS, result),
       callsByStage: byStage,
       server: run.server,
       outcomes,
+      withInstruction: [...new Set(rows.map((r) => r.doc.id))],
       timeline: run.timeline,
     };
   } finally {
@@ -314,7 +342,7 @@ function mainTable(r: SideSummary | undefined, s: SideSummary | undefined): stri
   return [
     '| | rounds (reference schedule) | streaming (air) | streaming / rounds |',
     '| --- | ---: | ---: | ---: |',
-    row('documents (passed the length filter)', (x) => x.documents, 0, false),
+    row('documents (passed stage 0)', (x) => x.documents, 0, false),
     row('wall time (s)', (x) => x.wallS, 1),
     row('documents/s', (x) => x.documentsPerS),
     row('accepted instructions', (x) => x.yield.accepted, 0),
@@ -407,7 +435,8 @@ function gpuTable(sides: readonly SideSummary[]): string {
     decode: x.gpu.decodeTokens / SIM.decodeTokensPerSPerSequence!,
   });
   const rows: [string, (x: SideSummary) => number, number][] = [
-    ['documents (passed the length filter)', (x) => x.documents, 0],
+    ['documents (passed stage 0)', (x) => x.documents, 0],
+    ['documents that passed generate', (x) => x.outcomes.passed_generate ?? 0, 0],
     ['documents with an accepted instruction', withInstruction, 0],
     ['accepted instructions', (x) => x.yield.accepted, 0],
     ['wall time (s)', (x) => x.wallS, 1],
@@ -478,52 +507,136 @@ function stepsTable(sides: readonly SideSummary[]): string {
   return [head, rule, ...lines].join('\n');
 }
 
+/** Sides of the same kind and prompt set over several seeds, added up (rates over the summed wall time). */
+function pool(sides: readonly SideSummary[]): SideSummary {
+  const first = sides[0]!;
+  const sum = (pick: (x: SideSummary) => number): number => sides.reduce((n, x) => n + pick(x), 0);
+  const add = (maps: readonly Readonly<Record<string, number>>[]): Record<string, number> => {
+    const out: Record<string, number> = {};
+    for (const m of maps) for (const [k, v] of Object.entries(m)) out[k] = (out[k] ?? 0) + v;
+    return out;
+  };
+  const steps: Record<string, StepCounts> = {};
+  for (const name of new Set(sides.flatMap((x) => Object.keys(x.steps)))) {
+    steps[name] = sumSteps(
+      Object.fromEntries(sides.map((x, i) => [i, x.steps[name]]).filter(([, c]) => c !== undefined)),
+    );
+  }
+  const wallS = sum((x) => x.wallS);
+  const documents = sum((x) => x.documents);
+  const result: Yield = {
+    accepted: sum((x) => x.yield.accepted),
+    documentsWithInstruction: sum((x) => x.yield.documentsWithInstruction),
+    byDepth: first.yield.byDepth,
+  };
+  return {
+    ...first,
+    gpu: add(sides.map((x) => x.gpu)) as unknown as PrefixMetrics,
+    steps,
+    wallS,
+    documents,
+    documentsPerS: documents / wallS,
+    acceptedPerS: result.accepted / wallS,
+    yield: result,
+    calls: sum((x) => x.calls),
+    callsPerAccepted: sum((x) => x.calls) / result.accepted,
+    callsPerDocumentWithInstruction: sum((x) => x.calls) / result.documentsWithInstruction,
+    outcomes: add(sides.map((x) => x.outcomes)),
+    withInstruction: sides.flatMap((x, i) => x.withInstruction.map((id) => `${i}:${id}`)),
+  };
+}
+
+/** How far two sides took the same decisions: documents with an accepted instruction on each, and on both. */
+function pairing(a: SideSummary, b: SideSummary): string {
+  const mine = new Set(a.withInstruction);
+  const both = b.withInstruction.filter((id) => mine.has(id)).length;
+  return (
+    `${label(a)} / ${label(b)}: passed generate ${a.outcomes.passed_generate ?? 0} / ${b.outcomes.passed_generate ?? 0}, ` +
+    `documents with an accepted instruction ${a.withInstruction.length} / ${b.withInstruction.length}, on both ${both}`
+  );
+}
+
+/** Each side against the first (the rounds baseline when it ran), and the last streaming side against the first. */
+function pairs(sides: readonly SideSummary[]): [SideSummary, SideSummary][] {
+  const out = sides.slice(1).map((x): [SideSummary, SideSummary] => [x, sides[0]!]);
+  const streams = sides.filter((x) => x.side === 'streaming');
+  if (streams.length > 1 && streams[0] !== sides[0]) out.push([streams[streams.length - 1]!, streams[0]!]);
+  return out;
+}
+
 // ---- main -----------------------------------------------------------------------------------------------
 
 const db = await openDuckDB({ threads: 2, memoryLimit: '512MB' });
 const shards = await resolveShards([INPUT]);
-const set = await chooseDocuments(db, shards, DOCS, { minWords: MIN_WORDS, maxWords: 2048 });
+const minHash = STAGE0 === 'defaults' ? createMinHashPool(1) : undefined;
+const set = await chooseDocuments(
+  db,
+  shards,
+  DOCS,
+  { minWords: MIN_WORDS, maxWords: 2048 },
+  minHash === undefined ? { dedupe: false } : { dedupe: true, pool: minHash },
+);
 console.log(`machine: ${machine()}`);
 console.log(
-  `documents: the first ${set.documents} of ${MIN_WORDS}-2048 words (${set.rowLimit} rows of ${shards.map((s) => s.label).join(', ')})`,
+  `documents: the first ${set.documents} of ${MIN_WORDS}-2048 words that stage 0 keeps (${STAGE0 === 'defaults' ? "the job's defaults: quality filters, exact and near dedupe" : 'length window only'}; ${set.rowLimit} rows of ${shards.map((s) => s.label).join(', ')})`,
 );
-console.log(`simulator (fresh process per side): ${JSON.stringify(SIM)}`);
+console.log(`simulator (fresh process per side; seeds ${SEEDS.join(', ')}): ${JSON.stringify(SIM)}`);
 console.log(
   `in-flight budget per side: ${IN_FLIGHT} calls · air: documentsInFlight ${AIR.documentsInFlight}, depths ${AIR.depths}, call layout ${CALL_LAYOUT}, prompt sets ${PROMPT_SETS.join(', ')} (rounds: ${ROUNDS_PROMPT_SET}), llmScores off\n`,
 );
 
-const rounds = ONLY === 'streaming' ? undefined : await roundsSide(db, set);
-if (rounds !== undefined) console.log(`rounds: ${f(rounds.wallS, 1)} s`);
-const streamings: SideSummary[] = [];
-for (const promptSet of ONLY === 'rounds' ? [] : PROMPT_SETS) {
-  const side = await streamingSide(db, set, promptSet);
-  console.log(`streaming ${promptSet}: ${f(side.wallS, 1)} s`);
-  streamings.push(side);
-}
-/** The config's default set when it ran, else the last one. */
-const streaming = streamings.find((s) => s.promptSet === AIR.promptSet) ?? streamings[streamings.length - 1];
-db.closeSync();
-
-console.log(`\n${mainTable(rounds, streaming)}\n`);
-console.log(
-  `Calls per document, by the depth of its deepest accepted instruction:\n\n${depthTable(rounds, streaming)}\n`,
-);
-const sides = [...(rounds === undefined ? [] : [rounds]), ...streamings];
-if ((SIM.kvCacheTokens ?? 0) > 0) {
-  console.log(`GPU work (the simulator's counters):\n\n${gpuTable(sides)}\n`);
-  console.log(`Prompt tokens per step (client accounting):\n\n${stepsTable(sides)}\n`);
-}
-for (const side of sides) {
+const bySeed: { seed: number; rounds: SideSummary | undefined; streamings: SideSummary[] }[] = [];
+for (const seed of SEEDS) {
+  console.log(`## seed ${seed}\n`);
+  const rounds = ONLY === 'streaming' ? undefined : await roundsSide(db, set, seed);
+  if (rounds !== undefined) console.log(`rounds: ${f(rounds.wallS, 1)} s`);
+  const streamings: SideSummary[] = [];
+  for (const promptSet of ONLY === 'rounds' ? [] : PROMPT_SETS) {
+    const side = await streamingSide(db, set, promptSet, seed);
+    console.log(`streaming ${promptSet}: ${f(side.wallS, 1)} s`);
+    streamings.push(side);
+  }
+  bySeed.push({ seed, rounds, streamings });
+  /** The config's default set when it ran, else the last one. */
+  const streaming =
+    streamings.find((s) => s.promptSet === AIR.promptSet) ?? streamings[streamings.length - 1];
+  console.log(`\n${mainTable(rounds, streaming)}\n`);
   console.log(
-    `${label(side)}: calls by stage ${JSON.stringify(side.callsByStage)} · by role ${JSON.stringify(side.callsByRole)}`,
+    `Calls per document, by the depth of its deepest accepted instruction:\n\n${depthTable(rounds, streaming)}\n`,
   );
-  console.log(`${label(side)}: outcomes ${JSON.stringify(side.outcomes)}`);
+  const sides = [...(rounds === undefined ? [] : [rounds]), ...streamings];
+  if ((SIM.kvCacheTokens ?? 0) > 0) {
+    console.log(`GPU work (the simulator's counters):\n\n${gpuTable(sides)}\n`);
+    console.log(`Prompt tokens per step (client accounting):\n\n${stepsTable(sides)}\n`);
+  }
+  for (const side of sides) {
+    console.log(
+      `${label(side)}: calls by stage ${JSON.stringify(side.callsByStage)} · by role ${JSON.stringify(side.callsByRole)}`,
+    );
+    console.log(`${label(side)}: outcomes ${JSON.stringify(side.outcomes)}`);
+  }
+  for (const [a, b] of pairs(sides)) console.log(`paired: ${pairing(a, b)}`);
+  if (rounds !== undefined) console.log(`\nRounds of the baseline:\n\n${roundsTable(rounds)}`);
 }
-if (rounds !== undefined) console.log(`\nRounds of the baseline:\n\n${roundsTable(rounds)}`);
+db.closeSync();
+await minHash?.close();
+
+if (SEEDS.length > 1 && (SIM.kvCacheTokens ?? 0) > 0) {
+  const first = bySeed[0]!;
+  const pooled = [
+    ...(first.rounds === undefined ? [] : [pool(bySeed.map((b) => b.rounds!))]),
+    ...first.streamings.map((_, i) => pool(bySeed.map((b) => b.streamings[i]!))),
+  ];
+  console.log(`\n## pooled over seeds ${SEEDS.join(', ')}\n`);
+  console.log(`GPU work (the simulator's counters):\n\n${gpuTable(pooled)}\n`);
+  console.log(`Prompt tokens per step (client accounting):\n\n${stepsTable(pooled)}\n`);
+  for (const side of pooled) console.log(`${label(side)}: outcomes ${JSON.stringify(side.outcomes)}`);
+  for (const [a, b] of pairs(pooled)) console.log(`paired: ${pairing(a, b)}`);
+}
 
 await mkdir(path.dirname(OUT), { recursive: true });
 await writeFile(
   OUT,
-  `${JSON.stringify({ machine: machine(), documents: set, simulator: SIM, inFlight: IN_FLIGHT, air: AIR, rounds, streamings }, null, 2)}\n`,
+  `${JSON.stringify({ machine: machine(), documents: { ...set, stage0: STAGE0 }, simulator: SIM, seeds: SEEDS, inFlight: IN_FLIGHT, air: AIR, bySeed }, null, 2)}\n`,
 );
 console.log(`\nwritten: ${OUT}`);

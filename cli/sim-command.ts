@@ -33,6 +33,7 @@ interface SimFlags {
   maxQueue?: number;
   contextTokens?: number;
   seed?: number;
+  replyKey?: 'prompt' | 'content';
   zeroLatency?: boolean;
   apiKeyEnv?: string;
   rate429?: number;
@@ -79,6 +80,13 @@ export function registerSimCommand(program: Command, io: SimCommandIO = {}): voi
     )
     .option('--context-tokens <n>', 'context length: prompt + max_tokens (default: 8192)', positiveIntArg)
     .option('--seed <n>', 'seed of replies, embeddings and faults (default: 0)', integerArg)
+    .addOption(
+      new Option(
+        '--reply-key <key>',
+        'what seeds a reply: the whole prompt, or only its fenced per-request texts, so prompt layouts carrying ' +
+          'the same texts get the same replies (default: prompt)',
+      ).choices(['prompt', 'content']),
+    )
     .option('--zero-latency', 'answer at once (every rate infinite), to measure client overhead')
     .option('--api-key-env <VAR>', 'require Authorization: Bearer <key>, the key read from this variable')
     .option('--rate-429 <p>', 'fraction of completions answered 429 (0..1)', rateArg)
@@ -154,6 +162,7 @@ function simulatorOptions(flags: SimFlags, command: Command): SimulatorOptions {
     zeroLatency: flags.zeroLatency,
     meanReplyTokens: flags.meanReplyTokens,
     seed: flags.seed,
+    replyKey: flags.replyKey,
     rate429: flags.rate429,
     retryAfterS: flags.retryAfter,
     rate500: flags.rate500,

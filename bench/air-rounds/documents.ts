@@ -1,11 +1,17 @@
 /**
- * The benchmark's documents: the first N rows of the input shards that pass AIR's length filter, read the way
- * the job reads them (ParquetSource → lengthFilter). Both sides read the same rows through the same source.
+ * The benchmark's documents: the first N rows of the input shards that pass AIR's stage 0 at its default
+ * settings (length window, quality filters, unique ids, exact and near dedupe), read the way the job reads them.
+ * Both sides read the same rows through the same source and stages. Dedupe matters here: the two samples share
+ * a third of their long documents, and a document read twice finds its prompts in the prefix cache.
  */
 import type { DuckDBInstance } from '@duckdb/node-api';
+import { runConfigSchema } from '../../job/config.js';
+import { documentStages } from '../../job/stages/document-stages.js';
+import { Accounting } from '../../llm/accounting.js';
 import { lengthFilter, type LengthFilterOptions } from '../../operators/length-filter.js';
 import { ParquetSource } from '../../pipeline/io/parquet-source.js';
 import type { Shard } from '../../pipeline/io/shards.js';
+import type { WorkerPool } from '../../pipeline/pool/worker-pool.js';
 import { pipeline, type Pipeline } from '../../pipeline/run.js';
 import type { Document } from '../../schemas/documents.js';
 import { CollectSink } from './collect-sink.js';
@@ -16,6 +22,8 @@ export interface DocumentSet {
   readonly shards: readonly Shard[];
   /** The length window documents must pass (AIR's stage 0: FILTER). */
   readonly filter: LengthFilterOptions;
+  /** `dedupe`: stage 0 at the job's defaults, near dedupe on this MinHash pool; `none`: the length window only. */
+  readonly stage0: { readonly dedupe: true; readonly pool: WorkerPool } | { readonly dedupe: false };
   /** Rows to read, shards in order, so that exactly `documents` pass the length filter. */
   readonly rowLimit: number;
   readonly documents: number;
@@ -29,7 +37,15 @@ export function documentPipeline(db: DuckDBInstance, set: DocumentSet): Pipeline
     metaColumns: ['url', 'metadata.url'],
     limit: set.rowLimit,
   });
-  return pipeline(source).pipe(lengthFilter<Document>(set.filter));
+  if (!set.stage0.dedupe) return pipeline(source).pipe(lengthFilter<Document>(set.filter));
+  const config = runConfigSchema.parse({ input: 'bench', output: 'bench', filter: set.filter });
+  // Fresh stages per pipeline: dedupe remembers what it saw.
+  const stages = documentStages(config, {
+    pool: set.stage0.pool,
+    accounting: new Accounting(),
+    env: undefined,
+  });
+  return pipeline(source).through(stages);
 }
 
 /** Reads the documents into memory (the baseline's barrier needs them all), with the rows read per shard. */
@@ -48,19 +64,28 @@ export async function chooseDocuments(
   db: DuckDBInstance,
   shards: readonly Shard[],
   documents: number,
-  filter: LengthFilterOptions = FILTER,
+  filter: LengthFilterOptions,
+  stage0: DocumentSet['stage0'],
 ): Promise<DocumentSet> {
-  const all = await readDocuments(db, { shards, filter, rowLimit: Number.MAX_SAFE_INTEGER, documents: 0 });
+  const all = await readDocuments(db, {
+    shards,
+    filter,
+    stage0,
+    rowLimit: Number.MAX_SAFE_INTEGER,
+    documents: 0,
+  });
   if (all.documents.length < documents) {
     throw new Error(
       `the input has ${all.documents.length} documents in the length window, fewer than ${documents}`,
     );
   }
-  const last = all.documents[documents - 1]!;
+  // 0: every document stage 0 keeps.
+  const count = documents === 0 ? all.documents.length : documents;
+  const last = all.documents[count - 1]!;
   let rows = 0;
   for (const shard of shards) {
     if (shard.label === last.sourceFile) {
-      return { shards, filter, rowLimit: rows + last.sourceRow + 1, documents };
+      return { shards, filter, stage0, rowLimit: rows + last.sourceRow + 1, documents: count };
     }
     rows += all.rowsRead.get(shard.label) ?? 0;
   }

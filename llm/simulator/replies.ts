@@ -66,6 +66,12 @@ export const replyOptionsSchema = z.object({
   replyLength: z.enum(['lognormal', 'pareto', 'fixed']).default('lognormal'),
   replyLengthSigma: z.number().positive().default(1),
   replyLengthAlpha: z.number().gt(1).default(2.5),
+  /**
+   * What seeds a reply and supplies its words. `prompt`: the whole request, messages verbatim. `content`: the
+   * prompt's per-request text only, so that two prompt layouts carrying the same texts (air's prompt sets v1
+   * and v2) get the same replies and take the same decisions: see `replyBasis`.
+   */
+  replyKey: z.enum(['prompt', 'content']).default('prompt'),
 });
 
 export type ReplyOptions = z.input<typeof replyOptionsSchema>;
@@ -141,11 +147,36 @@ export class UnsupportedSchemaError extends Error {
   }
 }
 
-export function replyRng(config: ReplyConfig, request: ReplyRequest): Rng {
+/** A fenced block of air's prompts: a `<<<` line, the per-request text, a `>>>` line. */
+const FENCED = /^<<<\n([\s\S]*?)\n>>>$/gm;
+
+/**
+ * The messages a reply is drawn from. With `replyKey: content`, a prompt whose first system and user messages
+ * fence their per-request texts (air's prompts fence the document, instruction, reference, answer and
+ * constraint) is reduced to those texts, sorted, so neither the static wording around them nor their order
+ * matters; messages after the first user message (a JSON repair's exchange) follow verbatim. What the fences
+ * leave out is still in the key through the request: its seed (air derives it from the document, step and
+ * round) and its response_format (the judge's enum of remaining types). A prompt without fences (a student's
+ * instruction) is kept whole: its layout is its content.
+ */
+export function replyBasis(config: ReplyConfig, messages: readonly SimMessage[]): readonly SimMessage[] {
+  if (config.replyKey === 'prompt') return messages;
+  const firstUser = messages.findIndex((m) => m.role === 'user');
+  const head = firstUser < 0 ? messages : messages.slice(0, firstUser + 1);
+  const blocks = head.flatMap((m) => [...m.content.matchAll(FENCED)].map((match) => match[1]!));
+  if (blocks.length === 0) return messages;
+  return [{ role: 'user', content: blocks.sort().join('\n\n') }, ...messages.slice(head.length)];
+}
+
+export function replyRng(
+  config: ReplyConfig,
+  request: ReplyRequest,
+  basis = replyBasis(config, request.messages),
+): Rng {
   const key = JSON.stringify([
     config.seed,
     request.model,
-    request.messages.map((m) => [m.role, m.content]),
+    basis.map((m) => [m.role, m.content]),
     request.temperature ?? null,
     request.top_p ?? null,
     request.seed ?? null,
@@ -156,8 +187,9 @@ export function replyRng(config: ReplyConfig, request: ReplyRequest): Rng {
 
 /** Throws UnsupportedSchemaError for a json_schema the simulator cannot satisfy. */
 export function generateReply(request: ReplyRequest, config: ReplyConfig): Reply {
-  const rng = replyRng(config, request);
-  const words = vocabulary(request.messages);
+  const basis = replyBasis(config, request.messages);
+  const rng = replyRng(config, request, basis);
+  const words = vocabulary(basis);
   const format = request.responseFormat;
   if (format?.type === 'json_schema') {
     const schema = format.json_schema.schema;
@@ -174,7 +206,12 @@ export function generateReply(request: ReplyRequest, config: ReplyConfig): Reply
     };
     return capped(JSON.stringify(reply), request.maxTokens);
   }
-  const tokens = sampleReplyTokens(rng, config, request.promptTokens);
+  // A reply's length follows the text it was drawn from, so the layout's static text does not lengthen it.
+  const promptTokens =
+    basis === request.messages || request.promptTokens === undefined
+      ? request.promptTokens
+      : countChatTokens(basis);
+  const tokens = sampleReplyTokens(rng, config, promptTokens);
   if (tokens > request.maxTokens) {
     const text = prose(rng, words, request.maxTokens * CHARS_PER_TOKEN);
     return { text, finishReason: 'length', completionTokens: replyTokens(text) };

@@ -36,6 +36,28 @@ async function mergedRows(job: string): Promise<string[]> {
   return writtenRows(ledger.parts.map((p) => path.join(job, p.file)));
 }
 
+/**
+ * `air merge <job>`: its rows, each once, are `expected`, and its ledger has read every planned row.
+ * Returns the merged ledger.
+ */
+async function mergeAndCompare(
+  job: string,
+  expected: readonly string[],
+): Promise<{ units: Array<{ unit: number; attempt: string }> }> {
+  const merged = await runAir(['merge', job], dir);
+  expect(merged.code, merged.stderr).toBe(0);
+  const rows = await mergedRows(path.join(dir, job));
+  expect(new Set(rows).size).toBe(rows.length);
+  expect(rows).toEqual(expected);
+  const ledger = JSON.parse(await readFile(path.join(dir, job, 'ledger.json'), 'utf8')) as {
+    totals: { read: number };
+    plannedRows: number;
+    units: Array<{ unit: number; attempt: string }>;
+  };
+  expect(ledger.totals.read).toBe(ledger.plannedRows);
+  return ledger;
+}
+
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('air-queue-'));
   await runAir(['--version']); // fails fast with a clear message when dist/ is not built
@@ -88,17 +110,7 @@ describe('air enqueue + air worker', () => {
     const status = await runAir(['status', 'job'], dir);
     expect(status.code, status.stdout).toBe(0);
     expect(status.stdout).toContain('5 of 5 units complete');
-    const merged = await runAir(['merge', 'job'], dir);
-    expect(merged.code, merged.stderr).toBe(0);
-    const rows = await mergedRows(path.join(dir, 'job'));
-    expect(new Set(rows).size).toBe(rows.length);
-    expect(rows).toEqual(single);
-    const ledger = JSON.parse(await readFile(path.join(dir, 'job', 'ledger.json'), 'utf8')) as {
-      totals: { read: number };
-      plannedRows: number;
-      units: Array<{ unit: number; attempt: string }>;
-    };
-    expect(ledger.totals.read).toBe(ledger.plannedRows);
+    const ledger = await mergeAndCompare('job', single);
     expect(ledger.units.map((u) => u.unit)).toEqual([0, 1, 2, 3, 4]);
     expect((await readdir(path.join(dir, 'job', 'units'))).length).toBe(5);
 
@@ -170,16 +182,7 @@ describe('a big shard cut into slices of row groups', () => {
       .ranks;
     expect(units.map((u) => u.state)).toEqual(Array(queue.units.length).fill('complete'));
     expect(units.map((u) => u.plannedRows)).toEqual(queue.units.map((u) => u.end - u.start));
-    const merged = await runAir(['merge', 'sliced'], dir);
-    expect(merged.code, merged.stderr).toBe(0);
-    const got = await mergedRows(path.join(dir, 'sliced'));
-    expect(new Set(got).size).toBe(got.length);
-    expect(got).toEqual(expected);
-    const ledger = JSON.parse(await readFile(path.join(dir, 'sliced', 'ledger.json'), 'utf8')) as {
-      totals: { read: number };
-      plannedRows: number;
-    };
-    expect(ledger.totals.read).toBe(ledger.plannedRows);
+    await mergeAndCompare('sliced', expected);
   }, 300_000);
 });
 

@@ -299,6 +299,15 @@ export class PipelineRun {
     timer.unref();
   }
 
+  /**
+   * Whether a stage's error is the hard stop's doing: a Cancelled, or whatever an operator threw once the hard
+   * stop aborted its signal (a worker pool's "task has been aborted", an aborted request). Those records are
+   * abandoned and the run is interrupted, not failed.
+   */
+  private cancelledBy(error: unknown): boolean {
+    return error instanceof Cancelled || this.hardStop.signal.aborted;
+  }
+
   private hardStopped(): Promise<void> {
     const signal = this.hardStop.signal;
     return new Promise((resolve) => {
@@ -351,7 +360,7 @@ export class PipelineRun {
       await Promise.all(inflight);
       output.close();
     } catch (error) {
-      if (error instanceof Cancelled) return;
+      if (this.cancelledBy(error)) return;
       throw error;
     }
   }
@@ -402,7 +411,7 @@ export class PipelineRun {
       await this.sendSelection(op, ctx, stats, spill, tickets, output);
       output.close();
     } catch (error) {
-      if (error instanceof Cancelled) return;
+      if (this.cancelledBy(error)) return;
       throw error;
     } finally {
       await spill.remove();

@@ -100,6 +100,35 @@ describe('blocking stages', () => {
     expect(sink.committed).toHaveLength(10_000);
   });
 
+  it('stopped while selecting: a select that rejects on the hard stop (a pool’s aborted task) leaves the run interrupted, not failed', async () => {
+    const stop = new AbortController();
+    const selecting: BlockingOperator<number> = {
+      name: 'select',
+      blocking: true,
+      observe: () => {},
+      // As a worker pool does: the task rejects with its own error the moment the signal aborts.
+      select: (_count, ctx) =>
+        new Promise((_resolve, reject) => {
+          ctx.signal.addEventListener('abort', () => reject(new Error('The task has been aborted')));
+          stop.abort();
+        }),
+    };
+    // A sink that takes a while to close, as a Parquet writer does: the rejection lands before the run ends.
+    class SlowClosingSink extends CollectingSink<number> {
+      override async close(): Promise<void> {
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await super.close();
+      }
+    }
+    const report = await pipeline(new CountingSource(500))
+      .pipe(selecting)
+      .into(new SlowClosingSink(50), { graceMs: 10, signal: stop.signal })
+      .run();
+    expect(report.error).toBeUndefined();
+    expect(report.status).toBe('interrupted');
+    expect(report.totals.abandoned).toBe(500);
+  });
+
   it('a spill file round-trips structured values in order and is removed afterwards', async () => {
     const { dir, cleanup } = await tempDir();
     try {

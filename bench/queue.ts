@@ -1,18 +1,20 @@
 /**
  * Queue mode (air enqueue / air worker on BullMQ): how long a SIGKILLed worker's unit waits before another worker
  * starts it again, per lock / stalled-check setting; and the wall time of one job run by 1 worker and by 3
- * workers against the same simulator (the same capacity). Results: bench/RESULTS-queue.md.
+ * workers against the same simulator (the same capacity); and 3 workers on units of whole shards vs units that
+ * cut the biggest shard into slices of row groups. Results: bench/RESULTS-queue.md.
  *
- *   npm run build && npx tsx bench/queue.ts
+ *   npm run build && npx tsx bench/queue.ts [--only handover|throughput|slices]
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { writePlantedInput } from '../test/helpers/dup-shards.js';
+import { rewriteFinewebInRowGroups, writePlantedInput } from '../test/helpers/dup-shards.js';
 import { startRedis } from '../test/helpers/redis.js';
 import { scrapeSimMetrics, startSimProcess, stopSimProcess } from './sim-process.js';
 
+const only = process.argv.includes('--only') ? process.argv[process.argv.indexOf('--only') + 1] : undefined;
 const AIR = path.resolve(import.meta.dirname, '../dist/cli/air.js');
 const dir = await mkdtemp(path.join(os.tmpdir(), 'air-bench-queue-'));
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
@@ -45,6 +47,9 @@ const slow = await startSimProcess([
   '150',
 ]);
 await writePlantedInput(path.join(dir, 'in'));
+// The same input with FineWeb (1,701 rows, ~3 MB) in row groups of 250 rows: cut by --slice-mb 1 into 4 slices.
+await writePlantedInput(path.join(dir, 'in-sliced'));
+await rewriteFinewebInRowGroups(path.join(dir, 'in-sliced'), 250);
 const config = (url: string, rate: number) =>
   JSON.stringify({
     method: 'air',
@@ -58,14 +63,16 @@ await writeFile(path.join(dir, 'fast.json'), config(sim.url, 0.1));
 await writeFile(path.join(dir, 'slow.json'), config(slow.url, 0.02));
 
 let jobs = 0;
-async function planAndEnqueue(input: string, configFile: string): Promise<string> {
+async function planAndEnqueue(input: string, configFile: string, sliceMB = 512): Promise<string> {
   const root = `job-${jobs++}`;
   if (
     (await air(['plan', '-c', configFile, '--input', input, '--output', root, '--world-size', '1']).done) !==
     0
   )
     throw new Error('plan failed');
-  if ((await air(['enqueue', '--queue', redis.url, '--plan', root]).done) !== 0)
+  if (
+    (await air(['enqueue', '--queue', redis.url, '--plan', root, '--slice-mb', String(sliceMB)]).done) !== 0
+  )
     throw new Error('enqueue failed');
   return root;
 }
@@ -96,9 +103,13 @@ async function handover(lock: number, stalled: number): Promise<number> {
   return (started - killedAt) / 1000;
 }
 
-/** The whole planted input (5 units) by `n` workers of one unit at a time each; wall seconds from their start. */
-async function throughput(n: number): Promise<{ seconds: number; busy: number }> {
-  const root = await planAndEnqueue('in', 'slow.json');
+/** The whole planted input by `n` workers of one unit at a time each; wall seconds from their start. */
+async function throughput(
+  n: number,
+  input = 'in',
+  sliceMB = 512,
+): Promise<{ seconds: number; busy: number; units: number }> {
+  const root = await planAndEnqueue(input, 'slow.json', sliceMB);
   const before = await scrapeSimMetrics(slow.origin);
   const t0 = Date.now();
   const codes = await Promise.all(
@@ -112,28 +123,46 @@ async function throughput(n: number): Promise<{ seconds: number; busy: number }>
   const after = await scrapeSimMetrics(slow.origin);
   // Mean sequences being served while the job ran: the simulator's time integral of its running gauge.
   const busy = (after.sequence_seconds_total - before.sequence_seconds_total) / seconds;
-  const units = await readdir(path.join(dir, root, 'units'));
-  if (units.length !== 5) throw new Error(`${units.length} units`);
-  return { seconds, busy };
+  const units = (await readdir(path.join(dir, root, 'units'))).length;
+  const queued = JSON.parse(await readFile(path.join(dir, root, 'queue.json'), 'utf8')) as {
+    units: unknown[];
+  };
+  if (units !== queued.units.length) throw new Error(`${units} of ${queued.units.length} units ran`);
+  return { seconds, busy, units };
 }
 
 try {
-  const rows: string[] = [];
-  for (const [lock, stalled] of [
-    [5, 2],
-    [3, 1],
-    [30, 30],
-  ] as const) {
-    const s = await handover(lock, stalled);
-    rows.push(`| ${lock} s / ${stalled} s | ${s.toFixed(1)} s |`);
-    console.log(rows.at(-1));
+  if (only === undefined || only === 'handover') {
+    const rows: string[] = [];
+    for (const [lock, stalled] of [
+      [5, 2],
+      [3, 1],
+      [30, 30],
+    ] as const) {
+      const s = await handover(lock, stalled);
+      rows.push(`| ${lock} s / ${stalled} s | ${s.toFixed(1)} s |`);
+      console.log(rows.at(-1));
+    }
   }
-  const one = await throughput(1);
-  const three = await throughput(3);
-  console.log('\n| workers | wall s | mean sequences served (of 16) |\n|---|---|---|');
-  console.log(`| 1 | ${one.seconds.toFixed(1)} | ${one.busy.toFixed(1)} |`);
-  console.log(`| 3 | ${three.seconds.toFixed(1)} | ${three.busy.toFixed(1)} |`);
-  console.log(`1 worker's wall time / 3 workers': ${(one.seconds / three.seconds).toFixed(2)}`);
+  if (only === undefined || only === 'throughput') {
+    const one = await throughput(1);
+    const three = await throughput(3);
+    console.log('\n| workers | wall s | mean sequences served (of 16) |\n|---|---|---|');
+    console.log(`| 1 | ${one.seconds.toFixed(1)} | ${one.busy.toFixed(1)} |`);
+    console.log(`| 3 | ${three.seconds.toFixed(1)} | ${three.busy.toFixed(1)} |`);
+    console.log(`1 worker's wall time / 3 workers': ${(one.seconds / three.seconds).toFixed(2)}`);
+  }
+  if (only === undefined || only === 'slices') {
+    // Both on the same files (FineWeb in row groups of 250 rows); only the units differ.
+    const whole = await throughput(3, 'in-sliced', 512);
+    const sliced = await throughput(3, 'in-sliced', 1);
+    console.log('\n| 3 workers, units | units | wall s | mean sequences served (of 16) |\n|---|---|---|---|');
+    console.log(`| whole shards | ${whole.units} | ${whole.seconds.toFixed(1)} | ${whole.busy.toFixed(1)} |`);
+    console.log(
+      `| FineWeb in slices | ${sliced.units} | ${sliced.seconds.toFixed(1)} | ${sliced.busy.toFixed(1)} |`,
+    );
+    console.log(`whole / sliced wall time: ${(whole.seconds / sliced.seconds).toFixed(2)}`);
+  }
 } finally {
   await stopSimProcess(sim.child);
   await stopSimProcess(slow.child);

@@ -1,5 +1,6 @@
 import { copyFile, mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
+import { parquetWriteBuffer } from 'hyparquet-writer';
 import { DOLMA, FINEWEB, query, SAMPLE } from './duckdb.js';
 
 /** Shards with planted duplicates (global dedupe and ranks tests): rows, and copies that dedupe must catch. */
@@ -65,6 +66,22 @@ export async function writePlantedInput(input: string): Promise<void> {
   for (let i = 30; i < 40; i++) last.push({ id: `z-fw-${i}`, text: reformat(fineweb[i]!.text) });
   await writeShard(path.join(input, 'aa-gen.parquet'), first);
   await writeShard(path.join(input, 'gen-z.parquet'), last);
+}
+
+/**
+ * Rewrites the planted input's FineWeb shard (id, text, url) in row groups of `rows` rows, the same rows in the
+ * same order: a big shard that queue mode cuts into slices. Returns its row count.
+ */
+export async function rewriteFinewebInRowGroups(input: string, rows: number): Promise<number> {
+  const data = await query(`SELECT id, text, url FROM read_parquet('${FINEWEB}') ORDER BY file_row_number`);
+  const columnData = ['id', 'text', 'url'].map((name, c) => ({
+    name,
+    data: data.map((r) => String(r[c])),
+    type: 'STRING' as const,
+  }));
+  const buffer = parquetWriteBuffer({ columnData, rowGroupSize: rows });
+  await writeFile(path.join(input, path.basename(FINEWEB)), new Uint8Array(buffer));
+  return data.length;
 }
 
 /** Rank r of a 2-element Slurm array of 2 tasks each: element r / 2, task r % 2 (world size 4). */

@@ -1,0 +1,222 @@
+import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { findGlobalDuplicates } from '../job/global-dedupe/index.js';
+import { ObjectStore } from '../pipeline/io/object-store/store.js';
+import { runAir, startAir } from './helpers/cli.js';
+import { writePlantedInput } from './helpers/dup-shards.js';
+import { query, tempDir } from './helpers/duckdb.js';
+import { startS3Server, type S3Server } from './helpers/s3-server.js';
+
+/**
+ * A plan root in a bucket: `air plan --output s3://…`, ranks as separate processes that share nothing but the
+ * bucket (each its own fresh TMPDIR, so its own local working folders), global dedupe through the bucket,
+ * `air status` and `air merge` on the bucket root. A real s3rver on 127.0.0.1, started here.
+ */
+let dir: string;
+let cleanup: () => Promise<void>;
+let s3: S3Server;
+let store: ObjectStore;
+let single: string[];
+let singleDropped: Record<string, number>;
+let labels: string[];
+
+const ROOT = 's3://job/j1/';
+const WORLD = 2;
+
+/** Every written row as `source_file#source_row id`, sorted. */
+async function writtenRows(files: readonly string[]): Promise<string[]> {
+  const list = files.map((f) => `'${f}'`).join(', ');
+  const rows = await query(
+    `SELECT source_file || '#' || source_row || ' ' || id FROM read_parquet([${list}]) ORDER BY 1`,
+  );
+  return rows.map(([r]) => r as string);
+}
+
+const get = (key: string): Promise<string | undefined> => store.getText({ bucket: 'job', key });
+const keys = async (prefix: string): Promise<string[]> =>
+  (await store.list(`s3://job/${prefix}`)).map((o) => o.url.key.slice(prefix.length));
+
+/** A process of its own: a fresh TMPDIR (its local working folders), the rank from AIR_RANK / AIR_WORLD_SIZE. */
+async function rankProcess(rank: number): Promise<ReturnType<typeof startAir> & { log: () => string }> {
+  const tmp = await mkdtemp(path.join(dir, `tmp-${rank}-`));
+  const env = {
+    ...process.env,
+    ...s3.env,
+    TMPDIR: tmp,
+    AIR_RANK: String(rank),
+    AIR_WORLD_SIZE: String(WORLD),
+  };
+  const started = startAir(
+    ['run', '--plan', `${ROOT}plan.json`, '--rank', 'auto', '--s3-endpoint', s3.endpoint],
+    dir,
+    env,
+  );
+  let log = '';
+  started.child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
+  return { ...started, log: () => log };
+}
+
+beforeAll(async () => {
+  ({ dir, cleanup } = await tempDir('air-s3-plan-'));
+  s3 = await startS3Server(['data', 'job']);
+  Object.assign(process.env, s3.env, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
+  store = new ObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 4, multipartMB: 5 });
+  const input = path.join(dir, 'in');
+  await writePlantedInput(input);
+  labels = (await readdir(input)).filter((f) => f.endsWith('.parquet')).sort();
+  for (const name of labels)
+    await store.upload(path.join(input, name), { bucket: 'data', key: `in/${name}` });
+  await writeFile(
+    path.join(dir, 'air.json'),
+    JSON.stringify({ method: 'documents', writer: { partRows: 50 }, progress: 'off' }),
+  );
+  const alone = await runAir(['run', '-c', 'air.json', '--input', 'in', '--output', 'single'], dir);
+  expect(alone.code, alone.stderr).toBe(0);
+  single = await writtenRows([path.join(dir, 'single', '*.parquet')]);
+  singleDropped = (
+    JSON.parse(await readFile(path.join(dir, 'single', 'ledger.json'), 'utf8')) as {
+      totals: { dropped: Record<string, number> };
+    }
+  ).totals.dropped;
+}, 120_000);
+
+afterAll(async () => {
+  store?.close();
+  await s3?.close();
+  await cleanup?.();
+});
+
+describe('a plan root in a bucket', () => {
+  it('air plan writes plan.json to the bucket; another world size is refused naming it', async () => {
+    const plan = ['plan', '-c', 'air.json', '--input', 's3://data/in/', '--output', ROOT];
+    const env = { ...process.env, ...s3.env };
+    const planned = await runAir([...plan, '--world-size', '2', '--s3-endpoint', s3.endpoint], dir, env);
+    expect(planned.code, planned.stderr).toBe(0);
+    expect(planned.stdout).toContain(`written ${ROOT}plan.json`);
+    const written = JSON.parse((await get('j1/plan.json'))!) as {
+      worldSize: number;
+      shards: { path: string }[];
+    };
+    expect(written.worldSize).toBe(2);
+    expect(written.shards.map((s) => s.path)).toEqual(labels.map((l) => `s3://data/in/${l}`));
+
+    const again = await runAir([...plan, '--world-size', '2', '--s3-endpoint', s3.endpoint], dir, env);
+    expect(again.code, again.stderr).toBe(0);
+    expect(again.stdout).toContain('the same plan is already there');
+    const other = await runAir([...plan, '--world-size', '3', '--s3-endpoint', s3.endpoint], dir, env);
+    expect(other.code).toBe(2);
+    expect(other.stderr.trim().split('\n')).toHaveLength(1);
+    expect(other.stderr).toContain(`${ROOT}plan.json: another plan is here (world size 2 -> 3)`);
+    expect((JSON.parse((await get('j1/plan.json'))!) as { worldSize: number }).worldSize).toBe(2);
+  }, 120_000);
+
+  it('2 ranks sharing only the bucket, one SIGKILLed after a committed part and restarted fresh: merged rows equal a single run', async () => {
+    const ranks = [await rankProcess(0), await rankProcess(1)];
+    let killed = -1;
+    for (let waited = 0; killed < 0 && waited < 180_000; waited += 50) {
+      for (let rank = 0; rank < WORLD && killed < 0; rank++) {
+        const manifest = await get(`j1/ranks/0000${rank}/manifest.jsonl`);
+        if (manifest?.includes('"part":"part-') === true && !manifest.includes('"kind":"complete"')) {
+          ranks[rank]!.child.kill('SIGKILL');
+          killed = rank;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(killed).toBeGreaterThanOrEqual(0);
+    const first = await Promise.all(ranks.map((r) => r.done));
+    expect(first[killed]!.signal).toBe('SIGKILL');
+    const other = 1 - killed;
+    expect(first[other]!.code, first[other]!.stderr).toBe(0);
+    // The global step ran once (s3rver ignores If-None-Match: two holders would be wasted work, not wrong).
+    expect(
+      ranks.filter((r) => r.log().includes('running the global dedupe step')).length,
+    ).toBeGreaterThanOrEqual(1);
+
+    const env = { ...process.env, ...s3.env };
+    const between = await runAir(['status', ROOT, '--json', '--s3-endpoint', s3.endpoint], dir, env);
+    expect(between.code, between.stderr).toBe(1);
+    const states = (JSON.parse(between.stdout) as { ranks: { rank: number; state: string }[] }).ranks;
+    expect(states.map((s) => s.state)).toEqual(
+      killed === 0 ? ['interrupted', 'complete'] : ['complete', 'interrupted'],
+    );
+
+    // Restarted on a "fresh machine": a new empty TMPDIR, so it resumes from the bucket alone.
+    const restarted = await rankProcess(killed);
+    const second = await restarted.done;
+    expect(second.code, second.stderr).toBe(0);
+    expect(second.stderr).toMatch(/fetched \d+ files of s3:\/\/job\/j1\/ranks\/0000\d/);
+    const finished = await rankProcess(killed);
+    const third = await finished.done;
+    expect(third.code).toBe(0);
+    expect(third.stderr).toContain(`rank 0000${killed} is already complete`);
+
+    expect(await keys('j1/completions/')).toEqual(['00000', '00001']);
+    expect(await keys('j1/heartbeats/')).toEqual([]);
+    expect(await keys('j1/dedupe/')).not.toContain('lock');
+    const summary = JSON.parse((await get('j1/dedupe/summary.json'))!) as { drops: Record<string, number> };
+    expect(summary.drops.exact_duplicate).toBeGreaterThanOrEqual(20);
+    expect(summary.drops.near_duplicate).toBeGreaterThanOrEqual(25);
+
+    const status = await runAir(['status', ROOT, '--s3-endpoint', s3.endpoint], dir, env);
+    expect(status.code, status.stdout).toBe(0);
+    expect(status.stdout).toContain(`${ROOT}: 2 of 2 ranks complete`);
+
+    const merged = await runAir(['merge', ROOT, '--s3-endpoint', s3.endpoint], dir, env);
+    expect(merged.code, merged.stderr).toBe(0);
+    expect(merged.stdout).toContain(`wrote ${ROOT}ledger.json`);
+    const ledger = JSON.parse((await get('j1/ledger.json'))!) as {
+      totals: { read: number; written: number; rowsWritten: number; dropped: Record<string, number> };
+      parts: Array<{ file: string; rows: number }>;
+      plannedRows: number;
+    };
+    expect(ledger.totals.read).toBe(ledger.plannedRows);
+    expect(ledger.totals.rowsWritten).toBe(single.length);
+    expect(ledger.totals.dropped).toEqual(singleDropped);
+    const dropped = Object.values(ledger.totals.dropped).reduce((a, b) => a + b, 0);
+    expect(ledger.totals.written + dropped).toBe(ledger.totals.read);
+    for (const key of ['stats.json', 'report.html', 'README.md'])
+      expect(await get(`j1/${key}`)).toBeDefined();
+    expect(await get('j1/README.md')).toContain(`- ${ledger.parts[0]!.file}`);
+
+    // The merged dataset: the ledger's parts, fetched from the bucket, are exactly a single run's rows.
+    const local = path.join(dir, 'merged');
+    const files: string[] = [];
+    for (const part of ledger.parts) {
+      const file = path.join(local, part.file);
+      await mkdir(path.dirname(file), { recursive: true });
+      await writeFile(file, '');
+      const info = await store.head({ bucket: 'job', key: `j1/${part.file}` });
+      await store.download(info.url, file, 0, info.size);
+      files.push(file);
+    }
+    const rows = await writtenRows(files);
+    expect(rows).toEqual(single);
+    const ids = rows.map((r) => r.split(' ')[1]);
+    expect(new Set(ids).size).toBe(ids.length);
+  }, 420_000);
+
+  it('the global step is deterministic: run again over the bucket’s key files, the same drop lists, byte for byte', async () => {
+    const plan = JSON.parse((await get('j1/plan.json'))!) as { shards: { label: string }[] };
+    const shards = plan.shards.map((s) => s.label);
+    const runs: string[] = [];
+    for (const name of ['again-a', 'again-b']) {
+      const root = path.join(dir, name);
+      for (const object of await store.list('s3://job/j1/dedupe/keys/')) {
+        const file = path.join(root, 'dedupe/keys', path.basename(object.url.key));
+        await mkdir(path.dirname(file), { recursive: true });
+        await writeFile(file, '');
+        await store.download(object.url, file, 0, object.size);
+      }
+      await findGlobalDuplicates(root, shards);
+      runs.push(root);
+    }
+    for (let index = 0; index < shards.length; index++) {
+      const remote = (await get(`j1/dedupe/drops/${index}.jsonl`))!;
+      for (const root of runs) {
+        expect(await readFile(path.join(root, 'dedupe/drops', `${index}.jsonl`), 'utf8')).toBe(remote);
+      }
+    }
+  }, 120_000);
+});

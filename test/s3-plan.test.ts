@@ -1,8 +1,11 @@
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
+import { createServer, request } from 'node:http';
+import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findGlobalDuplicates } from '../job/global-dedupe/index.js';
-import { ObjectStore } from '../pipeline/io/object-store/store.js';
+import { jobRoot } from '../job/plan/job-root.js';
+import { configureObjectStore, ObjectStore } from '../pipeline/io/object-store/store.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { writePlantedInput } from './helpers/dup-shards.js';
 import { query, tempDir } from './helpers/duckdb.js';
@@ -55,6 +58,52 @@ async function rankProcess(rank: number): Promise<ReturnType<typeof startAir> & 
   let log = '';
   started.child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   return { ...started, log: () => log };
+}
+
+/**
+ * A proxy that gives s3rver AWS S3's conditional PUT: `If-None-Match: *` on an existing key is answered 412
+ * (s3rver alone ignores the header on PUT). Existence is asked with the test's own client.
+ */
+async function startConditionalPutProxy(
+  target: string,
+): Promise<{ endpoint: string; close: () => Promise<void> }> {
+  const upstream = new URL(target);
+  const server = createServer((req, res) => {
+    void (async () => {
+      const [bucket, ...key] = decodeURIComponent((req.url ?? '').split('?')[0]!)
+        .slice(1)
+        .split('/');
+      if (req.method === 'PUT' && req.headers['if-none-match'] === '*') {
+        if (await store.exists({ bucket: bucket!, key: key.join('/') })) {
+          req.resume();
+          res.writeHead(412, { 'content-type': 'application/xml' });
+          res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code></Error>');
+          return;
+        }
+      }
+      const forward = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (reply) => {
+          res.writeHead(reply.statusCode ?? 502, reply.headers);
+          reply.pipe(res);
+        },
+      );
+      forward.on('error', () => res.destroy());
+      req.pipe(forward);
+    })();
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as { port: number };
+  return {
+    endpoint: `http://127.0.0.1:${port}`,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
 }
 
 beforeAll(async () => {
@@ -219,4 +268,55 @@ describe('a plan root in a bucket', () => {
       }
     }
   }, 120_000);
+
+  it('claims the lock once where If-None-Match is honoured; where it is ignored, reading back names the last writer', async () => {
+    const settings = { maxAttempts: 3, uploadConcurrency: 4, multipartMB: 64 };
+    const proxy = await startConditionalPutProxy(s3.endpoint);
+    try {
+      configureObjectStore({ endpoint: proxy.endpoint, ...settings });
+      const honoured = jobRoot('s3://job/claims/');
+      expect(await honoured.createExclusive('dedupe/lock', 'first')).toBe(true);
+      expect(await honoured.createExclusive('dedupe/lock', 'second')).toBe(false);
+      expect(await honoured.readText('dedupe/lock')).toBe('first');
+      await honoured.remove('dedupe/lock');
+      expect(await honoured.createExclusive('dedupe/lock', 'third')).toBe(true);
+    } finally {
+      await proxy.close();
+    }
+    // s3rver alone writes anyway: each claimant holds the lock only if it reads its own text back.
+    configureObjectStore({ endpoint: s3.endpoint, ...settings });
+    const ignored = jobRoot('s3://job/claims-ignored/');
+    expect(await ignored.createExclusive('lock', 'first')).toBe(true);
+    expect(await ignored.createExclusive('lock', 'second')).toBe(true);
+    expect(await ignored.readText('lock')).toBe('second');
+  }, 60_000);
+
+  it('takes over a dedupe lock in the bucket left by another host once it is older than the stale window', async () => {
+    // Through the proxy that honours If-None-Match: on s3rver alone the rank would simply overwrite the lock.
+    const proxy = await startConditionalPutProxy(s3.endpoint);
+    const env = { ...process.env, ...s3.env, AWS_ENDPOINT_URL_S3: proxy.endpoint };
+    const planned = await runAir(
+      ['plan', '-c', 'air.json', '--input', 's3://data/in/', '--output', 's3://job/j2/', '--world-size', '1'],
+      dir,
+      env,
+    );
+    expect(planned.code, planned.stderr).toBe(0);
+    const then = new Date().toISOString();
+    await store.putText(
+      { bucket: 'job', key: 'j2/dedupe/lock' },
+      `${JSON.stringify({ pid: 1, host: `not-${hostname()}`, startedAt: then, updatedAt: then })}\n`,
+    );
+    const tmp = await mkdtemp(path.join(dir, 'tmp-takeover-'));
+    const ran = await runAir(
+      ['run', '--plan', 's3://job/j2/plan.json', '--rank', '0', '--dedupe-lock-stale', '2'],
+      dir,
+      { ...env, TMPDIR: tmp },
+    ).finally(() => proxy.close());
+    expect(ran.code, ran.stderr).toBe(0);
+    expect(ran.stderr).toContain(`taking over the dedupe lock of pid 1 on not-${hostname()}`);
+    expect(ran.stderr).toContain('running the global dedupe step');
+    expect(await keys('j2/dedupe/')).not.toContain('lock');
+    // Nothing left in the rank's local folders but its run's working folder.
+    expect(await readdir(path.join(tmp, 'air-work'))).toHaveLength(1);
+  }, 180_000);
 });

@@ -121,11 +121,15 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
   }
   // The summary too: the lists are read only under a summary naming the rank's shards.
   for (const name of [SUMMARY, ...mine.map((s) => dropListName(s.index))]) await root.pull(name);
-  const lists = await readRankDropLists(
-    root.localDir,
-    mine.map((s) => ({ index: s.index, label: s.label })),
-  );
-  return globalDedupeStages(lists, config.dedupe);
+  try {
+    const lists = await readRankDropLists(
+      root.localDir,
+      mine.map((s) => ({ index: s.index, label: s.label })),
+    );
+    return globalDedupeStages(lists, config.dedupe);
+  } finally {
+    await root.dispose(); // the lists are in memory now; a bucket root's local copies go
+  }
 }
 
 function parseJson(text: string): unknown {

@@ -1,4 +1,4 @@
-import { mkdir, open, readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { mkdir, open, readdir, readFile, rm, rmdir, stat, utimes } from 'node:fs/promises';
 import path from 'node:path';
 import { writeAtomically } from '../../pipeline/io/files.js';
 import { isMissingObject, objectStore } from '../../pipeline/io/object-store/store.js';
@@ -52,6 +52,8 @@ export interface JobRoot {
   pull(name: string): Promise<boolean>;
   /** Removes the local copy a pull made (a bucket root's scratch stays bounded). */
   release(name: string): Promise<void>;
+  /** Removes a bucket root's whole local folder once this process is done with it (a folder root: nothing). */
+  dispose(): Promise<void>;
 }
 
 /** The root at `location`: a bucket prefix for `s3://…`, else a local folder. */
@@ -126,6 +128,8 @@ class LocalRoot implements JobRoot {
   }
 
   async release(): Promise<void> {}
+
+  async dispose(): Promise<void> {}
 }
 
 /**
@@ -146,7 +150,9 @@ class BucketRoot implements JobRoot {
       key: url.key === '' || url.key.endsWith('/') ? url.key : `${url.key}/`,
     };
     this.location = formatObjectUrl(this.prefix);
-    this.localDir = path.join(defaultWorkDir(this.location), 'root');
+    // One folder per process: ranks of one machine (two Slurm tasks, one TMPDIR) never write each other's copies,
+    // and two ranks that both believe they hold the dedupe lock (see above) run the step apart.
+    this.localDir = path.join(defaultWorkDir(this.location), `root-${process.pid}`);
   }
 
   at(name: string): string {
@@ -220,6 +226,12 @@ class BucketRoot implements JobRoot {
 
   async release(name: string): Promise<void> {
     await rm(path.join(this.localDir, name), { force: true });
+  }
+
+  async dispose(): Promise<void> {
+    await rm(this.localDir, { recursive: true, force: true });
+    // The root's folder too, unless another process of this machine still works in it.
+    await rmdir(path.dirname(this.localDir)).catch(() => {});
   }
 
   private url(name: string): ObjectUrl {

@@ -67,8 +67,16 @@ export interface MergedCache {
  * parts are read only by the instruction dedupe, one at a time.
  */
 export async function mergeRanks(root: string, options: MergeOptions = {}): Promise<MergeResult> {
-  const plan = await readPlan(root);
   const files = jobRoot(root);
+  try {
+    return await mergeInto(root, files, options);
+  } finally {
+    await files.dispose();
+  }
+}
+
+async function mergeInto(root: string, files: JobRoot, options: MergeOptions): Promise<MergeResult> {
+  const plan = await readPlan(root);
   const local = files.localDir;
   const outputs = await jobOutputs(root, plan);
   const read = await readRanks(

@@ -52,8 +52,16 @@ export interface StatusOptions {
  * its current session (since its manifest's last header or resume entry) over the session's length.
  */
 export async function jobStatus(root: string, options: StatusOptions = {}): Promise<JobStatus> {
-  const plan = await readPlan(root);
   const files = jobRoot(root);
+  try {
+    return await statusOf(root, files, options);
+  } finally {
+    await files.dispose();
+  }
+}
+
+async function statusOf(root: string, files: JobRoot, options: StatusOptions): Promise<JobStatus> {
+  const plan = await readPlan(root);
   const now = options.now ?? new Date();
   const staleMs = (options.staleAfterSeconds ?? STALE_AFTER_SECONDS) * 1000;
   const queued = (await readQueueFile(root)) !== undefined;

@@ -4,10 +4,13 @@ import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findGlobalDuplicates } from '../job/global-dedupe/index.js';
+import { dedupeInstructionsAcrossRanks } from '../job/plan/instruction-dedupe.js';
 import { jobRoot } from '../job/plan/job-root.js';
 import { configureObjectStore, ObjectStore } from '../pipeline/io/object-store/store.js';
 import { runAir, startAir } from './helpers/cli.js';
-import { writePlantedInput } from './helpers/dup-shards.js';
+import { simAirConfig } from './helpers/air-sim-config.js';
+import { nearCopy, writePlantedInput } from './helpers/dup-shards.js';
+import { useSimulators } from './helpers/simulators.js';
 import { query, tempDir } from './helpers/duckdb.js';
 import { startS3Server, type S3Server } from './helpers/s3-server.js';
 
@@ -25,6 +28,7 @@ let singleDropped: Record<string, number>;
 let labels: string[];
 
 const ROOT = 's3://job/j1/';
+const simulator = useSimulators();
 const WORLD = 2;
 
 /** Every written row as `source_file#source_row id`, sorted. */
@@ -319,4 +323,89 @@ describe('a plan root in a bucket', () => {
     // Nothing left in the rank's local folders but its run's working folder.
     expect(await readdir(path.join(tmp, 'air-work'))).toHaveLength(1);
   }, 180_000);
+
+  it('merges an AIR job in a bucket root with instruction dedupe and --cache, parts fetched one at a time', async () => {
+    const sim = await simulator({ models: ['guide', 'student'] });
+    await writeFile(path.join(dir, 'air-sim.json'), JSON.stringify(simAirConfig(sim.url)));
+    const env = { ...process.env, ...s3.env, AWS_ENDPOINT_URL_S3: s3.endpoint };
+    const root = 's3://job/air/';
+    const planned = await runAir(
+      ['plan', '-c', 'air-sim.json', '--input', 's3://data/in/', '--output', root, '--world-size', '2'],
+      dir,
+      env,
+    );
+    expect(planned.code, planned.stderr).toBe(0);
+    const tmp = await mkdtemp(path.join(dir, 'tmp-air-'));
+    const ran = await runAir(['run', '--plan', `${root}plan.json`, '--ranks', '0-1'], dir, {
+      ...env,
+      TMPDIR: tmp,
+    });
+    expect(ran.code, ran.stderr).toBe(0);
+    const merged = await runAir(['merge', root, '--cache'], dir, { ...env, TMPDIR: tmp });
+    expect(merged.code, merged.stderr).toBe(0);
+    expect(merged.stdout).toContain('instruction dedupe across ranks');
+    const ledger = JSON.parse((await get('air/ledger.json'))!) as {
+      totals: { read: number; rowsWritten: number };
+      plannedRows: number;
+      parts: Array<{ file: string; rows: number }>;
+      instructionDedupe: { rows: number; dropped: number };
+    };
+    expect(ledger.totals.read).toBe(ledger.plannedRows);
+    expect(ledger.instructionDedupe.rows).toBeGreaterThan(0);
+    expect(ledger.parts.reduce((n, p) => n + p.rows, 0)).toBe(ledger.totals.rowsWritten);
+    const there = new Set(await keys('air/'));
+    for (const part of ledger.parts) expect(there.has(part.file), part.file).toBe(true);
+    for (const name of ['instruction-dedupe/drops.jsonl', 'llm-cache.sqlite', 'stats.json', 'README.md']) {
+      expect(there.has(name), name).toBe(true);
+    }
+    // The parts came down one at a time into a folder of merge's own, removed at the end.
+    expect(await readdir(path.join(tmp, 'air-work'))).toHaveLength(2); // the two ranks' working folders
+  }, 300_000);
+
+  it('instruction dedupe over a bucket root drops and rewrites as over a folder, fetching parts one at a time', async () => {
+    configureObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 4, multipartMB: 64 });
+    const words = (seed: string): string =>
+      Array.from({ length: 200 }, (_, i) => `${seed}${(i * 7919) % 1009}`).join(' ');
+    const [a, b] = [`Write a letter ${words('a')}`, `Summarise it ${words('b')}`];
+    const folder = path.join(dir, 'idd');
+    const rows = [
+      [{ document_id: 'd1', depth: 1, instruction: a }],
+      [
+        { document_id: 'd2', depth: 1, instruction: b },
+        { document_id: 'd3', depth: 1, instruction: nearCopy(a, 'x') },
+      ],
+    ];
+    const parts = [];
+    for (const [rank, partRows] of rows.entries()) {
+      const file = `ranks/0000${rank}/part-00000.parquet`;
+      await mkdir(path.dirname(path.join(folder, file)), { recursive: true });
+      const jsonl = path.join(dir, `idd-${rank}.jsonl`);
+      await writeFile(jsonl, partRows.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      await query(
+        `COPY (SELECT document_id, depth::INTEGER AS depth, instruction FROM read_json('${jsonl}',
+           format = 'newline_delimited')) TO '${path.join(folder, file)}' (FORMAT parquet)`,
+      );
+      await store.upload(path.join(folder, file), { bucket: 'job', key: `idd/${file}` });
+      parts.push({ file, rows: partRows.length });
+    }
+    const inFolder = await dedupeInstructionsAcrossRanks(folder, parts, { threshold: 0.8 });
+    const inBucket = await dedupeInstructionsAcrossRanks('s3://job/idd/', parts, { threshold: 0.8 });
+    expect(inFolder.drops).toBe(1);
+    expect({ ...inBucket, indexBytes: 0 }).toEqual({ ...inFolder, indexBytes: 0 });
+    expect(await get(`idd/${inBucket.dropFile}`)).toBe(
+      await readFile(path.join(folder, inFolder.dropFile), 'utf8'),
+    );
+    const rewritten = inBucket.parts[1]!.file;
+    expect(rewritten).toBe('instruction-dedupe/parts/00001-part-00000.parquet');
+    const fetched = path.join(dir, 'idd-fetched.parquet');
+    await writeFile(fetched, '');
+    const info = await store.head({ bucket: 'job', key: `idd/${rewritten}` });
+    await store.download(info.url, fetched, 0, info.size);
+    const read = (file: string) => query(`SELECT * FROM read_parquet('${file}')`);
+    expect(await read(fetched)).toEqual(await read(path.join(folder, rewritten)));
+    // Each part was removed from the local folder once read: none of the ranks' parts stays there.
+    const scratch = jobRoot('s3://job/idd/');
+    await expect(readdir(path.join(scratch.localDir, 'ranks/00000'))).resolves.toEqual([]);
+    await scratch.dispose();
+  }, 120_000);
 });

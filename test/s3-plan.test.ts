@@ -6,6 +6,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { findGlobalDuplicates } from '../job/global-dedupe/index.js';
 import { dedupeInstructionsAcrossRanks } from '../job/plan/instruction-dedupe.js';
 import { jobRoot } from '../job/plan/job-root.js';
+import { dedupedStats } from '../job/plan/merge.js';
+import { rowStatsOf } from '../report/stats/read-output.js';
 import { configureObjectStore, ObjectStore } from '../pipeline/io/object-store/store.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { simAirConfig } from './helpers/air-sim-config.js';
@@ -406,6 +408,20 @@ describe('a plan root in a bucket', () => {
     // Each part was removed from the local folder once read: none of the ranks' parts stays there.
     const scratch = jobRoot('s3://job/idd/');
     await expect(readdir(path.join(scratch.localDir, 'ranks/00000'))).resolves.toEqual([]);
+    // The deduped dataset's row figures, a part at a time and merged: those of all its parts read at once.
+    const ranks = await rowStatsOf(parts.map((p) => path.join(folder, p.file)));
+    const local = inFolder.parts.map((p) => path.join(folder, p.file));
+    const { time: _time, origin: _origin, ...expected } = await rowStatsOf(local);
+    for (const where of [jobRoot(folder), scratch]) {
+      const stats = await dedupedStats(where, ranks, where === scratch ? inBucket : inFolder);
+      expect({ ...stats, time: undefined, origin: undefined, llm: undefined, funnel: undefined }).toEqual({
+        ...expected,
+        time: undefined,
+        origin: undefined,
+        llm: undefined,
+        funnel: undefined,
+      });
+    }
     await scratch.dispose();
   }, 120_000);
 });

@@ -309,13 +309,22 @@ export function totalsAfterMergeDedupe(totals: Totals, dedupe: MergeDedupeResult
 }
 
 /** Row figures of the deduped dataset; the funnel, LLM accounting and time stay the ranks'. */
-async function dedupedStats(root: JobRoot, ranks: RunStats, dedupe: MergeDedupeResult): Promise<RunStats> {
-  // Row figures read every part: a bucket root's are fetched for it (merge then holds them all on disk).
-  for (const p of dedupe.parts) await root.pull(p.file);
-  const rows = await rowStatsOf(dedupe.parts.map((p) => path.join(root.localDir, p.file)));
-  for (const p of dedupe.parts) await root.release(p.file);
+export async function dedupedStats(
+  root: JobRoot,
+  ranks: RunStats,
+  dedupe: MergeDedupeResult,
+): Promise<RunStats> {
+  // Part by part, merged as `air stats` merges runs (the same figures as all parts read at once): a bucket
+  // root's parts come down one at a time.
+  let rows: RunStats | undefined;
+  for (const p of dedupe.parts) {
+    await root.pull(p.file);
+    const part = await rowStatsOf([path.join(root.localDir, p.file)]);
+    await root.release(p.file);
+    rows = rows === undefined ? part : mergeStats(rows, part);
+  }
   return {
-    ...rows,
+    ...rows!,
     origin: 'merged',
     time: ranks.time,
     llm: ranks.llm,

@@ -48,8 +48,10 @@ export function registerPlanCommand(program: Command, io: IO, setExit: (code: nu
 Exit codes: 0 planned (or the same plan is already there), 1 unreadable input, 2 usage or config error, or
 another plan in <root> (without --force).
 
-Example:
-  air plan --config air.yaml --input s3-mirror/web --output job/ --world-size 64`,
+Examples:
+  air plan --config air.yaml --input s3-mirror/web --output job/ --world-size 64
+  air plan --config air.yaml --input s3://crawl/web/ --output s3://results/job/ --world-size 64 \\
+    --s3-endpoint http://minio:9000`,
     )
     .action(async (flags: PlanFlags) => {
       const config = await planConfig(flags);

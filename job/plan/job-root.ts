@@ -213,8 +213,10 @@ class BucketRoot implements JobRoot {
     try {
       info = await store.head(this.url(name));
     } catch (error) {
-      if (isMissingObject(error)) return false;
-      throw error;
+      if (!isMissingObject(error)) throw error;
+      // A copy left by an earlier process of the same pid (a container's pid 1) must not stand in for it.
+      await rm(path.join(this.localDir, name), { force: true });
+      return false;
     }
     const file = path.join(this.localDir, name);
     await mkdir(path.dirname(file), { recursive: true });

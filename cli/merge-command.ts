@@ -2,6 +2,8 @@ import type { Command } from 'commander';
 import { mergeRanks } from '../job/plan/merge.js';
 import { AirError } from '../pipeline/errors.js';
 import { formatCount } from '../report/format.js';
+import { settingOption, STORAGE_ENDPOINT } from './setting-flags.js';
+import { useStorageEndpoint } from '../job/storage.js';
 
 type IO = { stdout: (t: string) => void; stderr: (t: string) => void };
 
@@ -13,13 +15,15 @@ export function registerMergeCommand(program: Command, io: IO, setExit: (code: n
   program
     .command('merge')
     .description("Merge a planned job's complete ranks: ledger.json, stats.json, report.html, dataset card.")
-    .argument('<root>', "the job's root folder (where air plan wrote plan.json)")
+    .argument('<root>', "the job's root, a folder or s3://bucket/prefix/ (where air plan wrote plan.json)")
+    .addOption(settingOption(STORAGE_ENDPOINT))
     .option('--cache', "also union the ranks' response caches into <root>/llm-cache.sqlite, for later runs")
     .addHelpText(
       'after',
       '\nExit codes: 0 merged, 1 a rank is not complete or the ledgers do not add up, 2 no readable plan.',
     )
-    .action(async (root: string, options: { cache?: boolean }) => {
+    .action(async (root: string, options: { cache?: boolean; s3Endpoint?: string }) => {
+      useStorageEndpoint(options.s3Endpoint);
       try {
         const merged = await mergeRanks(root, { cache: options.cache === true });
         const t = merged.totals;

@@ -1,14 +1,13 @@
-import path from 'node:path';
 import { parseRunConfig, type RunConfig } from '../job/config.js';
 import { planFile, rankDir, rankName } from '../job/plan/layout.js';
-import { readPlan } from '../job/plan/plan-file.js';
+import { planRoot, readPlan } from '../job/plan/plan-file.js';
 import { parseRankSpec, parseRanks, resolveRank } from '../job/plan/rank-env.js';
 import { runRank, type RankOutcome, type RankRunOptions } from '../job/plan/run-rank.js';
 import type { JobOptions, JobResult } from '../job/run-job.js';
 import { AirError, UsageError } from '../pipeline/errors.js';
 import type { Plan } from '../schemas/plan.js';
 import { Option } from 'commander';
-import { isDirectory } from '../pipeline/io/files.js';
+import { useStorageEndpoint } from '../job/storage.js';
 import { EXIT } from './io.js';
 import { settingsFromFlags, SETTING_FLAGS } from './setting-flags.js';
 
@@ -36,8 +35,11 @@ export interface PlanRunFlags {
 export const DEDUPE_WAIT_SECONDS = 24 * 3600;
 export const DEDUPE_LOCK_STALE_SECONDS = 3600;
 
-/** Display settings a rank may set for itself; everything else is the plan's. */
-const OWN_SETTINGS = new Set(['progress', 'progressIntervalSeconds']);
+/**
+ * Settings a rank may set for itself; everything else is the plan's. `--s3-endpoint`: where this machine
+ * reaches the bucket of an s3:// plan (it reads the plan there first; a result never depends on it).
+ */
+const OWN_SETTINGS = new Set(['progress', 'progressIntervalSeconds', 'storage.endpoint']);
 
 /**
  * Runs one attempt with the CLI's signal handling and progress display: `start` gets the options to pass on,
@@ -65,8 +67,11 @@ export async function runPlanRanks(
   try {
     refuseForeignFlags(flags);
     display = settingsFromFlags(flags);
-    root = (await isDirectory(flags.plan)) ? flags.plan : path.dirname(flags.plan);
+    const endpoint = (display.storage as { endpoint?: string } | undefined)?.endpoint;
+    if (endpoint !== undefined) useStorageEndpoint(endpoint);
+    root = await planRoot(flags.plan);
     plan = await readPlan(flags.plan);
+    if (endpoint !== undefined) plan = withEndpoint(plan, endpoint);
     ranks = pickRanks(flags, plan);
   } catch (error) {
     stderr(`air: ${(error as Error).message}\n`);
@@ -119,6 +124,12 @@ function refuseForeignFlags(flags: PlanRunFlags & Readonly<Record<string, unknow
       `${given.join(', ')} with --plan: the plan holds the input and every setting; plan again to change them`,
     );
   }
+}
+
+/** The plan with this machine's endpoint of the bucket in its storage section. */
+function withEndpoint(plan: Plan, endpoint: string): Plan {
+  const storage = (plan.config.storage ?? {}) as Record<string, unknown>;
+  return { ...plan, config: { ...plan.config, storage: { ...storage, endpoint } } };
 }
 
 function pickRanks(flags: PlanRunFlags, plan: Plan): number[] {

@@ -45,6 +45,9 @@ export const SETTING_FLAGS: readonly SettingFlag[] = [
   { flags: '--documents-in-flight <n>', key: 'air.documentsInFlight', help: 'documents in flight per LLM stage', parse: positiveIntArg },
 ]; // prettier-ignore
 
+/** `--s3-endpoint`: also taken by the commands that read a job's root (plan, status, merge, run --plan). */
+export const STORAGE_ENDPOINT = SETTING_FLAGS.find((f) => f.key === 'storage.endpoint')!;
+
 /** The config with every default: what the help quotes. */
 const DEFAULTS = runConfigSchema.parse({ input: 'x', output: 'x' }) as unknown as Record<string, unknown>;
 const SCHEMAS = new Map(settingKeys(runConfigSchema).map((k) => [k.path, k.schema]));

@@ -3,10 +3,13 @@ import { STALE_AFTER_SECONDS } from '../job/plan/layout.js';
 import { jobStatus } from '../job/plan/status.js';
 import type { JobStatus, RankStatus } from '../schemas/plan.js';
 import { nonNegativeArg } from './args.js';
+import { settingOption, STORAGE_ENDPOINT } from './setting-flags.js';
+import { useStorageEndpoint } from '../job/storage.js';
 import { formatCount, formatDuration, formatRate, formatTable } from '../report/format.js';
 
 interface StatusFlags {
   json?: boolean;
+  s3Endpoint?: string;
   staleAfter?: number;
 }
 
@@ -23,7 +26,8 @@ export function registerStatusCommand(
   program
     .command('status')
     .description('Show where each rank of a planned job stands; exit 0 only when every rank is complete.')
-    .argument('<root>', "the job's root folder (where air plan wrote plan.json)")
+    .argument('<root>', "the job's root, a folder or s3://bucket/prefix/ (where air plan wrote plan.json)")
+    .addOption(settingOption(STORAGE_ENDPOINT))
     .option('--json', 'print the status as JSON (schemas/plan.ts jobStatusSchema)')
     .option(
       '--stale-after <seconds>',
@@ -35,6 +39,7 @@ export function registerStatusCommand(
       '\nExit codes: 0 every rank complete, 1 some rank is not, 2 no readable plan in <root>.',
     )
     .action(async (root: string, flags: StatusFlags) => {
+      useStorageEndpoint(flags.s3Endpoint);
       const status = await jobStatus(root, { staleAfterSeconds: flags.staleAfter });
       if (flags.json === true) io.stdout(`${JSON.stringify(status, null, 2)}\n`);
       else for (const line of statusLines(status)) io.stdout(`${line}\n`);

@@ -164,7 +164,7 @@ export class RemoteOutput {
 }
 
 /** The default local folder of an s3:// output: one per output URL, so a rerun on this machine finds it. */
-function defaultWorkDir(output: string): string {
+export function defaultWorkDir(output: string): string {
   const id = createHash('sha256').update(output).digest('hex').slice(0, 16);
   return path.join(os.tmpdir(), 'air-work', id);
 }

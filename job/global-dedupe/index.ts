@@ -27,4 +27,10 @@ export {
   type RankDropLists,
 } from './operator.js';
 export { GlobalDedupeError, type GlobalDedupeCode } from './errors.js';
-export { keyFilesComplete, type DedupeSettings, type KeyFileMeta } from './key-file.js';
+export {
+  keyFilesComplete,
+  keyFileNames,
+  keyMetaMatches,
+  type DedupeSettings,
+  type KeyFileMeta,
+} from './key-file.js';

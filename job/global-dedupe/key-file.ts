@@ -227,20 +227,38 @@ export function keyFilesComplete(
   settings: DedupeSettings,
   filters: string,
 ): boolean {
-  let meta: KeyFileMeta;
+  let meta: unknown;
   try {
-    meta = JSON.parse(readFileSync(fileOf(root, index, 'json'), 'utf8')) as KeyFileMeta;
+    meta = JSON.parse(readFileSync(fileOf(root, index, 'json'), 'utf8'));
   } catch {
     return false;
   }
+  return keyMetaMatches(meta, index, label, settings, filters);
+}
+
+/** Whether a meta file (parsed) is that of finished key files of shard `index` under these settings. */
+export function keyMetaMatches(
+  value: unknown,
+  index: number,
+  label: string,
+  settings: DedupeSettings,
+  filters: string,
+): boolean {
+  const meta = value as Partial<KeyFileMeta> | undefined;
   return (
-    meta.format === 'air-dedupe-keys' &&
+    meta?.format === 'air-dedupe-keys' &&
     meta.version === 1 &&
     meta.index === index &&
     meta.shard === label &&
     meta.filters === filters &&
     JSON.stringify(meta.dedupe) === JSON.stringify(settings)
   );
+}
+
+/** The key files of shard `index`, relative to `<root>/dedupe/keys/`, the meta last (its presence says whole). */
+export function keyFileNames(index: number, settings: DedupeSettings): string[] {
+  const exts = settings.near === null ? ['keys', 'ids', 'json'] : ['keys', 'ids', 'sketch', 'json'];
+  return exts.map((ext) => `${index}.${ext}`);
 }
 
 /** Removes a shard's meta first (so the files never look complete while being replaced), then the rest. */

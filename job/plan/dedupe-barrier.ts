@@ -1,6 +1,4 @@
-import { open, readFile, rm, stat, utimes } from 'node:fs/promises';
 import os from 'node:os';
-import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { heartbeatSchema, type Heartbeat, type Plan } from '../../schemas/plan.js';
 import type { RunConfig } from '../config.js';
@@ -9,7 +7,8 @@ import {
   filterSettings,
   globalDedupeStages,
   GlobalDedupeError,
-  keyFilesComplete,
+  keyFileNames,
+  keyMetaMatches,
   readRankDropLists,
   SUMMARY_FILE,
   writeDedupeKeys,
@@ -17,10 +16,16 @@ import {
 } from '../global-dedupe/index.js';
 import type { DocumentStage } from '../stages/document-stages.js';
 import { findGlobalDuplicatesInThread } from '../global-dedupe/step-thread.js';
+import { jobRoot, type JobRoot } from './job-root.js';
 import { processAlive, rankName } from './layout.js';
 
 /** `<root>/dedupe/lock`: held by the one rank running the global step (pid, host, times: a Heartbeat). */
 export const DEDUPE_LOCK = 'lock';
+
+const KEYS = 'dedupe/keys';
+const LOCK = `dedupe/${DEDUPE_LOCK}`;
+const SUMMARY = `dedupe/${SUMMARY_FILE}`;
+const dropListName = (index: number): string => `dedupe/drops/${index}.jsonl`;
 
 export interface DedupeBarrierOptions {
   readonly root: string;
@@ -61,30 +66,38 @@ export function dedupeEnabled(dedupe: RunConfig['dedupe']): boolean {
  * Skipped (1-3) when the summary of this plan's global step is already there.
  */
 export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promise<DocumentStage[]> {
-  const { root, plan, rank, config } = options;
+  const { plan, rank, config } = options;
+  const root = jobRoot(options.root);
   const labels = plan.shards.map((s) => s.label);
   const settings = dedupeSettings(config.dedupe);
   const filters = filterSettings(config);
   const mine = plan.shards.filter((s) => s.rank === rank);
-  // A shard found keyed stays keyed for this plan's settings: each poll reads only the ones still pending.
+  // A shard found keyed stays keyed for this plan's settings: each poll reads only the metas of new ones.
   const confirmed = new Set<number>();
-  const keyed = (s: { index: number; label: string }): boolean => {
-    if (confirmed.has(s.index)) return true;
-    const done = keyFilesComplete(root, s.index, s.label, settings, filters);
-    if (done) confirmed.add(s.index);
-    return done;
+  const pendingShards = async (): Promise<typeof plan.shards> => {
+    const listed = await root.names(KEYS);
+    const pending = [];
+    for (const s of plan.shards) {
+      if (confirmed.has(s.index)) continue;
+      const name = `${s.index}.json`;
+      const text = listed.has(name) ? await root.readText(`${KEYS}/${name}`) : undefined;
+      if (text !== undefined && keyMetaMatches(parseJson(text), s.index, s.label, settings, filters)) {
+        confirmed.add(s.index);
+      } else pending.push(s);
+    }
+    return pending;
   };
 
   // Keys of other settings (a plan replaced with --force) are not keys of this plan, nor is their summary.
-  if (!((await summaryDone(root, labels, settings)) && plan.shards.every(keyed))) {
+  if (!((await summaryDone(root, labels, settings)) && (await pendingShards()).length === 0)) {
     const keyRanks = new Set(options.keyRanks ?? [rank]);
-    const missing = plan.shards.filter((s) => keyRanks.has(s.rank) && !keyed(s));
+    const missing = (await pendingShards()).filter((s) => keyRanks.has(s.rank));
     if (missing.length > 0) {
       // A summary over keys about to be rewritten must not let a rank through once they are.
-      await rm(path.join(root, 'dedupe', SUMMARY_FILE), { force: true });
+      await root.remove(SUMMARY);
       options.log?.(`rank ${rankName(rank)}: dedupe keys pass over ${missing.length} shards`);
       await writeDedupeKeys({
-        root,
+        root: root.localDir,
         shards: missing.map((s) => ({
           index: s.index,
           shard: { path: s.path, label: s.label, size: s.size },
@@ -93,52 +106,66 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
         signal: options.signal,
         log: options.log,
       });
+      // A bucket root: each shard's files go up, its meta last, so no reader sees half a shard's keys.
+      for (const s of missing) {
+        for (const name of keyFileNames(s.index, settings)) await root.push(`${KEYS}/${name}`);
+      }
     }
-    await waitFor(options, 'the other ranks’ dedupe keys', () => {
-      const pending = plan.shards.filter((s) => !keyed(s));
+    await waitFor(options, 'the other ranks’ dedupe keys', async () => {
+      const pending = await pendingShards();
       if (pending.length === 0) return undefined;
       const ranks = [...new Set(pending.map((s) => s.rank))].slice(0, 8).join(', ');
       return `${labels.length - pending.length} of ${labels.length} shards keyed (waiting on ranks ${ranks})`;
     });
-    await runOrAwaitGlobalStep(options, labels, settings);
+    await runOrAwaitGlobalStep(options, root, labels, settings);
   }
-  const lists = await readRankDropLists(
-    root,
-    mine.map((s) => ({ index: s.index, label: s.label })),
-  );
-  return globalDedupeStages(lists, config.dedupe);
+  // The summary too: the lists are read only under a summary naming the rank's shards.
+  for (const name of [SUMMARY, ...mine.map((s) => dropListName(s.index))]) await root.pull(name);
+  try {
+    const lists = await readRankDropLists(
+      root.localDir,
+      mine.map((s) => ({ index: s.index, label: s.label })),
+    );
+    return globalDedupeStages(lists, config.dedupe);
+  } finally {
+    await root.dispose(); // the lists are in memory now; a bucket root's local copies go
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
 }
 
 /** The global step's summary exists and covers exactly this plan's shards, deduped with these settings. */
 async function summaryDone(
-  root: string,
+  root: JobRoot,
   labels: readonly string[],
   settings: DedupeSettings,
 ): Promise<boolean> {
-  try {
-    const summary = JSON.parse(await readFile(path.join(root, 'dedupe', SUMMARY_FILE), 'utf8')) as {
-      shards?: unknown;
-      dedupe?: unknown;
-    };
-    return (
-      JSON.stringify(summary.shards) === JSON.stringify(labels) &&
-      JSON.stringify(summary.dedupe) === JSON.stringify(settings)
-    );
-  } catch {
-    return false;
-  }
+  const text = await root.readText(SUMMARY);
+  const summary = (text === undefined ? undefined : parseJson(text)) as
+    { shards?: unknown; dedupe?: unknown } | undefined;
+  return (
+    summary !== undefined &&
+    JSON.stringify(summary.shards) === JSON.stringify(labels) &&
+    JSON.stringify(summary.dedupe) === JSON.stringify(settings)
+  );
 }
 
 async function runOrAwaitGlobalStep(
   options: DedupeBarrierOptions,
+  root: JobRoot,
   labels: readonly string[],
   settings: DedupeSettings,
 ): Promise<void> {
-  const { root, rank } = options;
-  const lock = path.join(root, 'dedupe', DEDUPE_LOCK);
+  const { rank } = options;
   await waitFor(options, 'the global dedupe step', async () => {
     if (await summaryDone(root, labels, settings)) return undefined;
-    const held = await tryLock(lock);
+    const held = await tryLock(root, LOCK);
     if (held !== undefined) {
       try {
         // Rechecked under the lock: a holder writes the summary before it lets go of the lock.
@@ -146,22 +173,22 @@ async function runOrAwaitGlobalStep(
           options.log?.(
             `rank ${rankName(rank)}: running the global dedupe step over ${labels.length} shards`,
           );
-          await withLockRefreshed(lock, options.lockStaleSeconds, () =>
-            findGlobalDuplicatesInThread(root, labels, { log: options.log, signal: options.signal }),
+          await withLockRefreshed(root, options.lockStaleSeconds, () =>
+            globalStep(options, root, labels, settings),
           );
         }
       } finally {
-        await releaseLock(lock, held);
+        await releaseLock(root, LOCK, held);
       }
       return undefined;
     }
-    const holder = await lockHolder(lock);
+    const holder = await lockHolder(root, LOCK);
     if (holder !== undefined && isStale(holder, options.lockStaleSeconds)) {
       options.log?.(
         `rank ${rankName(rank)}: taking over the dedupe lock of pid ${holder.lock?.pid ?? '?'} on ` +
           `${holder.lock?.host ?? '?'} (${holder.ageSeconds.toFixed(0)} s old, holder not seen alive)`,
       );
-      await takeOver(lock, holder, options.lockStaleSeconds);
+      await takeOver(root, holder, options.lockStaleSeconds);
       return 'retrying';
     }
     const who = holder?.lock === undefined ? '' : ` (pid ${holder.lock.pid} on ${holder.lock.host})`;
@@ -170,14 +197,32 @@ async function runOrAwaitGlobalStep(
 }
 
 /**
+ * The global step in the root's local folder. A bucket root: every shard's key files come down first, and the
+ * drop lists go up after it, then the summary last (what the other ranks wait for). The step is deterministic,
+ * so two ranks that both ran it (a server that ignores If-None-Match) upload the same bytes.
+ */
+async function globalStep(
+  options: DedupeBarrierOptions,
+  root: JobRoot,
+  labels: readonly string[],
+  settings: DedupeSettings,
+): Promise<void> {
+  const keyFiles = labels.flatMap((_, index) => keyFileNames(index, settings).map((n) => `${KEYS}/${n}`));
+  for (const name of keyFiles) await root.pull(name);
+  await findGlobalDuplicatesInThread(root.localDir, labels, { log: options.log, signal: options.signal });
+  for (let index = 0; index < labels.length; index++) await root.push(dropListName(index));
+  await root.push(SUMMARY);
+  for (const name of keyFiles) await root.release(name);
+}
+
+/**
  * Runs `work` while touching the lock's time often enough that no rank judges it stale: a holder on another
  * host is judged by age alone, and the step can outlast the stale window on a large job.
  */
-async function withLockRefreshed<T>(lock: string, staleSeconds: number, work: () => Promise<T>): Promise<T> {
+async function withLockRefreshed<T>(root: JobRoot, staleSeconds: number, work: () => Promise<T>): Promise<T> {
   const everyMs = Math.max(1, Math.min(60, staleSeconds / 4)) * 1000;
   const timer = setInterval(() => {
-    const now = new Date();
-    utimes(lock, now, now).catch(() => {}); // a missed touch is retried at the next tick
+    root.touch(LOCK).catch(() => {}); // a missed touch is retried at the next tick
   }, everyMs);
   try {
     return await work();
@@ -191,49 +236,37 @@ async function withLockRefreshed<T>(lock: string, staleSeconds: number, work: ()
  * stale cannot remove it twice, the second one a fresh holder's. A takeover lock left by a crash is removed
  * once older than the stale window.
  */
-async function takeOver(lock: string, judged: LockHolder, staleSeconds: number): Promise<void> {
-  const takeover = `${lock}.takeover`;
-  const held = await tryLock(takeover);
+async function takeOver(root: JobRoot, judged: LockHolder, staleSeconds: number): Promise<void> {
+  const takeover = `${LOCK}.takeover`;
+  const held = await tryLock(root, takeover);
   if (held === undefined) {
-    const other = await lockHolder(takeover);
-    if (other !== undefined && isStale(other, staleSeconds)) await rm(takeover, { force: true });
+    const other = await lockHolder(root, takeover);
+    if (other !== undefined && isStale(other, staleSeconds)) await root.remove(takeover);
     return;
   }
   try {
-    const now = await lockHolder(lock);
+    const now = await lockHolder(root, LOCK);
     const same =
       now !== undefined &&
       JSON.stringify(now.lock) === JSON.stringify(judged.lock) &&
       isStale(now, staleSeconds);
-    if (same) await rm(lock, { force: true });
+    if (same) await root.remove(LOCK);
   } finally {
-    await releaseLock(takeover, held);
+    await releaseLock(root, takeover, held);
   }
 }
 
-/** Creates the lock file (exclusive create); what it holds, or undefined when another rank has it. */
-async function tryLock(lock: string): Promise<Heartbeat | undefined> {
-  let handle;
-  try {
-    handle = await open(lock, 'wx');
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'EEXIST') return undefined;
-    throw error;
-  }
+/** Creates the lock (exclusive create); what it holds, or undefined when another rank has it. */
+async function tryLock(root: JobRoot, lock: string): Promise<Heartbeat | undefined> {
   const now = new Date().toISOString();
   const held: Heartbeat = { pid: process.pid, host: os.hostname(), startedAt: now, updatedAt: now };
-  try {
-    await handle.writeFile(`${JSON.stringify(held)}\n`);
-  } finally {
-    await handle.close();
-  }
-  return held;
+  return (await root.createExclusive(lock, `${JSON.stringify(held)}\n`)) ? held : undefined;
 }
 
 /** Removes the lock only while it is still the one we wrote: a rank that took it over stale keeps its own. */
-async function releaseLock(lock: string, held: Heartbeat): Promise<void> {
-  const now = await lockHolder(lock);
-  if (now !== undefined && JSON.stringify(now.lock) === JSON.stringify(held)) await rm(lock, { force: true });
+async function releaseLock(root: JobRoot, lock: string, held: Heartbeat): Promise<void> {
+  const now = await lockHolder(root, lock);
+  if (now !== undefined && JSON.stringify(now.lock) === JSON.stringify(held)) await root.remove(lock);
 }
 
 interface LockHolder {
@@ -242,20 +275,14 @@ interface LockHolder {
   readonly ageSeconds: number;
 }
 
-async function lockHolder(lock: string): Promise<LockHolder | undefined> {
-  try {
-    const [text, info] = await Promise.all([readFile(lock, 'utf8'), stat(lock)]);
-    let parsed: Heartbeat | undefined;
-    try {
-      const result = heartbeatSchema.safeParse(JSON.parse(text));
-      parsed = result.success ? result.data : undefined;
-    } catch {
-      parsed = undefined;
-    }
-    return { lock: parsed, ageSeconds: (Date.now() - info.mtimeMs) / 1000 };
-  } catch {
-    return undefined; // released meanwhile
-  }
+async function lockHolder(root: JobRoot, lock: string): Promise<LockHolder | undefined> {
+  const [text, info] = await Promise.all([root.readText(lock), root.stat(lock)]);
+  if (text === undefined || info === undefined) return undefined; // released meanwhile
+  const result = heartbeatSchema.safeParse(parseJson(text));
+  return {
+    lock: result.success ? result.data : undefined,
+    ageSeconds: (Date.now() - info.modifiedMs) / 1000,
+  };
 }
 
 /** Dead on this host is stale at once; otherwise only age tells (another host's process cannot be seen). */

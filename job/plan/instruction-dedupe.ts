@@ -6,6 +6,7 @@ import { openDuckDB, sqlString } from '../../pipeline/io/duckdb.js';
 import { writeAtomically } from '../../pipeline/io/files.js';
 import type { Outcome } from '../../pipeline/operator.js';
 import type { PartEntry } from '../run-ledger.js';
+import { jobRoot } from './job-root.js';
 
 /** Where `air merge` writes the cross-rank instruction dedupe: the drop list and the rewritten parts. */
 export const MERGE_DEDUPE_DIR = 'instruction-dedupe';
@@ -58,10 +59,11 @@ export interface MergeDedupeOptions {
  * dropped when it near-duplicates a row of an earlier rank (or an earlier row of its own rank, which the rank's
  * own stage already removed). Ranks' parts are left untouched: drops go to a list, and only parts with drops are
  * rewritten, under `<root>/instruction-dedupe/parts/`; the result names the deduped dataset's parts.
- * Memory: the stage's LSH index, ~290-450 bytes per kept instruction, plus the drop list.
+ * Memory: the stage's LSH index, ~290-450 bytes per kept instruction, plus the drop list. A bucket root's parts
+ * come down one at a time (disk: one part, and one rewritten part), and what merge writes goes up.
  */
 export async function dedupeInstructionsAcrossRanks(
-  root: string,
+  location: string,
   parts: readonly PartEntry[],
   options: MergeDedupeOptions,
 ): Promise<MergeDedupeResult> {
@@ -76,6 +78,8 @@ export async function dedupeInstructionsAcrossRanks(
   });
   const db = await openDuckDB({ threads: 2 });
   const conn = await db.connect();
+  const files = jobRoot(location);
+  const root = files.localDir;
   const outDir = path.join(root, MERGE_DEDUPE_DIR);
   try {
     // A merge run again starts from nothing: the drop list and rewritten parts are derived data.
@@ -85,12 +89,21 @@ export async function dedupeInstructionsAcrossRanks(
     const counts = { rows: 0, documentsDropped: 0 };
     const deduped: PartEntry[] = [];
     for (const part of parts) {
+      await files.pull(part.file);
       const partDrops = await dedupePart(conn, root, part, stage, signal, counts);
       drops.push(...partDrops);
-      deduped.push(partDrops.length === 0 ? part : await rewritePart(conn, root, part, partDrops, outDir));
+      if (partDrops.length === 0) deduped.push(part);
+      else {
+        const rewritten = await rewritePart(conn, root, part, partDrops, outDir);
+        await files.push(rewritten.file);
+        await files.release(rewritten.file);
+        deduped.push(rewritten);
+      }
+      await files.release(part.file);
     }
     const dropFile = path.join(outDir, MERGE_DROPS_FILE);
     await writeAtomically(dropFile, drops.map((d) => `${JSON.stringify(d)}\n`).join(''));
+    await files.push(relativeTo(root, dropFile));
     return {
       rows: counts.rows,
       drops: drops.length,

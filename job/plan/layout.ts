@@ -1,8 +1,7 @@
-import { mkdir, readFile, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { writeAtomically } from '../../pipeline/io/files.js';
 import { completionSchema, heartbeatSchema, type Completion, type Heartbeat } from '../../schemas/plan.js';
+import { jobRoot, type JobRoot } from './job-root.js';
 
 /**
  * The folders of a job run by many ranks:
@@ -13,7 +12,8 @@ import { completionSchema, heartbeatSchema, type Completion, type Heartbeat } fr
  *   <root>/heartbeats/NNNNN     rewritten by a running rank (pid, host, updatedAt); removed when it stops
  *
  * Completions and heartbeats live outside the rank folders so each of those stays exactly what `air run`
- * writes, and so listing one folder tells which ranks are done.
+ * writes, and so listing one folder tells which ranks are done. `<root>` is a folder or an `s3://` prefix
+ * (job-root.ts): the functions below take either.
  */
 export const PLAN_FILE = 'plan.json';
 export const RANKS_DIR = 'ranks';
@@ -31,19 +31,32 @@ export function rankName(rank: number): string {
 }
 
 export function planFile(root: string): string {
-  return path.join(root, PLAN_FILE);
+  return jobRoot(root).at(PLAN_FILE);
+}
+
+/** The rank's output folder, relative to the root. */
+export function rankPath(rank: number): string {
+  return `${RANKS_DIR}/${rankName(rank)}`;
 }
 
 export function rankDir(root: string, rank: number): string {
-  return path.join(root, RANKS_DIR, rankName(rank));
+  return jobRoot(root).at(rankPath(rank));
 }
 
 export function completionFile(root: string, rank: number): string {
-  return path.join(root, COMPLETIONS_DIR, rankName(rank));
+  return jobRoot(root).at(completionPath(rank));
 }
 
 export function heartbeatFile(root: string, rank: number): string {
-  return path.join(root, HEARTBEATS_DIR, rankName(rank));
+  return jobRoot(root).at(heartbeatPath(rank));
+}
+
+function completionPath(rank: number): string {
+  return `${COMPLETIONS_DIR}/${rankName(rank)}`;
+}
+
+function heartbeatPath(rank: number): string {
+  return `${HEARTBEATS_DIR}/${rankName(rank)}`;
 }
 
 /** Records that `rank` finished, atomically (a reader sees the whole file or none). */
@@ -58,15 +71,13 @@ export async function markComplete(
     finishedAt: (done.finishedAt ?? new Date()).toISOString(),
     rowsWritten: done.rowsWritten,
   };
-  await mkdir(path.join(root, COMPLETIONS_DIR), { recursive: true });
-  await writeAtomically(completionFile(root, rank), `${JSON.stringify(completion)}\n`);
+  await jobRoot(root).writeText(completionPath(rank), `${JSON.stringify(completion)}\n`);
   return completion;
 }
 
 /** The completion file of `rank`; undefined when there is none or it cannot be read as one. */
 export async function readCompletion(root: string, rank: number): Promise<Completion | undefined> {
-  const value = await readJson(completionFile(root, rank));
-  const parsed = completionSchema.safeParse(value);
+  const parsed = completionSchema.safeParse(await readJson(jobRoot(root), completionPath(rank)));
   return parsed.success ? parsed.data : undefined;
 }
 
@@ -77,7 +88,7 @@ export async function isComplete(root: string, rank: number, planFingerprint: st
 }
 
 export async function readHeartbeat(root: string, rank: number): Promise<Heartbeat | undefined> {
-  const parsed = heartbeatSchema.safeParse(await readJson(heartbeatFile(root, rank)));
+  const parsed = heartbeatSchema.safeParse(await readJson(jobRoot(root), heartbeatPath(rank)));
   return parsed.success ? parsed.data : undefined;
 }
 
@@ -90,7 +101,7 @@ export async function startHeartbeat(
   rank: number,
   intervalSeconds = HEARTBEAT_SECONDS,
 ): Promise<{ stop: () => Promise<void> }> {
-  return startHeartbeatAt(heartbeatFile(root, rank), intervalSeconds);
+  return beatIn(jobRoot(root), heartbeatPath(rank), intervalSeconds);
 }
 
 /** The same heartbeat at any path (a queue unit's attempt keeps its own: job/queue/units.ts). */
@@ -98,13 +109,20 @@ export async function startHeartbeatAt(
   file: string,
   intervalSeconds = HEARTBEAT_SECONDS,
 ): Promise<{ stop: () => Promise<void> }> {
+  return beatIn(jobRoot(path.dirname(file)), path.basename(file), intervalSeconds);
+}
+
+async function beatIn(
+  root: JobRoot,
+  name: string,
+  intervalSeconds: number,
+): Promise<{ stop: () => Promise<void> }> {
   const startedAt = new Date().toISOString();
   const beat = (): Promise<void> =>
-    writeAtomically(
-      file,
+    root.writeText(
+      name,
       `${JSON.stringify({ pid: process.pid, host: os.hostname(), startedAt, updatedAt: new Date().toISOString() } satisfies Heartbeat)}\n`,
     );
-  await mkdir(path.dirname(file), { recursive: true });
   await beat();
   let writing: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
@@ -116,7 +134,7 @@ export async function startHeartbeatAt(
     stop: async () => {
       clearInterval(timer);
       await writing;
-      await rm(file, { force: true });
+      await root.remove(name);
     },
   };
 }
@@ -133,9 +151,10 @@ export function processAlive(heartbeat: Heartbeat): boolean | undefined {
   }
 }
 
-async function readJson(file: string): Promise<unknown> {
+async function readJson(root: JobRoot, name: string): Promise<unknown> {
+  const text = await root.readText(name);
   try {
-    return JSON.parse(await readFile(file, 'utf8')) as unknown;
+    return text === undefined ? undefined : (JSON.parse(text) as unknown);
   } catch {
     return undefined;
   }

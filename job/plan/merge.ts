@@ -2,10 +2,12 @@ import { addTally, emptyTally } from '../../pipeline/ledger.js';
 import { mergeStageStats, newStageStats, sumValues } from '../../pipeline/stats.js';
 import path from 'node:path';
 import { AirError, LedgerError } from '../../pipeline/errors.js';
-import { pathExists, writeAtomically } from '../../pipeline/io/files.js';
+import { writeAtomically } from '../../pipeline/io/files.js';
+import { isObjectUrl } from '../../pipeline/io/object-store/url.js';
 import { SqliteResponseCache } from '../../llm/cache.js';
 import { LLM_CACHE_FILE } from '../llm.js';
 import { STATS_FILE, writeRunArtifacts, type RunArtifacts } from '../../report/artifacts.js';
+import { MANIFEST_FILE } from '../../pipeline/io/manifest.js';
 import { describeColumns } from '../../report/card/columns.js';
 import { mergeStats } from '../../report/stats/collector.js';
 import { LEDGER_FILE, readLedgerFile, type LedgerFile } from '../../report/stats/ledger-file.js';
@@ -15,7 +17,8 @@ import type { Plan } from '../../schemas/plan.js';
 import type { RunStats } from '../../schemas/stats.js';
 import { committedParts, type PartEntry } from '../run-ledger.js';
 import { dedupeInstructionsAcrossRanks, type MergeDedupeResult } from './instruction-dedupe.js';
-import { isComplete, planFile, rankDir, rankName } from './layout.js';
+import { jobRoot, type JobRoot } from './job-root.js';
+import { isComplete, planFile, rankName, rankPath } from './layout.js';
 import { readPlan } from './plan-file.js';
 import { parseRunConfig } from '../config.js';
 import { countedAttempts, readQueueFile } from '../queue/units.js';
@@ -58,12 +61,26 @@ export interface MergedCache {
  * ledger.json (the ranks' ledgers summed and checked against the plan's rows), stats.json (the ranks' stats
  * merged, as `air stats` merges runs), report.html and the dataset card, whose configs list every rank's part
  * files by relative path: nothing is copied. Refuses (AIR_RANKS_INCOMPLETE) naming the ranks not complete.
+ *
+ * A root in a bucket is merged from its small files: each rank's ledger, manifest and stats (and one part's
+ * footer for the card's columns) come down to the root's local folder, and the merged files go up to the root;
+ * parts are read only by the instruction dedupe, one at a time.
  */
 export async function mergeRanks(root: string, options: MergeOptions = {}): Promise<MergeResult> {
+  const files = jobRoot(root);
+  try {
+    return await mergeInto(root, files, options);
+  } finally {
+    await files.dispose();
+  }
+}
+
+async function mergeInto(root: string, files: JobRoot, options: MergeOptions): Promise<MergeResult> {
   const plan = await readPlan(root);
+  const local = files.localDir;
   const outputs = await jobOutputs(root, plan);
   const read = await readRanks(
-    root,
+    files,
     outputs.map((o) => o.dir),
   );
   const { ledgers } = read;
@@ -80,9 +97,7 @@ export async function mergeRanks(root: string, options: MergeOptions = {}): Prom
   const totals = dedupe === undefined ? rankTotals : totalsAfterMergeDedupe(rankTotals, dedupe);
   const parts = dedupe?.parts ?? read.parts;
   const stats =
-    dedupe === undefined || dedupe.drops === 0 ? read.stats : await dedupedStats(root, read.stats, dedupe);
-  const ledgerFile = path.join(root, LEDGER_FILE);
-  const relative = (file: string): string => path.relative(root, file).split(path.sep).join('/');
+    dedupe === undefined || dedupe.drops === 0 ? read.stats : await dedupedStats(files, read.stats, dedupe);
   const body = {
     air: 'ledger',
     version: 1,
@@ -107,7 +122,7 @@ export async function mergeRanks(root: string, options: MergeOptions = {}): Prom
         }),
     [outputs.queue ? 'units' : 'ranks']: outputs.map(({ dir, ...which }, i) => ({
       ...which,
-      ledger: relative(path.join(dir, LEDGER_FILE)),
+      ledger: `${dir}/${LEDGER_FILE}`,
       totals: ledgers[i]!.totals,
     })),
     parts,
@@ -115,24 +130,33 @@ export async function mergeRanks(root: string, options: MergeOptions = {}): Prom
     configFingerprint: plan.fingerprint,
     config: plan.config,
   };
-  await writeAtomically(ledgerFile, `${JSON.stringify(body, null, 2)}\n`);
-  const columns = parts.length === 0 ? [] : await parquetColumns(parts.map((p) => path.join(root, p.file)));
-  const artifacts = await writeRunArtifacts(root, {
+  await writeAtomically(path.join(local, LEDGER_FILE), `${JSON.stringify(body, null, 2)}\n`);
+  await files.push(LEDGER_FILE);
+  const columns = parts.length === 0 ? [] : await columnsOf(files, parts[0]!.file);
+  const artifacts = await writeRunArtifacts(local, {
     stats,
     schema: describeColumns(stats.kind, columns),
     config: plan.config,
     dataFiles: parts.map((p) => p.file),
+    // A bucket root's local folder is a scratch folder: the report names the job's root.
+    label: isObjectUrl(root) ? path.basename(files.location) : undefined,
   });
+  for (const file of [artifacts.statsFile, artifacts.reportFile, artifacts.cardFile]) {
+    await files.push(path.basename(file));
+  }
   const cache =
     options.cache === true
       ? await unionCaches(
-          root,
+          files,
           outputs.map((o) => o.dir),
         )
       : undefined;
+  const at = (file: string): string => files.at(path.basename(file));
   return {
-    ...artifacts,
-    ledgerFile,
+    statsFile: at(artifacts.statsFile),
+    reportFile: at(artifacts.reportFile),
+    cardFile: at(artifacts.cardFile),
+    ledgerFile: files.at(LEDGER_FILE),
     totals,
     plannedRows: plan.totals.rows,
     parts,
@@ -145,26 +169,40 @@ export async function mergeRanks(root: string, options: MergeOptions = {}): Prom
  * Adds every rank's `llm-cache.sqlite` to `<root>/llm-cache.sqlite` (kept across merges: a key already there
  * wins), so a later run that starts from that file repeats none of the job's answered calls.
  */
-async function unionCaches(root: string, dirs: readonly string[]): Promise<MergedCache> {
-  const file = path.join(root, LLM_CACHE_FILE);
-  const target = SqliteResponseCache.open(file);
+async function unionCaches(root: JobRoot, dirs: readonly string[]): Promise<MergedCache> {
+  await root.pull(LLM_CACHE_FILE);
+  const target = SqliteResponseCache.open(path.join(root.localDir, LLM_CACHE_FILE));
+  let sources = 0;
+  let added = 0;
+  let rows: number;
   try {
-    let sources = 0;
-    let added = 0;
     for (const dir of dirs) {
-      const source = path.join(dir, LLM_CACHE_FILE);
-      if (!(await pathExists(source))) continue;
-      added += target.absorb(source).added;
+      const source = `${dir}/${LLM_CACHE_FILE}`;
+      if (!(await root.pull(source))) continue;
+      added += target.absorb(path.join(root.localDir, source)).added;
+      await root.release(source);
       sources++;
     }
-    return { file, sources, added, rows: target.stats().entries };
+    rows = target.stats().entries;
   } finally {
     target.close();
+  }
+  await root.push(LLM_CACHE_FILE);
+  return { file: root.at(LLM_CACHE_FILE), sources, added, rows };
+}
+
+/** The card's columns, from the first part (every part of a job has the same columns). */
+async function columnsOf(root: JobRoot, part: string) {
+  await root.pull(part);
+  try {
+    return await parquetColumns([path.join(root.localDir, part)]);
+  } finally {
+    await root.release(part);
   }
 }
 
 /**
- * The output folders the job's rows come from, in plan order: each rank's folder, or, for a job run from a
+ * The output folders the job's rows come from (relative to the root), in plan order: each rank's folder, or, for a job run from a
  * queue (queue.json at the root), each unit's one counted attempt (job/queue/units.ts). Refuses unless all
  * are complete.
  */
@@ -176,7 +214,12 @@ async function jobOutputs(
   if (queued !== undefined) {
     const units = await countedAttempts(root, plan, queued.units);
     return Object.assign(
-      units.map((u) => ({ unit: u.unit, label: u.label, attempt: path.basename(u.dir), dir: u.dir })),
+      units.map((u) => ({
+        unit: u.unit,
+        label: u.label,
+        attempt: path.basename(u.dir),
+        dir: path.relative(root, u.dir).split(path.sep).join('/'),
+      })),
       { queue: true },
     );
   }
@@ -184,7 +227,7 @@ async function jobOutputs(
   // Ranks without shards (more ranks than shards) wrote nothing.
   const ranks = plan.ranks.filter((r) => r.shards.length > 0).map((r) => r.rank);
   return Object.assign(
-    ranks.map((rank) => ({ rank, dir: rankDir(root, rank) })),
+    ranks.map((rank) => ({ rank, dir: rankPath(rank) })),
     { queue: false },
   );
 }
@@ -204,24 +247,25 @@ async function refuseIncomplete(root: string, plan: Plan): Promise<void> {
   );
 }
 
-/** Each rank's ledger, parts (paths relative to the root) and stats, the stats merged as `air stats` does. */
+/**
+ * Each rank's ledger, parts (paths relative to the root) and stats, the stats merged as `air stats` does.
+ * `dirs` are relative to the root; a bucket root's small files come down to its local folder.
+ */
 async function readRanks(
-  root: string,
+  root: JobRoot,
   dirs: readonly string[],
 ): Promise<{ ledgers: LedgerFile[]; parts: PartEntry[]; stats: RunStats }> {
   const ledgers: LedgerFile[] = [];
   const parts: PartEntry[] = [];
   let stats: RunStats | undefined;
   for (const dir of dirs) {
-    ledgers.push(await readLedgerFile(path.join(dir, LEDGER_FILE)));
-    for (const part of await committedParts(dir)) {
-      parts.push({
-        file: path.relative(root, path.join(dir, part.file)).split(path.sep).join('/'),
-        rows: part.rows,
-      });
-    }
+    for (const name of [LEDGER_FILE, MANIFEST_FILE, STATS_FILE]) await root.pull(`${dir}/${name}`);
+    const local = path.join(root.localDir, dir);
+    ledgers.push(await readLedgerFile(path.join(local, LEDGER_FILE)));
+    for (const part of await committedParts(local))
+      parts.push({ file: `${dir}/${part.file}`, rows: part.rows });
     // A rank's own stats.json when it has one; else recomputed from its files (what `air stats` would do).
-    const own = (await readStatsFile(path.join(dir, STATS_FILE))) ?? (await statsFromOutput(dir)).stats;
+    const own = (await readStatsFile(path.join(local, STATS_FILE))) ?? (await statsFromOutput(local)).stats;
     stats = stats === undefined ? own : mergeStats(stats, own);
   }
   // A plan holds at least one shard (air plan refuses an empty listing), so some rank had stats.
@@ -266,10 +310,22 @@ export function totalsAfterMergeDedupe(totals: Totals, dedupe: MergeDedupeResult
 }
 
 /** Row figures of the deduped dataset; the funnel, LLM accounting and time stay the ranks'. */
-async function dedupedStats(root: string, ranks: RunStats, dedupe: MergeDedupeResult): Promise<RunStats> {
-  const rows = await rowStatsOf(dedupe.parts.map((p) => path.join(root, p.file)));
+export async function dedupedStats(
+  root: JobRoot,
+  ranks: RunStats,
+  dedupe: MergeDedupeResult,
+): Promise<RunStats> {
+  // Part by part, merged as `air stats` merges runs (the same figures as all parts read at once): a bucket
+  // root's parts come down one at a time.
+  let rows: RunStats | undefined;
+  for (const p of dedupe.parts) {
+    await root.pull(p.file);
+    const part = await rowStatsOf([path.join(root.localDir, p.file)]);
+    await root.release(p.file);
+    rows = rows === undefined ? part : mergeStats(rows, part);
+  }
   return {
-    ...rows,
+    ...rows!,
     origin: 'merged',
     time: ranks.time,
     llm: ranks.llm,

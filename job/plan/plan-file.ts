@@ -1,16 +1,17 @@
-import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { AirError, ConfigError, UsageError, errorMessage } from '../../pipeline/errors.js';
 import { shardIdentity } from '../../pipeline/io/manifest.js';
+import { isObjectUrl } from '../../pipeline/io/object-store/url.js';
 import { readFooter } from '../../pipeline/io/parquet-footer.js';
 import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
-import { isDirectory, pathExists, writeAtomically } from '../../pipeline/io/files.js';
+import { isDirectory } from '../../pipeline/io/files.js';
 import { planSchema, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
 import { parseRunConfig, type RunConfig } from '../config.js';
 import { resultSettings } from '../../schemas/settings.js';
 import { configFingerprint, differingSettings } from '../fingerprint.js';
 import { useStorage } from '../storage.js';
 import { assignByBytes } from './assign.js';
+import { jobRoot } from './job-root.js';
 import { PLAN_FILE, planFile } from './layout.js';
 import { mapConcurrent } from '../../pipeline/concurrent.js';
 
@@ -130,7 +131,8 @@ export type PlanOutcome = 'written' | 'unchanged' | 'replaced';
  */
 export async function savePlan(root: string, plan: Plan, force = false): Promise<PlanOutcome> {
   const file = planFile(root);
-  const existing = (await pathExists(file)) ? await readPlan(file) : undefined;
+  const text = await jobRoot(root).readText(PLAN_FILE);
+  const existing = text === undefined ? undefined : parsePlanText(text, file);
   if (existing !== undefined) {
     const difference = planDifference(existing, plan);
     if (difference === undefined) return 'unchanged';
@@ -142,21 +144,35 @@ export async function savePlan(root: string, plan: Plan, force = false): Promise
       );
     }
   }
-  await writeAtomically(file, `${JSON.stringify(plan, null, 2)}\n`);
+  // One PUT in a bucket, an atomic rename in a folder: ranks never read half a plan.
+  await jobRoot(root).writeText(PLAN_FILE, `${JSON.stringify(plan, null, 2)}\n`);
   return existing === undefined ? 'written' : 'replaced';
 }
 
-/** Reads and validates a plan: `root` is a plan's folder or the plan.json file itself. Errors name the file. */
+/**
+ * The root of a plan given as its root or its plan.json: a folder, or an `s3://` prefix (a key ending in
+ * `.json` names the plan file itself, anything else the root).
+ */
+export async function planRoot(given: string): Promise<string> {
+  if (isObjectUrl(given)) return given.endsWith('.json') ? given.slice(0, given.lastIndexOf('/') + 1) : given;
+  return (await isDirectory(given)) ? given : path.dirname(given);
+}
+
+/** Reads and validates a plan: `root` is a plan's root or the plan.json file itself. Errors name the file. */
 export async function readPlan(root: string): Promise<Plan> {
-  const file = (await isDirectory(root)) ? planFile(root) : root;
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch {
+  const base = await planRoot(root);
+  const name = base === root ? PLAN_FILE : isObjectUrl(root) ? root.slice(base.length) : path.basename(root);
+  const file = jobRoot(base).at(name);
+  const text = await jobRoot(base).readText(name);
+  if (text === undefined) {
     throw new ConfigError(
-      `${file}: no plan here (${path.basename(file) === PLAN_FILE ? 'run air plan first' : 'cannot read it'})`,
+      `${file}: no plan here (${name === PLAN_FILE ? 'run air plan first' : 'cannot read it'})`,
     );
   }
+  return parsePlanText(text, file);
+}
+
+function parsePlanText(text: string, file: string): Plan {
   let value: unknown;
   try {
     value = JSON.parse(text);

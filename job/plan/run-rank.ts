@@ -5,7 +5,8 @@ import type { Plan, PlannedShard } from '../../schemas/plan.js';
 import { parseRunConfig, type RunConfig } from '../config.js';
 import { runJob, type JobOptions, type JobResult } from '../run-job.js';
 import { dedupeEnabled, globalDedupeBarrier } from './dedupe-barrier.js';
-import { isComplete, markComplete, planFile, rankDir, rankName, startHeartbeat } from './layout.js';
+import path from 'node:path';
+import { isComplete, markComplete, planFile, rankDir, rankName, rankPath, startHeartbeat } from './layout.js';
 import { useStorage } from '../storage.js';
 
 export interface RankRunOptions extends Omit<JobOptions, 'shards' | 'dedupeStages'> {
@@ -34,8 +35,18 @@ export function rankConfig(plan: Plan, root: string, rank: number): RunConfig {
   // The ranks share the LLM servers: each takes its share of a queueing one (llm.processes, llm/saturation.ts).
   const llm = (plan.config.llm ?? {}) as Record<string, unknown>;
   const processes = typeof llm.processes === 'number' && llm.processes !== 1 ? llm.processes : plan.worldSize;
+  // A bucket root: each rank needs its own local working folder (ranks of one machine would share the plan's).
+  const storage = (plan.config.storage ?? {}) as Record<string, unknown>;
+  const own =
+    typeof storage.workDir === 'string' ? { workDir: path.join(storage.workDir, rankPath(rank)) } : {};
   return parseRunConfig(
-    { ...plan.config, llm: { ...llm, processes }, input, output: rankDir(root, rank) },
+    {
+      ...plan.config,
+      llm: { ...llm, processes },
+      storage: { ...storage, ...own },
+      input,
+      output: rankDir(root, rank),
+    },
     planFile(root),
   );
 }

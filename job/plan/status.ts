@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises';
 import path from 'node:path';
 import { MANIFEST_FILE, readManifest, type Manifest } from '../../pipeline/io/manifest.js';
 import { countRows } from '../../pipeline/row-ranges.js';
@@ -10,10 +9,11 @@ import {
   type RankStatus,
 } from '../../schemas/plan.js';
 import { settledSoFar } from '../checkpoint.js';
+import { jobRoot, type JobRoot } from './job-root.js';
 import {
   processAlive,
-  rankDir,
   rankName,
+  rankPath,
   readCompletion,
   readHeartbeat,
   STALE_AFTER_SECONDS,
@@ -52,6 +52,15 @@ export interface StatusOptions {
  * its current session (since its manifest's last header or resume entry) over the session's length.
  */
 export async function jobStatus(root: string, options: StatusOptions = {}): Promise<JobStatus> {
+  const files = jobRoot(root);
+  try {
+    return await statusOf(root, files, options);
+  } finally {
+    await files.dispose();
+  }
+}
+
+async function statusOf(root: string, files: JobRoot, options: StatusOptions): Promise<JobStatus> {
   const plan = await readPlan(root);
   const now = options.now ?? new Date();
   const staleMs = (options.staleAfterSeconds ?? STALE_AFTER_SECONDS) * 1000;
@@ -59,7 +68,9 @@ export async function jobStatus(root: string, options: StatusOptions = {}): Prom
   const queued = queue !== undefined;
   const ranks: RankStatus[] = [];
   if (queued) for (const unit of queue.units) ranks.push(await unitStatus(root, plan, unit, now, staleMs));
-  else for (const planned of plan.ranks) ranks.push(await rankStatus(root, plan, planned.rank, now, staleMs));
+  else {
+    for (const planned of plan.ranks) ranks.push(await rankStatus(files, plan, planned.rank, now, staleMs));
+  }
   const { complete, totals } = summarise(ranks);
   return {
     version: PLAN_VERSION,
@@ -75,15 +86,21 @@ export async function jobStatus(root: string, options: StatusOptions = {}): Prom
 }
 
 /** What a rank left behind: its manifest, completion and heartbeat, and the fields every state reports. */
-async function rankEvidence(root: string, plan: Plan, rank: number) {
+async function rankEvidence(root: JobRoot, plan: Plan, rank: number) {
   const planned = plan.ranks[rank]!;
-  const dir = rankDir(root, rank);
-  const manifest = await readManifest(dir).catch(() => undefined);
+  const dir = rankPath(rank);
+  const manifest = await manifestOf(root, dir);
   const progress = manifest === undefined ? undefined : sessionProgress(manifest);
-  const completion = await readCompletion(root, rank);
-  const heartbeat = (await readHeartbeat(root, rank)) ?? null;
+  const completion = await readCompletion(root.location, rank);
+  const heartbeat = (await readHeartbeat(root.location, rank)) ?? null;
   const base = statusBase(rank, planned.shards.length, planned.rows, progress, heartbeat);
-  return { planned, dir, manifest, progress, completion, heartbeat, base };
+  return { root, planned, dir, manifest, progress, completion, heartbeat, base };
+}
+
+/** The manifest of output folder `dir` (relative to the root): a bucket root's comes down to its local folder. */
+async function manifestOf(root: JobRoot, dir: string): Promise<Manifest | undefined> {
+  if (!(await root.pull(`${dir}/${MANIFEST_FILE}`))) return undefined;
+  return readManifest(path.join(root.localDir, dir)).catch(() => undefined);
 }
 
 /** A rank or unit with nothing written yet. */
@@ -116,7 +133,7 @@ function statusBase(
 type RankEvidence = Awaited<ReturnType<typeof rankEvidence>>;
 
 async function rankStatus(
-  root: string,
+  root: JobRoot,
   plan: Plan,
   rank: number,
   now: Date,
@@ -142,8 +159,7 @@ async function rankStatus(
     completion === undefined
       ? null
       : `completions/${rankName(rank)} is of another plan (fingerprint ${completion.fingerprint})`;
-  const folder = await stat(dir).catch(() => undefined);
-  if (folder === undefined && heartbeat === null) {
+  if (!(await evidence.root.has(dir)) && heartbeat === null) {
     return notStarted(base, staleCompletion);
   }
   return unfinishedStatus(evidence, now, staleMs, staleCompletion);
@@ -173,6 +189,7 @@ async function unitStatus(
       ? null
       : ((await readAttemptHeartbeat(root, unit, attempt)) ?? null);
   const base = statusBase(unit, 1, shard.rows, progress, heartbeat);
+  const files = jobRoot(root);
   if (done !== undefined) {
     return {
       ...base,
@@ -192,7 +209,15 @@ async function unitStatus(
     return notStarted(base, shard.label);
   }
   const status = await unfinishedStatus(
-    { dir, heartbeat, manifest, progress, planned: { rows: shard.rows }, base },
+    {
+      root: files,
+      dir: path.relative(root, dir),
+      heartbeat,
+      manifest,
+      progress,
+      planned: { rows: shard.rows },
+      base,
+    },
     now,
     staleMs,
     null,
@@ -203,22 +228,23 @@ async function unitStatus(
 /** A rank with a folder or a heartbeat and no completion: running while it shows signs of life, else interrupted. */
 async function unfinishedStatus(
   {
+    root,
     dir,
     heartbeat,
     manifest,
     progress,
     planned,
     base,
-  }: Pick<RankEvidence, 'dir' | 'heartbeat' | 'manifest' | 'progress' | 'base'> & {
+  }: Pick<RankEvidence, 'root' | 'dir' | 'heartbeat' | 'manifest' | 'progress' | 'base'> & {
     readonly planned: { readonly rows: number };
   },
   now: Date,
   staleMs: number,
   staleCompletion: string | null,
 ): Promise<RankStatus> {
-  const lastWrite = heartbeat === null ? await manifestWrittenAt(dir) : new Date(heartbeat.updatedAt);
+  const lastWrite = heartbeat === null ? await manifestWrittenAt(root, dir) : new Date(heartbeat.updatedAt);
   const alive = heartbeat === null ? undefined : processAlive(heartbeat);
-  const stopped = heartbeat === null ? await stoppedSession(dir, lastWrite) : undefined;
+  const stopped = heartbeat === null ? await stoppedSession(root, dir, lastWrite) : undefined;
   const fresh = lastWrite !== undefined && now.getTime() - lastWrite.getTime() <= staleMs;
   const running =
     stopped === undefined && fresh && alive !== false && (heartbeat !== null || manifest?.complete !== true);
@@ -292,18 +318,24 @@ function rate(rows: number, from: Date, to: Date): number | null {
  * removes its heartbeat and writes ledger.json (`interrupted` or `failed`), so a fresh manifest alone does not
  * make it running. A new session writes its manifest again, after that ledger.
  */
-async function stoppedSession(dir: string, manifestAt: Date | undefined): Promise<string | undefined> {
-  const file = path.join(dir, LEDGER_FILE);
-  const info = await stat(file).catch(() => undefined);
-  if (info === undefined || manifestAt === undefined || info.mtimeMs < manifestAt.getTime()) return undefined;
-  const ledger = await readLedgerFile(file).catch(() => undefined);
+async function stoppedSession(
+  root: JobRoot,
+  dir: string,
+  manifestAt: Date | undefined,
+): Promise<string | undefined> {
+  const name = `${dir}/${LEDGER_FILE}`;
+  const info = await root.stat(name);
+  if (info === undefined || manifestAt === undefined || info.modifiedMs < manifestAt.getTime())
+    return undefined;
+  if (!(await root.pull(name))) return undefined;
+  const ledger = await readLedgerFile(path.join(root.localDir, name)).catch(() => undefined);
   if (ledger === undefined || ledger.status === 'completed') return undefined;
   return `${ledger.status}${ledger.finishedAt === undefined ? '' : ` at ${ledger.finishedAt}`}`;
 }
 
-async function manifestWrittenAt(dir: string): Promise<Date | undefined> {
-  const info = await stat(path.join(dir, MANIFEST_FILE)).catch(() => undefined);
-  return info?.mtime;
+async function manifestWrittenAt(root: JobRoot, dir: string): Promise<Date | undefined> {
+  const info = await root.stat(`${dir}/${MANIFEST_FILE}`);
+  return info === undefined ? undefined : new Date(info.modifiedMs);
 }
 
 /**

@@ -3,6 +3,7 @@ import { readFile } from 'node:fs/promises';
 import { pipeline as pipe } from 'node:stream/promises';
 import type { Readable } from 'node:stream';
 import {
+  DeleteObjectCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -41,6 +42,8 @@ export interface ObjectInfo {
   readonly size: number;
   /** The object's ETag (quotes removed): changes whenever its content is replaced. */
   readonly etag: string;
+  /** When it was last written (ms since the epoch; 0 when the server did not say). */
+  readonly modifiedMs: number;
 }
 
 /** One client per process for the settings last configured (a job has one storage section). */
@@ -116,6 +119,7 @@ export class ObjectStore {
           url: { bucket: url.bucket, key: item.Key },
           size: item.Size ?? 0,
           etag: unquote(item.ETag),
+          modifiedMs: item.LastModified?.getTime() ?? 0,
         });
       }
       token = page.IsTruncated === true ? page.NextContinuationToken : undefined;
@@ -128,7 +132,12 @@ export class ObjectStore {
       () => this.client.send(new HeadObjectCommand({ Bucket: url.bucket, Key: url.key })),
       url,
     );
-    return { url, size: head.ContentLength ?? 0, etag: unquote(head.ETag) };
+    return {
+      url,
+      size: head.ContentLength ?? 0,
+      etag: unquote(head.ETag),
+      modifiedMs: head.LastModified?.getTime() ?? 0,
+    };
   }
 
   /** Whether an object exists (false on 404; other failures throw). */
@@ -200,6 +209,32 @@ export class ObjectStore {
   }
 
   /**
+   * One PUT that only creates: `If-None-Match: *`, false when the object exists (412, or 409 when another
+   * conditional write to it is in flight). AWS S3 and MinIO honour it; servers that ignore it (s3rver) simply
+   * write, so a caller must read the object back to learn who won (job/plan/job-root.ts).
+   */
+  async putIfAbsent(url: ObjectUrl, body: string): Promise<boolean> {
+    try {
+      await this.client.send(
+        new PutObjectCommand({ Bucket: url.bucket, Key: url.key, Body: body, IfNoneMatch: '*' }),
+      );
+      return true;
+    } catch (error) {
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 412 || status === 409) return false;
+      throw storageError(error, formatObjectUrl(url), this.where);
+    }
+  }
+
+  /** Deletes an object (S3 answers a missing one as deleted too). */
+  async delete(url: ObjectUrl): Promise<void> {
+    await this.send(
+      () => this.client.send(new DeleteObjectCommand({ Bucket: url.bucket, Key: url.key })),
+      url,
+    );
+  }
+
+  /**
    * Uploads a local file: one PUT up to `multipartMB`, a multipart upload of that part size beyond it, with
    * `uploadConcurrency` parts in flight. Each part is a buffer, so the SDK can retry it.
    */
@@ -260,7 +295,7 @@ export class ObjectStore {
 const BODY_ATTEMPTS = 4;
 
 /** Not found, and not because the bucket is missing (which a caller must hear about). */
-function isMissingObject(error: unknown): boolean {
+export function isMissingObject(error: unknown): boolean {
   if (!(error instanceof AirError) || error.code !== 'AIR_STORAGE_NOT_FOUND') return false;
   return (error.cause as { name?: unknown } | undefined)?.name !== 'NoSuchBucket';
 }

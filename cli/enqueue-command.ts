@@ -1,9 +1,8 @@
-import path from 'node:path';
 import type { Command } from 'commander';
 import { readPlan } from '../job/plan/plan-file.js';
 import { ENQUEUE_ATTEMPTS, enqueueUnits, SLICE_MB } from '../job/queue/enqueue.js';
 import { QueueError } from '../job/queue/errors.js';
-import { isDirectory } from '../pipeline/io/files.js';
+import { queueRoot } from '../job/queue/units.js';
 import { formatCount } from '../report/format.js';
 import { nonNegativeArg, positiveArg, positiveIntArg } from './args.js';
 import { EXIT, type CliIO } from './io.js';
@@ -58,7 +57,7 @@ Example:
   air enqueue --queue redis://redis:6379/0 --plan /job/plan.json`,
     )
     .action(async (flags: EnqueueFlags) => {
-      const root = (await isDirectory(flags.plan)) ? flags.plan : path.dirname(flags.plan);
+      const root = await queueRoot(flags.plan);
       const plan = await readPlan(flags.plan);
       const stops = watchStops(io, 0);
       try {

@@ -1,11 +1,9 @@
-import path from 'node:path';
 import type { Command } from 'commander';
 import { readPlan } from '../job/plan/plan-file.js';
 import { queueName } from '../job/queue/connection.js';
 import { QueueError } from '../job/queue/errors.js';
-import { readQueueFile } from '../job/queue/units.js';
+import { queueRoot, readQueueFile } from '../job/queue/units.js';
 import { runWorker, WORKER_DEFAULTS } from '../job/queue/worker.js';
-import { isDirectory } from '../pipeline/io/files.js';
 import { parseRunConfig } from '../job/config.js';
 import { planFile } from '../job/plan/layout.js';
 import { nonNegativeArg, positiveArg, positiveIntArg } from './args.js';
@@ -61,7 +59,7 @@ Example:
   air worker --queue redis://redis:6379/0 --plan /job/plan.json`,
     )
     .action(async (flags: WorkerFlags) => {
-      const root = (await isDirectory(flags.plan)) ? flags.plan : path.dirname(flags.plan);
+      const root = await queueRoot(flags.plan);
       const plan = await readPlan(flags.plan);
       const queued = await readQueueFile(root);
       if (queued === undefined || queued.queue !== queueName(plan)) {

@@ -86,6 +86,9 @@ describe('air enqueue + air worker', () => {
     const refused = await runAir(['worker', '--queue', redis.url, '--plan', 'job/plan.json'], dir);
     expect(refused.code).toBe(2);
     expect(refused.stderr).toContain('not enqueued');
+    const inBucket = await runAir(['enqueue', '--queue', redis.url, '--plan', 's3://b/job/plan.json'], dir);
+    expect(inBucket.code).toBe(2);
+    expect(inBucket.stderr).toContain("queue mode needs the plan's root on a shared file system");
 
     const enqueued = await runAir(['enqueue', '--queue', redis.url, '--plan', 'job/plan.json'], dir);
     expect(enqueued.code, enqueued.stderr).toBe(0);

@@ -2,10 +2,11 @@ import { link, mkdir, open, readdir, readFile, rm, writeFile } from 'node:fs/pro
 import os from 'node:os';
 import path from 'node:path';
 import { z } from 'zod';
-import { errorMessage } from '../../pipeline/errors.js';
+import { errorMessage, UsageError } from '../../pipeline/errors.js';
+import { isObjectUrl } from '../../pipeline/io/object-store/url.js';
 import { QueueError } from './errors.js';
 import { FAILED_DIR } from '../../pipeline/io/failure-rows.js';
-import { pathExists, writeAtomically } from '../../pipeline/io/files.js';
+import { isDirectory, pathExists, writeAtomically } from '../../pipeline/io/files.js';
 import { MANIFEST_FILE, readManifest } from '../../pipeline/io/manifest.js';
 import { SqliteResponseCache } from '../../llm/cache.js';
 import { DUPLICATES_FILE } from '../../report/stats/ledger-file.js';
@@ -69,6 +70,20 @@ export function attemptDir(root: string, unit: number, attempt: string): string 
 
 export function attemptHeartbeatFile(root: string, unit: number, attempt: string): string {
   return `${attemptDir(root, unit, attempt)}.heartbeat`;
+}
+
+/**
+ * The folder of a plan given as its root or its plan.json, for queue mode. A root in a bucket is refused:
+ * attempts are made exclusive by mkdir and completion markers by link(2), which object storage has not.
+ */
+export async function queueRoot(given: string): Promise<string> {
+  if (isObjectUrl(given)) {
+    throw new UsageError(
+      `${given}: queue mode needs the plan's root on a shared file system (a root in a bucket is for ranks: ` +
+        'air run --plan <root> --rank N)',
+    );
+  }
+  return (await isDirectory(given)) ? given : path.dirname(given);
 }
 
 /** The root was fed to a queue (air enqueue wrote queue.json): status and merge read units, not ranks. */

@@ -10,7 +10,13 @@ import { resolveShards } from '../pipeline/io/shards.js';
 import { Ledger } from '../pipeline/ledger.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
-import { s3Env, startS3Server, startStormProxy, type S3Server } from './helpers/s3-server.js';
+import {
+  s3Env,
+  startS3Server,
+  startStormProxy,
+  type S3Server,
+  type StormProxy,
+} from './helpers/s3-server.js';
 
 // A real S3-compatible server (s3rver) on 127.0.0.1, started here; air runs as a child process against it.
 
@@ -83,6 +89,14 @@ afterAll(async () => {
   await s3.close();
   await cleanup();
 });
+
+/** Bytes the proxy saw fetched by ranged GETs. */
+function fetchedBytes(proxy: StormProxy): number {
+  return proxy
+    .requests()
+    .map((r) => /bytes=(\d+)-(\d+)$/.exec(r))
+    .reduce((sum, m) => sum + (m === null ? 0 : Number(m[2]) - Number(m[1]) + 1), 0);
+}
 
 async function documents(out: string): Promise<unknown[][]> {
   return query(
@@ -193,12 +207,39 @@ describe('s3:// input', () => {
       expect(Math.min(...rows)).toBeGreaterThanOrEqual(1400);
       expect(rows.filter((r) => r >= 1500 && r < 1600)).toEqual([]);
       // Bytes fetched by ranged GETs: the head, the footer and row groups 7-8, not the 7 settled ones.
-      const fetched = proxy
-        .requests()
-        .map((r) => /bytes=(\d+)-(\d+)$/.exec(r))
-        .reduce((sum, m) => sum + (m === null ? 0 : Number(m[2]) - Number(m[1]) + 1), 0);
       const { size } = await store.head({ bucket: 'data', key: 'web/fineweb/groups.parquet' });
-      expect(fetched).toBeLessThan(size * 0.4);
+      expect(fetchedBytes(proxy)).toBeLessThan(size * 0.4);
+    } finally {
+      configureObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 2, multipartMB: 5 });
+      db.closeSync();
+      await proxy.close();
+    }
+  });
+
+  it('reads a slice of row groups (a queue unit of a big shard), fetching only those row groups', async () => {
+    const proxy = await startStormProxy(s3.endpoint, 0);
+    const db = await openDuckDB({ threads: 2 });
+    configureObjectStore({ endpoint: proxy.endpoint, maxAttempts: 3, uploadConcurrency: 2, multipartMB: 5 });
+    try {
+      const [shard] = await resolveShards(['s3://data/web/fineweb/groups.parquet']);
+      const source = new ParquetSource(db, {
+        shards: [{ ...shard!, rows: { start: 400, end: 1000 } }], // row groups 2-4 of 9
+        textColumn: 'text',
+        metaColumns: [],
+      });
+      const ledger = new Ledger();
+      const rows: number[] = [];
+      for await (const { ticket, value } of source.read(ledger, new AbortController().signal)) {
+        rows.push(value.sourceRow);
+        ledger.written(ticket);
+      }
+      source.close();
+      ledger.assertBalanced();
+      expect(ledger.totals().read).toBe(600);
+      expect(Math.min(...rows)).toBeGreaterThanOrEqual(400);
+      expect(Math.max(...rows)).toBeLessThan(1000);
+      const { size } = await store.head({ bucket: 'data', key: 'web/fineweb/groups.parquet' });
+      expect(fetchedBytes(proxy)).toBeLessThan(size * 0.45);
     } finally {
       configureObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 2, multipartMB: 5 });
       db.closeSync();

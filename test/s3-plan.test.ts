@@ -1,5 +1,4 @@
 import { mkdir, mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
-import { createServer, request } from 'node:http';
 import { hostname } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -14,7 +13,13 @@ import { simAirConfig } from './helpers/air-sim-config.js';
 import { nearCopy, writePlantedInput } from './helpers/dup-shards.js';
 import { useSimulators } from './helpers/simulators.js';
 import { query, tempDir } from './helpers/duckdb.js';
-import { startS3Server, type S3Server } from './helpers/s3-server.js';
+import {
+  s3ErrorReply,
+  startS3Proxy,
+  startS3Server,
+  type S3Proxy,
+  type S3Server,
+} from './helpers/s3-server.js';
 
 /**
  * A plan root in a bucket: `air plan --output s3://…`, ranks as separate processes that share nothing but the
@@ -70,46 +75,17 @@ async function rankProcess(rank: number): Promise<ReturnType<typeof startAir> & 
  * A proxy that gives s3rver AWS S3's conditional PUT: `If-None-Match: *` on an existing key is answered 412
  * (s3rver alone ignores the header on PUT). Existence is asked with the test's own client.
  */
-async function startConditionalPutProxy(
-  target: string,
-): Promise<{ endpoint: string; close: () => Promise<void> }> {
-  const upstream = new URL(target);
-  const server = createServer((req, res) => {
-    void (async () => {
-      const [bucket, ...key] = decodeURIComponent((req.url ?? '').split('?')[0]!)
-        .slice(1)
-        .split('/');
-      if (req.method === 'PUT' && req.headers['if-none-match'] === '*') {
-        if (await store.exists({ bucket: bucket!, key: key.join('/') })) {
-          req.resume();
-          res.writeHead(412, { 'content-type': 'application/xml' });
-          res.end('<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>PreconditionFailed</Code></Error>');
-          return;
-        }
-      }
-      const forward = request(
-        {
-          host: upstream.hostname,
-          port: upstream.port,
-          method: req.method,
-          path: req.url,
-          headers: req.headers,
-        },
-        (reply) => {
-          res.writeHead(reply.statusCode ?? 502, reply.headers);
-          reply.pipe(res);
-        },
-      );
-      forward.on('error', () => res.destroy());
-      req.pipe(forward);
-    })();
+function startConditionalPutProxy(target: string): Promise<S3Proxy> {
+  return startS3Proxy(target, async (req, res) => {
+    if (req.method !== 'PUT' || req.headers['if-none-match'] !== '*') return false;
+    const [bucket, ...key] = decodeURIComponent((req.url ?? '').split('?')[0]!)
+      .slice(1)
+      .split('/');
+    if (!(await store.exists({ bucket: bucket!, key: key.join('/') }))) return false;
+    req.resume();
+    s3ErrorReply(res, 412, 'PreconditionFailed');
+    return true;
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as { port: number };
-  return {
-    endpoint: `http://127.0.0.1:${port}`,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
 }
 
 beforeAll(async () => {

@@ -1,3 +1,4 @@
+import { createServer, request, type IncomingMessage, type ServerResponse } from 'node:http';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -49,58 +50,82 @@ export function s3Env(accessKeyId: string, secretAccessKey: string): Record<stri
   };
 }
 
-/**
- * A proxy on 127.0.0.1 in front of an S3 server that answers its first `failFirst` requests with 503 SlowDown (as
- * S3 does when throttling), then forwards every request unchanged.
- */
-export interface StormProxy {
+/** A proxy on 127.0.0.1 in front of an S3 server (see startS3Proxy). */
+export interface S3Proxy {
   readonly endpoint: string;
-  /** Requests answered 503 so far. */
-  readonly refused: () => number;
   /** Every request seen, as "METHOD path?query" and its Range header if any ("GET /b/k bytes=0-99"). */
   readonly requests: () => readonly string[];
   close(): Promise<void>;
 }
 
-export async function startStormProxy(target: string, failFirst: number): Promise<StormProxy> {
-  const { createServer, request } = await import('node:http');
+/**
+ * A proxy on 127.0.0.1 in front of an S3 server: each request is recorded and offered to `answer`, which may
+ * answer it itself (and return true) as a misbehaving or stricter server would; the others are forwarded
+ * unchanged.
+ */
+export async function startS3Proxy(
+  target: string,
+  answer: (req: IncomingMessage, res: ServerResponse) => boolean | Promise<boolean> = () => false,
+): Promise<S3Proxy> {
   const upstream = new URL(target);
-  let refused = 0;
   const seen: string[] = [];
   const server = createServer((req, res) => {
     seen.push(`${req.method} ${req.url}${req.headers.range === undefined ? '' : ` ${req.headers.range}`}`);
-    if (refused < failFirst) {
-      refused++;
-      req.resume();
-      res.writeHead(503, { 'content-type': 'application/xml' });
-      res.end(
-        '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>SlowDown</Code>' +
-          '<Message>Please reduce your request rate.</Message></Error>',
+    void (async () => {
+      if (await answer(req, res)) return;
+      const forward = request(
+        {
+          host: upstream.hostname,
+          port: upstream.port,
+          method: req.method,
+          path: req.url,
+          headers: req.headers,
+        },
+        (reply) => {
+          res.writeHead(reply.statusCode ?? 502, reply.headers);
+          reply.pipe(res);
+        },
       );
-      return;
-    }
-    const forward = request(
-      {
-        host: upstream.hostname,
-        port: upstream.port,
-        method: req.method,
-        path: req.url,
-        headers: req.headers,
-      },
-      (reply) => {
-        res.writeHead(reply.statusCode ?? 502, reply.headers);
-        reply.pipe(res);
-      },
-    );
-    forward.on('error', () => res.destroy());
-    req.pipe(forward);
+      forward.on('error', () => res.destroy());
+      req.pipe(forward);
+    })();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as { port: number };
   return {
     endpoint: `http://127.0.0.1:${port}`,
-    refused: () => refused,
     requests: () => seen,
     close: () => new Promise<void>((resolve) => server.close(() => resolve())),
   };
+}
+
+/** An S3 error reply, as the server writes it. */
+export function s3ErrorReply(res: ServerResponse, status: number, code: string, message = ''): void {
+  res.writeHead(status, { 'content-type': 'application/xml' });
+  res.end(
+    `<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>${code}</Code>` +
+      (message === '' ? '' : `<Message>${message}</Message>`) +
+      '</Error>',
+  );
+}
+
+export interface StormProxy extends S3Proxy {
+  /** Requests answered 503 so far. */
+  readonly refused: () => number;
+}
+
+/**
+ * A proxy that answers its first `failFirst` requests with 503 SlowDown (as S3 does when throttling), then
+ * forwards every request unchanged.
+ */
+export async function startStormProxy(target: string, failFirst: number): Promise<StormProxy> {
+  let refused = 0;
+  const proxy = await startS3Proxy(target, (req, res) => {
+    if (refused >= failFirst) return false;
+    refused++;
+    req.resume();
+    s3ErrorReply(res, 503, 'SlowDown', 'Please reduce your request rate.');
+    return true;
+  });
+  return { ...proxy, refused: () => refused };
 }

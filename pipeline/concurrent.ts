@@ -22,7 +22,10 @@ export async function mapConcurrent<T, R>(
       }
     }
   };
-  const workers = Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker);
+  const width = Number.isFinite(limit)
+    ? Math.max(1, Math.min(Math.floor(limit), items.length))
+    : items.length;
+  const workers = Array.from({ length: width }, worker);
   const settled = await Promise.allSettled(workers);
   const rejected = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
   if (rejected !== undefined) throw rejected.reason;

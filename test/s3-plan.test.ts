@@ -273,6 +273,34 @@ describe('a plan root in a bucket', () => {
     expect(await ignored.readText('lock')).toBe('second');
   }, 60_000);
 
+  it('pulls a root file again when it was replaced between the HEAD and the GET (a rank rewriting its manifest)', async () => {
+    const settings = { maxAttempts: 3, uploadConcurrency: 4, multipartMB: 64 };
+    const root = jobRoot('s3://job/pull-race/');
+    configureObjectStore({ endpoint: s3.endpoint, ...settings });
+    await root.writeText('ranks/00000/manifest.jsonl', 'version two\n');
+    // The first GET pinned to an ETag is answered as S3 answers a replaced object (412 PreconditionFailed).
+    let refused = 0;
+    const proxy = await startS3Proxy(s3.endpoint, (req, res) => {
+      if (req.method !== 'GET' || req.headers['if-match'] === undefined || refused > 0) return false;
+      refused++;
+      req.resume();
+      s3ErrorReply(res, 412, 'PreconditionFailed');
+      return true;
+    });
+    try {
+      configureObjectStore({ endpoint: proxy.endpoint, ...settings });
+      expect(await root.pull('ranks/00000/manifest.jsonl')).toBe(true);
+      expect(refused).toBe(1);
+      const local = path.join(root.localDir, 'ranks/00000/manifest.jsonl');
+      expect(await readFile(local, 'utf8')).toBe('version two\n');
+      expect(await root.pull('ranks/00000/none.jsonl')).toBe(false);
+    } finally {
+      configureObjectStore({ endpoint: s3.endpoint, ...settings });
+      await root.dispose();
+      await proxy.close();
+    }
+  });
+
   it('takes over a dedupe lock in the bucket left by another host once it is older than the stale window', async () => {
     // Through the proxy that honours If-None-Match: on s3rver alone the rank would simply overwrite the lock.
     const proxy = await startConditionalPutProxy(s3.endpoint);

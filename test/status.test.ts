@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFile, mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, cp, mkdir, readFile, rm, utimes, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -228,6 +228,25 @@ describe('a rank killed mid-way', () => {
     const cli = await runAir(['status', killRoot]);
     expect(cli.code).toBe(1);
     expect(cli.stdout).toMatch(/0 of 1 ranks complete, 0 running, 1 interrupted/);
+  });
+});
+
+describe('a rank that stopped', () => {
+  it('is interrupted at once, by its ledger, even when its manifest was written after the ledger (an s3:// output uploads them so)', async () => {
+    const copyRoot = path.join(dir, 'stopped-job');
+    await mkdir(copyRoot);
+    await savePlan(copyRoot, plan);
+    await cp(rankDir(root, partial), rankDir(copyRoot, partial), { recursive: true });
+    const ledgerFile = path.join(rankDir(copyRoot, partial), 'ledger.json');
+    const ledger = JSON.parse(await readFile(ledgerFile, 'utf8')) as Record<string, unknown>;
+    const finishedAt = new Date().toISOString();
+    await writeFile(ledgerFile, JSON.stringify({ ...ledger, status: 'interrupted', finishedAt }));
+    // The manifest's last write after the ledger's, as a bucket's objects have them.
+    const later = new Date(Date.now() + 2000);
+    await utimes(path.join(rankDir(copyRoot, partial), 'manifest.jsonl'), later, later);
+    const rank = (await jobStatus(copyRoot)).ranks[partial]!;
+    expect(rank).toMatchObject({ state: 'interrupted' });
+    expect(rank.note).toContain(`it stopped (ledger.json: interrupted at ${finishedAt})`);
   });
 });
 

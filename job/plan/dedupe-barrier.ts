@@ -17,7 +17,7 @@ import {
 import type { DocumentStage } from '../stages/document-stages.js';
 import { findGlobalDuplicatesInThread } from '../global-dedupe/step-thread.js';
 import { jobRoot, type JobRoot } from './job-root.js';
-import { processAlive, rankName } from './layout.js';
+import { planWorkDir, processAlive, rankName } from './layout.js';
 
 /** `<root>/dedupe/lock`: held by the one rank running the global step (pid, host, times: a Heartbeat). */
 export const DEDUPE_LOCK = 'lock';
@@ -66,8 +66,17 @@ export function dedupeEnabled(dedupe: RunConfig['dedupe']): boolean {
  * Skipped (1-3) when the summary of this plan's global step is already there.
  */
 export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promise<DocumentStage[]> {
+  const root = jobRoot(options.root, planWorkDir(options.plan));
+  try {
+    return await barrier(options, root);
+  } finally {
+    // Also on a failure or a stop: a bucket root's local copies (every key file, for a step's holder) go.
+    await root.dispose();
+  }
+}
+
+async function barrier(options: DedupeBarrierOptions, root: JobRoot): Promise<DocumentStage[]> {
   const { plan, rank, config } = options;
-  const root = jobRoot(options.root);
   const labels = plan.shards.map((s) => s.label);
   const settings = dedupeSettings(config.dedupe);
   const filters = filterSettings(config);
@@ -121,15 +130,11 @@ export async function globalDedupeBarrier(options: DedupeBarrierOptions): Promis
   }
   // The summary too: the lists are read only under a summary naming the rank's shards.
   for (const name of [SUMMARY, ...mine.map((s) => dropListName(s.index))]) await root.pull(name);
-  try {
-    const lists = await readRankDropLists(
-      root.localDir,
-      mine.map((s) => ({ index: s.index, label: s.label })),
-    );
-    return globalDedupeStages(lists, config.dedupe);
-  } finally {
-    await root.dispose(); // the lists are in memory now; a bucket root's local copies go
-  }
+  const lists = await readRankDropLists(
+    root.localDir,
+    mine.map((s) => ({ index: s.index, label: s.label })),
+  );
+  return globalDedupeStages(lists, config.dedupe);
 }
 
 function parseJson(text: string): unknown {
@@ -221,13 +226,17 @@ async function globalStep(
  */
 async function withLockRefreshed<T>(root: JobRoot, staleSeconds: number, work: () => Promise<T>): Promise<T> {
   const everyMs = Math.max(1, Math.min(60, staleSeconds / 4)) * 1000;
+  let touching: Promise<void> = Promise.resolve();
   const timer = setInterval(() => {
-    root.touch(LOCK).catch(() => {}); // a missed touch is retried at the next tick
+    // A missed touch is retried at the next tick.
+    touching = touching.then(() => root.touch(LOCK)).catch(() => {});
   }, everyMs);
   try {
     return await work();
   } finally {
     clearInterval(timer);
+    // A bucket's touch is a read and a rewrite: one still running after the release would put the lock back.
+    await touching;
   }
 }
 

@@ -51,6 +51,8 @@ export interface MergeDedupeOptions {
   /** MinHash worker threads (default 2). */
   readonly threads?: number;
   readonly signal?: AbortSignal;
+  /** A bucket root's local folder goes under here (the plan's storage.workDir; the same as merge's). */
+  readonly workDir?: string;
 }
 
 /**
@@ -78,7 +80,7 @@ export async function dedupeInstructionsAcrossRanks(
   });
   const db = await openDuckDB({ threads: 2 });
   const conn = await db.connect();
-  const files = jobRoot(location);
+  const files = jobRoot(location, options.workDir);
   const root = files.localDir;
   const outDir = path.join(root, MERGE_DEDUPE_DIR);
   try {

@@ -1,5 +1,7 @@
 import { mkdir, open, readdir, readFile, rm, rmdir, stat, utimes } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
 import path from 'node:path';
+import { AirError } from '../../pipeline/errors.js';
 import { writeAtomically } from '../../pipeline/io/files.js';
 import { isMissingObject, objectStore } from '../../pipeline/io/object-store/store.js';
 import {
@@ -56,10 +58,19 @@ export interface JobRoot {
   dispose(): Promise<void>;
 }
 
-/** The root at `location`: a bucket prefix for `s3://…`, else a local folder. */
-export function jobRoot(location: string): JobRoot {
-  return isObjectUrl(location) ? new BucketRoot(location) : new LocalRoot(location);
+/**
+ * The root at `location`: a bucket prefix for `s3://…`, else a local folder. A bucket root's local folder is made
+ * under `workDir` (the plan's `storage.workDir`, for machines whose /tmp is small), else under the temp folder.
+ */
+export function jobRoot(location: string, workDir?: string): JobRoot {
+  return isObjectUrl(location) ? new BucketRoot(location, workDir) : new LocalRoot(location);
 }
+
+/** Fetches of a root file that keeps being replaced while it is read, before the change is an error. */
+const PULL_ATTEMPTS = 5;
+
+/** Tells this process's local folders apart from those of another with the same pid (containers' pid 1). */
+const PROCESS_TAG = `${process.pid}-${randomBytes(4).toString('hex')}`;
 
 class LocalRoot implements JobRoot {
   constructor(readonly location: string) {}
@@ -143,7 +154,7 @@ class BucketRoot implements JobRoot {
   readonly location: string;
   readonly localDir: string;
 
-  constructor(location: string) {
+  constructor(location: string, workDir: string | undefined) {
     const url = parseObjectUrl(location);
     this.prefix = {
       bucket: url.bucket,
@@ -152,7 +163,8 @@ class BucketRoot implements JobRoot {
     this.location = formatObjectUrl(this.prefix);
     // One folder per process: ranks of one machine (two Slurm tasks, one TMPDIR) never write each other's copies,
     // and two ranks that both believe they hold the dedupe lock (see above) run the step apart.
-    this.localDir = path.join(defaultWorkDir(this.location), `root-${process.pid}`);
+    const base = workDir === undefined ? defaultWorkDir(this.location) : path.join(workDir, 'job-root');
+    this.localDir = path.join(base, `root-${PROCESS_TAG}`);
   }
 
   at(name: string): string {
@@ -168,7 +180,9 @@ class BucketRoot implements JobRoot {
   }
 
   async createExclusive(name: string, text: string): Promise<boolean> {
-    if (!(await objectStore().putIfAbsent(this.url(name), text))) return false;
+    // Read back either way: a server that ignores If-None-Match may have let a later writer replace ours, and
+    // a PUT that landed but whose reply was lost comes back from its retry as "exists" (our own text).
+    await objectStore().putIfAbsent(this.url(name), text);
     return (await this.readText(name)) === text;
   }
 
@@ -209,21 +223,30 @@ class BucketRoot implements JobRoot {
 
   async pull(name: string): Promise<boolean> {
     const store = objectStore();
-    let info;
-    try {
-      info = await store.head(this.url(name));
-    } catch (error) {
-      if (!isMissingObject(error)) throw error;
-      // A copy left by an earlier process of the same pid (a container's pid 1) must not stand in for it.
-      await rm(path.join(this.localDir, name), { force: true });
-      return false;
-    }
     const file = path.join(this.localDir, name);
-    await mkdir(path.dirname(file), { recursive: true });
-    // download() writes into an existing file at offsets: start it empty (a stale longer copy would stay long).
-    await (await open(file, 'w')).close();
-    await store.download(info.url, file, 0, info.size, info.etag);
-    return true;
+    // A running rank rewrites its manifest after every commit: a version replaced between the HEAD and the GET
+    // (pinned to the HEAD's ETag) is fetched again, as it now is.
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const info = await store.head(this.url(name));
+        await mkdir(path.dirname(file), { recursive: true });
+        // download() writes into an existing file at offsets: start it empty (a stale longer copy would stay long).
+        await (await open(file, 'w')).close();
+        await store.download(info.url, file, 0, info.size, info.etag);
+        return true;
+      } catch (error) {
+        if (isMissingObject(error)) {
+          await rm(file, { force: true });
+          return false;
+        }
+        if (
+          !(error instanceof AirError && error.code === 'AIR_STORAGE_CHANGED') ||
+          attempt === PULL_ATTEMPTS
+        ) {
+          throw error;
+        }
+      }
+    }
   }
 
   async release(name: string): Promise<void> {

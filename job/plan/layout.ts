@@ -1,6 +1,12 @@
 import os from 'node:os';
 import path from 'node:path';
-import { completionSchema, heartbeatSchema, type Completion, type Heartbeat } from '../../schemas/plan.js';
+import {
+  completionSchema,
+  heartbeatSchema,
+  type Completion,
+  type Heartbeat,
+  type Plan,
+} from '../../schemas/plan.js';
 import { jobRoot, type JobRoot } from './job-root.js';
 
 /**
@@ -24,6 +30,12 @@ export const HEARTBEATS_DIR = 'heartbeats';
 export const HEARTBEAT_SECONDS = 10;
 /** …and a rank whose last sign of life is older than this is taken as interrupted (6 missed beats). */
 export const STALE_AFTER_SECONDS = 60;
+
+/** The plan's `storage.workDir`, if it sets one: where a bucket root's local folders go (job-root.ts). */
+export function planWorkDir(plan: Plan): string | undefined {
+  const workDir = (plan.config.storage as { workDir?: unknown } | undefined)?.workDir;
+  return typeof workDir === 'string' ? workDir : undefined;
+}
 
 /** 5 digits, as datatrove and Slurm users expect (`00042`); larger ranks simply get more digits. */
 export function rankName(rank: number): string {

@@ -18,7 +18,7 @@ import type { RunStats } from '../../schemas/stats.js';
 import { committedParts, type PartEntry } from '../run-ledger.js';
 import { dedupeInstructionsAcrossRanks, type MergeDedupeResult } from './instruction-dedupe.js';
 import { jobRoot, type JobRoot } from './job-root.js';
-import { isComplete, planFile, rankName, rankPath } from './layout.js';
+import { isComplete, planFile, planWorkDir, rankName, rankPath } from './layout.js';
 import { readPlan } from './plan-file.js';
 import { parseRunConfig } from '../config.js';
 import { countedAttempts, readQueueFile } from '../queue/units.js';
@@ -67,16 +67,21 @@ export interface MergedCache {
  * parts are read only by the instruction dedupe, one at a time.
  */
 export async function mergeRanks(root: string, options: MergeOptions = {}): Promise<MergeResult> {
-  const files = jobRoot(root);
+  const plan = await readPlan(root);
+  const files = jobRoot(root, planWorkDir(plan));
   try {
-    return await mergeInto(root, files, options);
+    return await mergeInto(root, plan, files, options);
   } finally {
     await files.dispose();
   }
 }
 
-async function mergeInto(root: string, files: JobRoot, options: MergeOptions): Promise<MergeResult> {
-  const plan = await readPlan(root);
+async function mergeInto(
+  root: string,
+  plan: Plan,
+  files: JobRoot,
+  options: MergeOptions,
+): Promise<MergeResult> {
   const local = files.localDir;
   const outputs = await jobOutputs(root, plan);
   const read = await readRanks(
@@ -91,6 +96,7 @@ async function mergeInto(root: string, files: JobRoot, options: MergeOptions): P
     config.method === 'air' && config.dedupe.instructions.enabled && read.parts.length > 0
       ? await dedupeInstructionsAcrossRanks(root, read.parts, {
           threshold: config.dedupe.instructions.threshold,
+          workDir: planWorkDir(plan),
           signal: options.signal,
         })
       : undefined;

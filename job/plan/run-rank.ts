@@ -6,7 +6,16 @@ import { parseRunConfig, type RunConfig } from '../config.js';
 import { runJob, type JobOptions, type JobResult } from '../run-job.js';
 import { dedupeEnabled, globalDedupeBarrier } from './dedupe-barrier.js';
 import path from 'node:path';
-import { isComplete, markComplete, planFile, rankDir, rankName, rankPath, startHeartbeat } from './layout.js';
+import {
+  isComplete,
+  markComplete,
+  planFile,
+  planWorkDir,
+  rankDir,
+  rankName,
+  rankPath,
+  startHeartbeat,
+} from './layout.js';
 import { useStorage } from '../storage.js';
 
 export interface RankRunOptions extends Omit<JobOptions, 'shards' | 'dedupeStages'> {
@@ -37,8 +46,8 @@ export function rankConfig(plan: Plan, root: string, rank: number): RunConfig {
   const processes = typeof llm.processes === 'number' && llm.processes !== 1 ? llm.processes : plan.worldSize;
   // A bucket root: each rank needs its own local working folder (ranks of one machine would share the plan's).
   const storage = (plan.config.storage ?? {}) as Record<string, unknown>;
-  const own =
-    typeof storage.workDir === 'string' ? { workDir: path.join(storage.workDir, rankPath(rank)) } : {};
+  const workDir = planWorkDir(plan);
+  const own = workDir === undefined ? {} : { workDir: path.join(workDir, rankPath(rank)) };
   return parseRunConfig(
     {
       ...plan.config,

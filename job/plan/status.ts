@@ -244,7 +244,8 @@ async function unfinishedStatus(
 ): Promise<RankStatus> {
   const lastWrite = heartbeat === null ? await manifestWrittenAt(root, dir) : new Date(heartbeat.updatedAt);
   const alive = heartbeat === null ? undefined : processAlive(heartbeat);
-  const stopped = heartbeat === null ? await stoppedSession(root, dir, lastWrite) : undefined;
+  const stopped =
+    heartbeat === null ? await stoppedSession(root, dir, progress?.startedAt, lastWrite) : undefined;
   const fresh = lastWrite !== undefined && now.getTime() - lastWrite.getTime() <= staleMs;
   const running =
     stopped === undefined && fresh && alive !== false && (heartbeat !== null || manifest?.complete !== true);
@@ -314,22 +315,25 @@ function rate(rows: number, from: Date, to: Date): number | null {
 }
 
 /**
- * How the rank's last session ended, when it ended after its manifest's last write: a rank stopped by a signal
- * removes its heartbeat and writes ledger.json (`interrupted` or `failed`), so a fresh manifest alone does not
- * make it running. A new session writes its manifest again, after that ledger.
+ * How the rank's last session ended, when it has ended: a rank stopped by a signal or failed removes its
+ * heartbeat and writes ledger.json (`interrupted` or `failed`), so a fresh manifest alone does not make it
+ * running. Judged by content: that ledger finished after the manifest's last session began (a new session begins
+ * after the old ledger). Object times cannot tell: an s3:// output uploads the ledger before its final manifest.
  */
 async function stoppedSession(
   root: JobRoot,
   dir: string,
+  sessionStartedAt: Date | undefined,
   manifestAt: Date | undefined,
 ): Promise<string | undefined> {
   const name = `${dir}/${LEDGER_FILE}`;
   const info = await root.stat(name);
-  if (info === undefined || manifestAt === undefined || info.modifiedMs < manifestAt.getTime())
-    return undefined;
-  if (!(await root.pull(name))) return undefined;
+  if (info === undefined || !(await root.pull(name))) return undefined;
   const ledger = await readLedgerFile(path.join(root.localDir, name)).catch(() => undefined);
   if (ledger === undefined || ledger.status === 'completed') return undefined;
+  const endedAt = ledger.finishedAt === undefined ? info.modifiedMs : Date.parse(ledger.finishedAt);
+  const began = (ledger.finishedAt === undefined ? manifestAt : sessionStartedAt)?.getTime();
+  if (began === undefined || endedAt < began) return undefined;
   return `${ledger.status}${ledger.finishedAt === undefined ? '' : ` at ${ledger.finishedAt}`}`;
 }
 

@@ -116,6 +116,16 @@ export async function enqueueUnits(
   // Connection errors surface as the failed command below (AIR_QUEUE_UNREACHABLE), once, not as a log per retry.
   queue.on('error', () => {});
   try {
+    // The units first: a retry after a crash between the two must find the units its jobs name.
+    await writeQueueFile(root, {
+      air: 'queue',
+      version: QUEUE_FILE_VERSION,
+      queue: name,
+      fingerprint: plan.fingerprint,
+      sliceMB: options.sliceMB,
+      units,
+      enqueuedAt: existing?.enqueuedAt ?? new Date().toISOString(),
+    });
     const before = await countJobs(queue, options.url);
     await queue.addBulk(pending);
     const after = await countJobs(queue, options.url);
@@ -128,15 +138,6 @@ export async function enqueueUnits(
         retried++;
       }
     }
-    await writeQueueFile(root, {
-      air: 'queue',
-      version: QUEUE_FILE_VERSION,
-      queue: name,
-      fingerprint: plan.fingerprint,
-      sliceMB: options.sliceMB,
-      units,
-      enqueuedAt: existing?.enqueuedAt ?? new Date().toISOString(),
-    });
     return {
       queue: name,
       units: units.length,

@@ -88,6 +88,7 @@ export async function queueRoot(given: string): Promise<string> {
 
 /** The root was fed to a queue (air enqueue wrote queue.json): status and merge read units, not ranks. */
 export async function readQueueFile(root: string): Promise<QueueFile | undefined> {
+  if (isObjectUrl(root)) return undefined; // queue mode never runs on a bucket root (queueRoot)
   const file = path.join(root, QUEUE_FILE);
   if (!(await pathExists(file))) return undefined;
   const value = JSON.parse(await readFile(file, 'utf8')) as { version?: unknown };

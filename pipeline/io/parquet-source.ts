@@ -293,7 +293,7 @@ export class ParquetSource implements Source<Document> {
       return;
     }
     // readSpan reads until the footer's count; this is the last guard against a read that ends short.
-    if (position.rowsSeen !== planned.end) throw incomplete(shard.path, position.rowsSeen, footer.rows);
+    if (position.rowsSeen !== planned.end) throw incomplete(shard.path, planned, position.rowsSeen);
   }
 
   /**
@@ -395,7 +395,7 @@ export class ParquetSource implements Source<Document> {
         } else if (mode === 'stream') {
           mode = 'one_group';
         } else {
-          throw incomplete(shard.path, position.rowsSeen, footer.rows);
+          throw incomplete(shard.path, planned, position.rowsSeen);
         }
       } catch (error) {
         if (error instanceof RawColumnError) {
@@ -684,11 +684,17 @@ function metaOutputNames(specs: readonly string[]): string[] {
   return [...new Set(specs.map(outputName))];
 }
 
-function incomplete(file: string, read: number, expected: number): ParquetInputError {
+function incomplete(file: string, planned: PlannedShard, rowsSeen: number): ParquetInputError {
+  const read = rowsSeen - planned.start;
+  const expected = planned.end - planned.start;
+  const of =
+    planned.start === 0 && planned.end === planned.footer.rows
+      ? ''
+      : ` (rows ${planned.start}-${planned.end})`;
   return new ParquetInputError(
     'AIR_PARQUET_INCOMPLETE',
     file,
-    `the reader stopped after ${read} of ${expected} rows without an error, which DuckDB does when it runs ` +
+    `the reader stopped after ${read} of ${expected} rows${of} without an error, which DuckDB does when it runs ` +
       `out of memory on large pages: raise engine.duckdbMemoryMB (--duckdb-memory-mb) or lower engine.duckdbThreads`,
   );
 }

@@ -6,9 +6,10 @@ import { parse } from 'yaml';
 import { ROOT, runAir, startAir } from './helpers/cli.js';
 import { simAirConfig } from './helpers/air-sim-config.js';
 import { rewriteFinewebInRowGroups, writePlantedInput } from './helpers/dup-shards.js';
-import { FINEWEB, query, tempDir } from './helpers/duckdb.js';
+import { FINEWEB, tempDir } from './helpers/duckdb.js';
 import { startRedis, type RedisProcess } from './helpers/redis.js';
 import { markUnitComplete, readUnitCompletion } from '../job/queue/units.js';
+import { instructionRows, mergedParts, writtenRows } from './helpers/output-rows.js';
 
 /**
  * Queue mode: `air enqueue` puts each shard of a plan in BullMQ (Redis), `air worker` processes run them into
@@ -18,22 +19,6 @@ let dir: string;
 let cleanup: () => Promise<void>;
 let redis: RedisProcess;
 let single: string[];
-
-/** Every written row as `source_file#source_row id`, sorted. */
-async function writtenRows(files: readonly string[]): Promise<string[]> {
-  const list = files.map((f) => `'${f}'`).join(', ');
-  const rows = await query(
-    `SELECT source_file || '#' || source_row || ' ' || id FROM read_parquet([${list}]) ORDER BY 1`,
-  );
-  return rows.map(([r]) => r as string);
-}
-
-async function mergedRows(job: string): Promise<string[]> {
-  const ledger = JSON.parse(await readFile(path.join(job, 'ledger.json'), 'utf8')) as {
-    parts: Array<{ file: string }>;
-  };
-  return writtenRows(ledger.parts.map((p) => path.join(job, p.file)));
-}
 
 /**
  * `air merge <job>`: its rows, each once, are `expected`, and its ledger has read every planned row.
@@ -45,7 +30,7 @@ async function mergeAndCompare(
 ): Promise<{ units: Array<{ unit: number; attempt: string }> }> {
   const merged = await runAir(['merge', job], dir);
   expect(merged.code, merged.stderr).toBe(0);
-  const rows = await mergedRows(path.join(dir, job));
+  const rows = await writtenRows(await mergedParts(path.join(dir, job)));
   expect(new Set(rows).size).toBe(rows.length);
   expect(rows).toEqual(expected);
   const ledger = JSON.parse(await readFile(path.join(dir, job, 'ledger.json'), 'utf8')) as {
@@ -293,7 +278,7 @@ describe('workers that die, freeze, and a Redis that restarts', () => {
       parts: Array<{ file: string }>;
     };
     expect(ledger.totals.read).toBe(ledger.plannedRows);
-    const rows = await instructionRows(ledger.parts.map((p) => path.join(job, p.file)));
+    const rows = await instructionRows(await mergedParts(job));
     expect(new Set(rows).size).toBe(rows.length);
     expect(ledger.totals.rowsWritten).toBe(rows.length);
 
@@ -343,25 +328,13 @@ describe('air worker on SIGTERM', () => {
         dir,
       );
       expect(alone.code, alone.stderr).toBe(0);
-      const ledger = JSON.parse(await readFile(path.join(dir, 'term-job', 'ledger.json'), 'utf8')) as {
-        parts: Array<{ file: string }>;
-      };
-      const rows = await instructionRows(ledger.parts.map((p) => path.join(dir, 'term-job', p.file)));
+      const rows = await instructionRows(await mergedParts(path.join(dir, 'term-job')));
       expect(rows).toEqual(await instructionRows([path.join(dir, 'single-term', '*.parquet')]));
     } finally {
       await stopSimProcess(sim.child);
     }
   }, 300_000);
 });
-
-/** (document_id, depth, instruction) of every row in `files`, sorted. */
-async function instructionRows(files: readonly string[]): Promise<string[]> {
-  const list = files.map((f) => `'${f}'`).join(', ');
-  const rows = await query(
-    `SELECT document_id || ' @' || depth || ' ' || instruction FROM read_parquet([${list}]) ORDER BY 1`,
-  );
-  return rows.map(([r]) => r as string);
-}
 
 describe('the README Deployment of workers', () => {
   it('is a Deployment running air worker with flags air accepts, and a grace period longer than air’s', async () => {

@@ -6,7 +6,8 @@ import { LLM_CACHE_FILE } from '../job/llm.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { simAirConfig } from './helpers/air-sim-config.js';
 import { slurmEnv, writePlantedInput } from './helpers/dup-shards.js';
-import { query, tempDir } from './helpers/duckdb.js';
+import { tempDir } from './helpers/duckdb.js';
+import { instructionRows, mergedParts } from './helpers/output-rows.js';
 
 /**
  * The contract of a distributed job with the AIR method: 4 ranks started as a Slurm array of 2 elements of 2
@@ -18,15 +19,6 @@ let cleanup: () => Promise<void>;
 let sim: SimProcess;
 
 const WORLD = 4;
-
-/** (document_id, depth, instruction) of every row in `files`, sorted. */
-async function rowsOf(files: readonly string[]): Promise<string[]> {
-  const list = files.map((f) => `'${f}'`).join(', ');
-  const rows = await query(
-    `SELECT document_id || ' @' || depth || ' ' || instruction FROM read_parquet([${list}]) ORDER BY 1`,
-  );
-  return rows.map(([r]) => r as string);
-}
 
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('air-ranks-air-'));
@@ -112,7 +104,7 @@ describe('a planned AIR job over 4 ranks', () => {
       parts: Array<{ file: string; rows: number }>;
       instructionDedupe: { rows: number; dropped: number };
     };
-    const rows = await rowsOf(ledger.parts.map((p) => path.join(dir, 'job', p.file)));
+    const rows = await instructionRows(await mergedParts(path.join(dir, 'job')));
     expect(new Set(rows).size).toBe(rows.length);
     expect(ledger.totals.read).toBe(ledger.plannedRows);
     expect(ledger.totals.rowsWritten).toBe(rows.length);
@@ -120,7 +112,7 @@ describe('a planned AIR job over 4 ranks', () => {
     // The same config over the same shards in one process, against the same server.
     const alone = await runAir(['run', '-c', 'air.json', '--input', 'in', '--output', 'single'], dir);
     expect(alone.code, alone.stderr).toBe(0);
-    const single = await rowsOf([path.join(dir, 'single', '*.parquet')]);
+    const single = await instructionRows([path.join(dir, 'single', '*.parquet')]);
     expect(single.length).toBeGreaterThan(15);
     expect(rows).toEqual(single);
 
@@ -136,6 +128,6 @@ describe('a planned AIR job over 4 ranks', () => {
     };
     expect(replayLedger.llm.cache.misses).toBe(0);
     expect(replayLedger.llm.cache.hits).toBeGreaterThan(rows.length);
-    expect(await rowsOf([path.join(dir, 'replay', '*.parquet')])).toEqual(single);
+    expect(await instructionRows([path.join(dir, 'replay', '*.parquet')])).toEqual(single);
   }, 600_000);
 });

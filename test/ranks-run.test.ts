@@ -4,7 +4,8 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runAir, startAir } from './helpers/cli.js';
 import { slurmEnv, writePlantedInput } from './helpers/dup-shards.js';
-import { query, SAMPLE, tempDir } from './helpers/duckdb.js';
+import { SAMPLE, tempDir } from './helpers/duckdb.js';
+import { writtenRows } from './helpers/output-rows.js';
 
 /**
  * `air run --plan --rank auto` as a Slurm array would start it: 4 concurrent processes over a shared folder
@@ -15,14 +16,6 @@ let cleanup: () => Promise<void>;
 let single: string[];
 
 const WORLD = 4;
-
-/** Every written row as `source_file#source_row id`, sorted. */
-async function writtenRows(glob: string): Promise<string[]> {
-  const rows = await query(
-    `SELECT source_file || '#' || source_row || ' ' || id FROM read_parquet('${glob}') ORDER BY 1`,
-  );
-  return rows.map(([r]) => r as string);
-}
 
 /** Writes a documents-method config with `partRows` and plans `in/` into `output` for WORLD ranks. */
 async function planJob(config: string, output: string, partRows: number): Promise<void> {
@@ -44,7 +37,7 @@ beforeAll(async () => {
   await planJob('air.json', 'job', 200);
   const alone = await runAir(['run', '-c', 'air.json', '--input', 'in', '--output', 'single'], dir);
   expect(alone.code, alone.stderr).toBe(0);
-  single = await writtenRows(path.join(dir, 'single', '*.parquet'));
+  single = await writtenRows([path.join(dir, 'single', '*.parquet')]);
 }, 120_000);
 
 afterAll(async () => {
@@ -63,7 +56,7 @@ describe('air run --plan --rank auto', () => {
     // Exactly one rank ran the global step.
     expect(results.filter((r) => r.stderr.includes('running the global dedupe step'))).toHaveLength(1);
 
-    const ranks = await writtenRows(path.join(dir, 'job', 'ranks', '*', '*.parquet'));
+    const ranks = await writtenRows([path.join(dir, 'job', 'ranks', '*', '*.parquet')]);
     expect(new Set(ranks).size).toBe(ranks.length);
     expect(ranks).toEqual(single);
     const ids = ranks.map((r) => r.split(' ')[1]);
@@ -188,7 +181,7 @@ describe('air run --plan --rank auto', () => {
     const holderDone = ranks[killed[0]!]!.log.includes('global dedupe: drop_lists');
     expect(holderDone || logs.includes('taking over the dedupe lock')).toBe(true);
     for (const r of again) expect(r.code, r.stderr).toBe(0);
-    const rows = await writtenRows(path.join(dir, 'kill', 'ranks', '*', '*.parquet'));
+    const rows = await writtenRows([path.join(dir, 'kill', 'ranks', '*', '*.parquet')]);
     expect(rows).toEqual(single);
     expect((await readdir(path.join(dir, 'kill', 'completions'))).length).toBe(WORLD);
     expect((await runAir(['status', 'kill'], dir)).code).toBe(0);
@@ -227,7 +220,7 @@ describe('air run --plan --rank auto', () => {
       const logs = runs.map((r) => r.stderr).join('\n');
       expect(logs, c.name).toContain('taking over the dedupe lock');
       expect(logs.match(/running the global dedupe step/g), c.name).toHaveLength(1);
-      expect(await writtenRows(path.join(dir, c.name, 'ranks', '*', '*.parquet'))).toEqual(single);
+      expect(await writtenRows([path.join(dir, c.name, 'ranks', '*', '*.parquet')])).toEqual(single);
     }
   }, 300_000);
 
@@ -242,7 +235,7 @@ describe('air run --plan --rank auto', () => {
       dir,
     );
     expect(run.code, run.stderr).toBe(0);
-    expect(await writtenRows(path.join(dir, 'seq', 'ranks', '*', '*.parquet'))).toEqual(single);
+    expect(await writtenRows([path.join(dir, 'seq', 'ranks', '*', '*.parquet')])).toEqual(single);
     expect((await readdir(path.join(dir, 'seq', 'completions'))).length).toBe(WORLD);
   }, 120_000);
 

@@ -20,6 +20,7 @@ import {
   type S3Proxy,
   type S3Server,
 } from './helpers/s3-server.js';
+import { writtenRows } from './helpers/output-rows.js';
 
 /**
  * A plan root in a bucket: `air plan --output s3://…`, ranks as separate processes that share nothing but the
@@ -37,15 +38,6 @@ let labels: string[];
 const ROOT = 's3://job/j1/';
 const simulator = useSimulators();
 const WORLD = 2;
-
-/** Every written row as `source_file#source_row id`, sorted. */
-async function writtenRows(files: readonly string[]): Promise<string[]> {
-  const list = files.map((f) => `'${f}'`).join(', ');
-  const rows = await query(
-    `SELECT source_file || '#' || source_row || ' ' || id FROM read_parquet([${list}]) ORDER BY 1`,
-  );
-  return rows.map(([r]) => r as string);
-}
 
 const get = (key: string): Promise<string | undefined> => store.getText({ bucket: 'job', key });
 const keys = async (prefix: string): Promise<string[]> =>

@@ -16,9 +16,8 @@ import { spawn } from 'node:child_process';
 import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { ObjectStore } from '../pipeline/io/object-store/store.js';
 import { writePlantedInput } from '../test/helpers/dup-shards.js';
-import { startS3Server, startStormProxy } from '../test/helpers/s3-server.js';
+import { s3Client, startS3Server, startStormProxy } from '../test/helpers/s3-server.js';
 
 const AIR = path.resolve(import.meta.dirname, '../dist/cli/air.js');
 const rounds = Number(process.argv[2] ?? 1);
@@ -44,13 +43,7 @@ async function timed(run: () => Promise<unknown>): Promise<number> {
 const dir = await mkdtemp(path.join(os.tmpdir(), 'air-bench-s3-plan-'));
 const s3 = await startS3Server(['data', 'job']);
 const proxy = await startStormProxy(s3.endpoint, 0);
-Object.assign(process.env, s3.env, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
-const store = new ObjectStore({
-  endpoint: s3.endpoint,
-  maxAttempts: 3,
-  uploadConcurrency: 4,
-  multipartMB: 64,
-});
+const store = s3Client(s3, 64);
 try {
   const input = path.join(dir, 'in');
   await writePlantedInput(input);

@@ -24,8 +24,7 @@ import { parquetMetadataAsync, parquetRead, type AsyncBuffer } from 'hyparquet';
 import { parquetWriteBuffer } from 'hyparquet-writer';
 import { StagedShard } from '../pipeline/io/object-store/staged-shard.js';
 import { stageSpans, type StageSpan } from '../pipeline/io/parquet-source.js';
-import { ObjectStore } from '../pipeline/io/object-store/store.js';
-import { startS3Server } from '../test/helpers/s3-server.js';
+import { s3Client, startS3Server } from '../test/helpers/s3-server.js';
 
 const rows = Number(process.argv[2] ?? 100_000);
 const groupRows = Number(process.argv[3] ?? 10_000);
@@ -72,13 +71,7 @@ const file = path.join(scratch, 'shard.parquet');
 await writeFile(file, makeShard());
 const size = (await stat(file)).size;
 const server = await startS3Server(['bench']);
-Object.assign(process.env, server.env, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
-const store = new ObjectStore({
-  endpoint: server.endpoint,
-  maxAttempts: 3,
-  uploadConcurrency: 4,
-  multipartMB: 64,
-});
+const store = s3Client(server, 64);
 const url = { bucket: 'bench', key: 'web/shard.parquet' };
 await store.upload(file, url);
 const object = await store.head(url);

@@ -7,13 +7,15 @@ import { dedupeInstructionsAcrossRanks } from '../job/plan/instruction-dedupe.js
 import { jobRoot } from '../job/plan/job-root.js';
 import { dedupedStats } from '../job/plan/merge.js';
 import { rowStatsOf } from '../report/stats/read-output.js';
-import { configureObjectStore, ObjectStore } from '../pipeline/io/object-store/store.js';
+import type { ObjectStore } from '../pipeline/io/object-store/store.js';
+import { configureObjectStore } from '../pipeline/io/object-store/store.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { simAirConfig } from './helpers/air-sim-config.js';
 import { nearCopy, writePlantedInput } from './helpers/dup-shards.js';
 import { useSimulators } from './helpers/simulators.js';
 import { query, tempDir } from './helpers/duckdb.js';
 import {
+  s3Client,
   s3ErrorReply,
   startS3Proxy,
   startS3Server,
@@ -83,8 +85,7 @@ function startConditionalPutProxy(target: string): Promise<S3Proxy> {
 beforeAll(async () => {
   ({ dir, cleanup } = await tempDir('air-s3-plan-'));
   s3 = await startS3Server(['data', 'job']);
-  Object.assign(process.env, s3.env, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
-  store = new ObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 4, multipartMB: 5 });
+  store = s3Client(s3, 5);
   const input = path.join(dir, 'in');
   await writePlantedInput(input);
   labels = (await readdir(input)).filter((f) => f.endsWith('.parquet')).sort();

@@ -10,7 +10,14 @@ import { resolveShards, type Shard } from '../pipeline/io/shards.js';
 import { Ledger } from '../pipeline/ledger.js';
 import { runAir, startAir } from './helpers/cli.js';
 import { DOLMA, FINEWEB, query, tempDir } from './helpers/duckdb.js';
-import { s3Env, startS3Server, startS3Proxy, startStormProxy, type S3Server } from './helpers/s3-server.js';
+import {
+  s3Client,
+  s3Env,
+  startS3Server,
+  startS3Proxy,
+  startStormProxy,
+  type S3Server,
+} from './helpers/s3-server.js';
 
 // A real S3-compatible server (s3rver) on 127.0.0.1, started here; air runs as a child process against it.
 
@@ -33,10 +40,8 @@ beforeAll(async () => {
     decodeTokensPerSPerSequence: 2000,
     meanReplyTokens: 120,
   });
-  Object.assign(process.env, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
-  store = new ObjectStore({ endpoint: s3.endpoint, maxAttempts: 3, uploadConcurrency: 4, multipartMB: 5 });
+  store = s3Client(s3, 5);
   process.env.AWS_EC2_METADATA_DISABLED = 'true';
-  Object.assign(process.env, s3.env);
   local = path.join(dir, 'web');
   await mkdir(path.join(local, 'fineweb'), { recursive: true });
   // FineWeb rewritten in row groups of 200 rows: the reader stages nine row groups one after another.

@@ -3,6 +3,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import S3rver from 's3rver';
+import { ObjectStore } from '../../pipeline/io/object-store/store.js';
 
 /** A real S3-compatible server (s3rver) on 127.0.0.1, its buckets folders in a temporary directory. */
 export interface S3Server {
@@ -48,6 +49,15 @@ export function s3Env(accessKeyId: string, secretAccessKey: string): Record<stri
     AWS_SHARED_CREDENTIALS_FILE: '/nonexistent/air-test-credentials',
     AWS_CONFIG_FILE: '/nonexistent/air-test-config',
   };
+}
+
+/**
+ * air's client of `server` for this process: the server's key pair goes into process.env, where the SDK's
+ * credential chain finds it (as an air process is given it), and the SDK's Node-version notice is silenced.
+ */
+export function s3Client(server: S3Server, multipartMB: number): ObjectStore {
+  Object.assign(process.env, server.env, { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' });
+  return new ObjectStore({ endpoint: server.endpoint, maxAttempts: 3, uploadConcurrency: 4, multipartMB });
 }
 
 /** A proxy on 127.0.0.1 in front of an S3 server (see startS3Proxy). */

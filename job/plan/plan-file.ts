@@ -2,7 +2,7 @@ import path from 'node:path';
 import { AirError, ConfigError, UsageError, errorMessage } from '../../pipeline/errors.js';
 import { shardIdentity } from '../../pipeline/io/manifest.js';
 import { isObjectUrl } from '../../pipeline/io/object-store/url.js';
-import { readFooter } from '../../pipeline/io/parquet-footer.js';
+import { FOOTERS_IN_FLIGHT, readFooter } from '../../pipeline/io/parquet-footer.js';
 import { resolveShards, type Shard } from '../../pipeline/io/shards.js';
 import { isDirectory } from '../../pipeline/io/files.js';
 import { planSchema, PLAN_VERSION, type Plan, type PlannedShard } from '../../schemas/plan.js';
@@ -14,9 +14,6 @@ import { assignByBytes } from './assign.js';
 import { jobRoot } from './job-root.js';
 import { PLAN_FILE, planFile } from './layout.js';
 import { mapConcurrent } from '../../pipeline/concurrent.js';
-
-/** Footers read at once while planning: enough to hide a shared file system's latency, few enough for EMFILE. */
-const FOOTERS_IN_FLIGHT = 16;
 
 /**
  * Lists the config's input once and freezes it: each shard's identity (as a resume checks it), its rows from

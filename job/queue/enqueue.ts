@@ -6,7 +6,12 @@ import { queueName, redisOptions, unitJobId, type UnitJobData } from './connecti
 import { QueueError } from './errors.js';
 import { AirError } from '../../pipeline/errors.js';
 import { mapConcurrent } from '../../pipeline/concurrent.js';
-import { readFooter, rowGroupSizes, type RowGroupSize } from '../../pipeline/io/parquet-footer.js';
+import {
+  FOOTERS_IN_FLIGHT,
+  readFooter,
+  rowGroupSizes,
+  type RowGroupSize,
+} from '../../pipeline/io/parquet-footer.js';
 import { cutUnits, unitName, type QueueUnit } from './slices.js';
 import { QUEUE_FILE_VERSION, readQueueFile, readUnitCompletion, writeQueueFile } from './units.js';
 
@@ -156,7 +161,7 @@ async function planUnits(plan: Plan, sliceMB: number): Promise<QueueUnit[]> {
   const maxBytes = sliceMB * 1024 * 1024;
   const big = plan.shards.filter((s) => s.size > maxBytes);
   const layouts = new Map<number, RowGroupSize[]>();
-  await mapConcurrent(big, 16, async (shard) => {
+  await mapConcurrent(big, FOOTERS_IN_FLIGHT, async (shard) => {
     const groups = rowGroupSizes(await readFooter(shard));
     if (groups.reduce((n, g) => n + g.rows, 0) !== shard.rows) {
       throw new AirError(

@@ -4,6 +4,9 @@ import { objectStore } from './object-store/store.js';
 import { isObjectUrl, parseObjectUrl } from './object-store/url.js';
 import type { Shard } from './shards.js';
 
+/** Footers read at once: enough to hide a shared file system's or a bucket's latency, few enough for EMFILE. */
+export const FOOTERS_IN_FLIGHT = 16;
+
 /** One row group of a shard: its rows and the compressed bytes of its column chunks. */
 export interface RowGroupSize {
   readonly rows: number;

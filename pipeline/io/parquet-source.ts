@@ -16,6 +16,8 @@ import {
   isInvalidUtf8Error,
   type ParquetFooter,
 } from './parquet-inspect.js';
+import { mapConcurrent } from '../concurrent.js';
+import { FOOTERS_IN_FLIGHT } from './parquet-footer.js';
 import { StagedShard } from './object-store/staged-shard.js';
 import { objectStore } from './object-store/store.js';
 import { isObjectUrl, parseObjectUrl } from './object-store/url.js';
@@ -48,8 +50,6 @@ export interface ParquetSourceOptions {
   readonly maxRowGroupTextBytes?: number;
 }
 
-/** Objects in storage whose head and footer are fetched at once while preparing. */
-const STAGE_IN_FLIGHT = 16;
 /** Consecutive row groups fetched and read together: small row groups would each cost a GET and a query. */
 const STAGE_SPAN_BYTES = 32 * 1024 * 1024;
 
@@ -173,16 +173,10 @@ export class ParquetSource implements Source<Document> {
       await this.conn.run(`SET streaming_buffer_size = '1KB'`);
     }
     const shards = this.options.shards;
-    // Objects' heads and footers are fetched STAGE_IN_FLIGHT at a time: one by one, round trips would add up.
-    const staged: Array<StagedShard | undefined> = [];
-    for (let i = 0; i < shards.length; i += STAGE_IN_FLIGHT) {
-      const batch = shards.slice(i, i + STAGE_IN_FLIGHT);
-      staged.push(
-        ...(await Promise.all(
-          batch.map((shard, j) => (isObjectUrl(shard.path) ? this.stageObject(shard, i + j) : undefined)),
-        )),
-      );
-    }
+    // Objects' heads and footers are fetched several at a time: one by one, round trips would add up.
+    const staged = await mapConcurrent(shards, FOOTERS_IN_FLIGHT, async (shard, i) =>
+      isObjectUrl(shard.path) ? this.stageObject(shard, i) : undefined,
+    );
     const plan: PlannedShard[] = [];
     for (const [i, shard] of shards.entries()) {
       const object = staged[i];
